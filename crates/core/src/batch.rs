@@ -1,0 +1,163 @@
+//! The batch type.
+//!
+//! Design: a [`TraceBatch`] holds its decoded request behind an `Arc`, so fan-out to several
+//! pipelines is a reference-count increment, not a copy. A processor that writes calls
+//! [`TraceBatch::request_mut`], which copies the request only if another pipeline still
+//! shares it (copy-on-write), so Privacy Mode in one pipeline can never change what another
+//! pipeline sees. The protobuf bytes the receiver decoded are kept beside the request while
+//! nobody has written to it, so a batch that no processor touched is forwarded without being
+//! encoded again.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::ExportTraceServiceRequest;
+
+/// Where a batch came from. Shared by every copy of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchContext {
+    /// Id of the receiver that accepted the request (e.g. `otlp`).
+    pub receiver: Arc<str>,
+    /// Name of the ingest key the request authenticated with, if the receiver uses keys.
+    /// It fills `{apiKeyName}` in S3 paths. Never the token itself.
+    pub api_key_name: Option<Arc<str>>,
+    /// When the receiver accepted the request.
+    pub received_at: SystemTime,
+}
+
+impl BatchContext {
+    pub fn new(receiver: impl Into<Arc<str>>) -> Self {
+        Self {
+            receiver: receiver.into(),
+            api_key_name: None,
+            received_at: SystemTime::now(),
+        }
+    }
+}
+
+/// One export request's worth of spans plus where it came from. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TraceBatch {
+    ctx: Arc<BatchContext>,
+    request: Arc<ExportTraceServiceRequest>,
+    /// Protobuf encoding of `request`, valid while `request` is unmodified.
+    encoded: Option<Bytes>,
+}
+
+impl TraceBatch {
+    /// A batch from a decoded request. Pass `encoded` when the protobuf bytes of exactly
+    /// this request are at hand (the receiver's body), so it can be forwarded as is.
+    pub fn new(
+        ctx: BatchContext,
+        request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(ctx),
+            request: Arc::new(request),
+            encoded,
+        }
+    }
+
+    /// A batch sharing `ctx` with another one (used by processors that split or merge).
+    pub fn with_context(ctx: Arc<BatchContext>, request: ExportTraceServiceRequest) -> Self {
+        Self {
+            ctx,
+            request: Arc::new(request),
+            encoded: None,
+        }
+    }
+
+    pub fn context(&self) -> &BatchContext {
+        &self.ctx
+    }
+
+    pub fn shared_context(&self) -> &Arc<BatchContext> {
+        &self.ctx
+    }
+
+    pub fn request(&self) -> &ExportTraceServiceRequest {
+        &self.request
+    }
+
+    /// Write access: copies the request if another holder shares it, and forgets the
+    /// received bytes (they no longer describe the request).
+    pub fn request_mut(&mut self) -> &mut ExportTraceServiceRequest {
+        self.encoded = None;
+        Arc::make_mut(&mut self.request)
+    }
+
+    /// Takes the request out, copying only if it is shared.
+    pub fn into_request(self) -> ExportTraceServiceRequest {
+        Arc::try_unwrap(self.request).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// The received protobuf bytes, if no processor has modified the batch.
+    pub fn received_protobuf(&self) -> Option<&Bytes> {
+        self.encoded.as_ref()
+    }
+
+    /// Protobuf encoding: the received bytes when still valid, else a fresh encoding.
+    pub fn to_protobuf(&self) -> Bytes {
+        match &self.encoded {
+            Some(bytes) => bytes.clone(),
+            None => Bytes::from(self.request.encode_to_vec()),
+        }
+    }
+
+    /// Number of spans in the batch.
+    pub fn span_count(&self) -> usize {
+        span_count(&self.request)
+    }
+}
+
+/// Number of spans in a request.
+pub fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter())
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request(n: usize) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..n)
+                        .map(|i| Span {
+                            name: format!("s{i}"),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn writing_to_a_shared_batch_leaves_the_other_copy_untouched() {
+        let req = request(2);
+        let bytes = Bytes::from(req.encode_to_vec());
+        let a = TraceBatch::new(BatchContext::new("otlp"), req, Some(bytes.clone()));
+        let mut b = a.clone();
+        b.request_mut().resource_spans[0].scope_spans[0].spans[0].name = "changed".into();
+        assert_eq!(a.request().resource_spans[0].scope_spans[0].spans[0].name, "s0");
+        assert_eq!(a.received_protobuf(), Some(&bytes));
+        assert!(b.received_protobuf().is_none());
+        let decoded = ExportTraceServiceRequest::decode(b.to_protobuf()).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans[0].name, "changed");
+        assert_eq!(b.span_count(), 2);
+    }
+}

@@ -1,0 +1,32 @@
+//! The contracts every tracecast component is built against.
+//!
+//! - `batch.rs`: [`TraceBatch`], the unit that flows from receivers through processors to
+//!   exporters, and its [`BatchContext`].
+//! - `component.rs`: the [`Processor`], [`Exporter`] and [`BatchSink`] traits (one per
+//!   component kind) and the lifecycle they share.
+//! - `id.rs`: [`ComponentId`], the validated `type[/name]` identifier.
+//! - `error.rs`: [`ExportError`] (permanent vs retryable) and [`SubmitError`].
+//! - `retry.rs`: the one retry loop every exporter uses, driven by [`ExportError`].
+//! - `otlp_json.rs`: the OTLP/JSON codec (decode what real clients send, encode what
+//!   backends expect).
+//! - `metrics.rs`: counters shared by components (scraped by the admin endpoint).
+
+pub mod batch;
+pub mod component;
+pub mod error;
+pub mod id;
+pub mod metrics;
+pub mod otlp_json;
+pub mod retry;
+
+pub use batch::{BatchContext, TraceBatch};
+pub use component::{BatchSink, Exporter, Processor};
+pub use error::{ExportError, SubmitError};
+pub use id::{ComponentId, ComponentKind};
+
+/// Re-export of the OTLP protobuf types so components name one version.
+pub use opentelemetry_proto::tonic as proto;
+pub use proto::collector::trace::v1::ExportTraceServiceRequest;
+
+/// Cancellation used for every component lifecycle.
+pub use tokio_util::sync::CancellationToken;

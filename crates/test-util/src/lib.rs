@@ -1,0 +1,9 @@
+//! Fixtures and local fake servers for tracecast's tests.
+//!
+//! - `otlp_server.rs`: a recording OTLP/HTTP server with scripted responses.
+//! - `fixtures.rs`: OTLP request builders.
+//! - `s3.rs`: an in-process S3-compatible server (s3s + s3s-fs) that checks SigV4.
+
+pub mod fixtures;
+pub mod otlp_server;
+pub mod s3;
