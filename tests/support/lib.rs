@@ -1,4 +1,140 @@
-//! Support for the end-to-end tests in `tests/`: where the built `tracecast` binary is.
-//! Shared fakes and fixtures live in `tracecast-test-util`.
+//! Support for the end-to-end tests in `tests/`: the built `tracecast` binary, the real
+//! client installs (`scripts/setup-test-deps.sh`), and a daemon process handle. Shared fakes
+//! and fixtures live in `tracecast-test-util`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
 
 pub use tracecast_test_util::*;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `tracecast` binary of this build (target/<profile>/tracecast), built if missing.
+pub fn tracecast_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    // Test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let bin = profile_dir.join("tracecast");
+    BUILD.call_once(|| {
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "tracecast"])
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo build -p tracecast");
+            assert!(status.success(), "cargo build -p tracecast failed");
+        }
+    });
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// The Python with the OpenTelemetry SDK installed by scripts/setup-test-deps.sh.
+pub fn python() -> PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup-test-deps.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The folder with the Node OTLP/JSON client installed by scripts/setup-test-deps.sh.
+pub fn node_dir() -> PathBuf {
+    let d = repo_root().join("tests/node");
+    assert!(
+        d.join("node_modules/@opentelemetry/exporter-trace-otlp-http").exists(),
+        "Node OTLP exporter missing: run scripts/setup-test-deps.sh (scripts/test.sh does)"
+    );
+    d
+}
+
+/// A free port on 127.0.0.1 (bound then released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_listener(addr: SocketAddr, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A `tracecast` process, killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `tracecast <args>` in `cwd`, logging to `<cwd>/tracecast.log`.
+    pub fn spawn(cwd: &Path, args: &[&str]) -> Daemon {
+        let log = cwd.join("tracecast.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(tracecast_bin())
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn tracecast");
+        Daemon { child, log }
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL") with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for exit up to `timeout`; returns the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

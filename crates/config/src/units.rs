@@ -57,7 +57,9 @@ impl FromStr for Duration {
             }
             let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
             rest = &rest[num_end..];
-            let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_end = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let nanos_per = match &rest[..unit_end] {
                 "ns" => 1.0,
                 "us" | "µs" => 1e3,
@@ -148,9 +150,15 @@ mod tests {
 
     #[test]
     fn parses_durations_and_sizes() {
-        assert_eq!("200ms".parse::<Duration>().unwrap(), Duration::from_millis(200));
+        assert_eq!(
+            "200ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(200)
+        );
         assert_eq!("10s".parse::<Duration>().unwrap(), Duration::from_secs(10));
-        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            "1m30s".parse::<Duration>().unwrap(),
+            Duration::from_secs(90)
+        );
         assert!("10".parse::<Duration>().is_err());
         assert!("10x".parse::<Duration>().is_err());
         assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize::mib(16));

@@ -45,6 +45,9 @@ macro_rules! family {
 
 family!(SPANS_RECEIVED, ComponentLabels, Counter);
 family!(SPANS_REFUSED, ReasonLabels, Counter);
+// Requests a receiver refused, by reason: counts refusals made before the body was decoded
+// (unauthorized, too large, ...), whose span count is unknown.
+family!(REQUESTS_REFUSED, ReasonLabels, Counter);
 family!(PROCESSOR_SPANS_IN, ComponentLabels, Counter);
 family!(PROCESSOR_SPANS_OUT, ComponentLabels, Counter);
 family!(SPANS_EXPORTED, ComponentLabels, Counter);
@@ -66,6 +69,11 @@ pub fn register(registry: &mut Registry) {
         "receiver_refused_spans",
         "Spans refused by a receiver, by reason",
         SPANS_REFUSED.clone(),
+    );
+    r.register(
+        "receiver_refused_requests",
+        "Requests refused by a receiver, by reason",
+        REQUESTS_REFUSED.clone(),
     );
     r.register(
         "processor_incoming_spans",

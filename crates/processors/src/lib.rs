@@ -1,1 +1,32 @@
-//! (being written)
+//! tracecast's processors: `metadata` (namespacing the gateway's request fields), `privacy`
+//! (Privacy Mode: removing prompt and completion content) and `batch` (size/time batching).
+//! Each implements [`tracecast_core::Processor`] and has its own config struct.
+//!
+//! Files:
+//! - `metadata/mod.rs`: [`MetadataProcessor`] and the mapping table (module docs).
+//! - `metadata/config.rs`: [`MetadataProcessorConfig`].
+//! - `metadata/fields.rs`: reading `trace` / `user` / `session_id` out of attributes.
+//! - `metadata/ids.rs`: custom `trace_id` and `parent_span_id` strings to OTLP ids.
+//! - `privacy/mod.rs`: [`PrivacyProcessor`]: what is removed, where, and the marker.
+//! - `privacy/config.rs`: [`PrivacyProcessorConfig`] (extra keys/patterns, allow-list mode).
+//! - `privacy/conventions.rs`: the content keys of every known convention, and the keys
+//!   that are always kept.
+//! - `batch.rs`: [`BatchProcessor`] and [`BatchProcessorConfig`].
+//! - `attrs.rs`: helpers over OTLP `AnyValue` / `KeyValue` lists.
+//! - `warn.rs`: counted, rate-limited warnings for bad input.
+//! - `error.rs`: [`ProcessorError`].
+//!
+//! Pipelines should run `metadata` before `batch` (a request's spans are then still
+//! together) and may put `privacy` before or after `metadata`: the two commute.
+
+pub mod attrs;
+pub mod batch;
+pub mod error;
+pub mod metadata;
+pub mod privacy;
+pub mod warn;
+
+pub use batch::{BatchProcessor, BatchProcessorConfig};
+pub use error::ProcessorError;
+pub use metadata::{MetadataProcessor, MetadataProcessorConfig};
+pub use privacy::{PrivacyProcessor, PrivacyProcessorConfig};

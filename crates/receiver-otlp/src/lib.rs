@@ -1,1 +1,30 @@
-//! (being written)
+//! The `otlp` receiver: OTLP/HTTP traces in (`POST /v1/traces`, protobuf or JSON,
+//! optionally gzip/deflate), [`tracecast_core::TraceBatch`]es out to a
+//! [`tracecast_core::BatchSink`], and the OTLP status code for every failure.
+//!
+//! A request is answered 200 only after the sink took its batch, so nothing is dropped
+//! silently: a full pipeline is 429, an unavailable one 503, both with `Retry-After`.
+//!
+//! - `config.rs`: [`OtlpReceiverConfig`] (YAML shape, defaults, validation).
+//! - `server.rs`: [`OtlpReceiver`] / [`RunningReceiver`]: listener, connections, graceful stop.
+//! - `handler.rs`: one request from concurrency slot to answer, and its metrics and logs.
+//! - `decode.rs`: content type and encoding, size limits (declared, received,
+//!   decompressed), bounded decompression, decoding, invalid-id filtering.
+//! - `auth.rs`: named bearer-token keys compared in constant time.
+//! - `status.rs`: the success (`ExportTraceServiceResponse`) and failure
+//!   (`google.rpc.Status`) bodies in the request's encoding.
+//! - `error.rs`: [`ReceiverError`] (start-up) and [`RequestError`] (one refused request, with
+//!   its status code, rpc code and metric reason).
+
+mod auth;
+pub mod config;
+pub mod decode;
+pub mod error;
+mod handler;
+mod server;
+pub mod status;
+
+pub use config::{ApiKey, OtlpReceiverConfig};
+pub use error::{ReceiverError, RequestError};
+pub use server::{OtlpReceiver, RunningReceiver};
+pub use status::Status;

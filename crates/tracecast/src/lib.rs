@@ -1,1 +1,38 @@
-//! (being written)
+//! The `tracecast` daemon: CLI, the component registry and the pipeline runtime.
+//!
+//! - `cli.rs`: the `run`, `validate` and `check` commands.
+//! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
+//! - `pipeline.rs`: receivers -> pipelines -> exporters, back-pressure and shutdown.
+//! - `check.rs`: connection tests of every destination (`check`, start-up).
+//! - `logging.rs`: `tracing` set-up (text or JSON).
+//! - `default_config.yaml`: the embedded default config.
+
+pub mod check;
+pub mod cli;
+pub mod logging;
+pub mod pipeline;
+pub mod registry;
+
+use std::path::Path;
+
+use tracecast_config::ConfigErrors;
+
+pub use pipeline::Service;
+pub use registry::ValidatedConfig;
+
+/// The config `tracecast run` uses when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+
+/// Loads and validates a config file, or the embedded default when `path` is `None`.
+pub fn load_config(path: Option<&Path>) -> Result<ValidatedConfig, ConfigErrors> {
+    let config = match path {
+        Some(p) => tracecast_config::load_file(p)?,
+        None => tracecast_config::load_str("<embedded default config>", DEFAULT_CONFIG)?,
+    };
+    registry::validate(config)
+}
+
+/// Loads and validates a config given as text (`source` names it in errors).
+pub fn load_config_str(source: &str, text: &str) -> Result<ValidatedConfig, ConfigErrors> {
+    registry::validate(tracecast_config::load_str(source, text)?)
+}

@@ -1,0 +1,121 @@
+//! The config as the rest of tracecast sees it: component bodies kept raw (each component
+//! crate decodes its own with [`crate::Config::decode`]) and the typed `service` section.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use tracecast_core::{ComponentId, ComponentKind};
+
+use crate::positions::Positions;
+use crate::units::Duration;
+
+/// A loaded config: the component graph is consistent (every reference resolves), but
+/// component bodies are not decoded yet.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file name used in error messages.
+    pub source: String,
+    pub receivers: BTreeMap<ComponentId, RawComponent>,
+    pub processors: BTreeMap<ComponentId, RawComponent>,
+    pub exporters: BTreeMap<ComponentId, RawComponent>,
+    pub service: ServiceConfig,
+    /// Where each key path was written, so later decodes can report lines.
+    pub(crate) positions: Arc<Positions>,
+}
+
+/// One component as written: its id, kind and env-expanded body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawComponent {
+    pub id: ComponentId,
+    pub kind: ComponentKind,
+    /// The body with `${env:...}` expanded; an empty body (`otlp:`) is an empty mapping so
+    /// that an all-defaults config decodes.
+    pub body: serde_yaml::Value,
+    /// The key path of the body, like `exporters.otlp/axiom`; errors inside the body are
+    /// reported below it.
+    pub path: String,
+}
+
+/// The `service` section. Each field is a typed setting; there is deliberately no
+/// free-form map: later settings get their own fields (and a line in `service.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Pipelines by name: `traces` or `traces/<name>` (tracecast carries traces only).
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// tracecast's own logs.
+    pub telemetry: TelemetryConfig,
+    /// How long shutdown waits for in-flight data to drain before dropping it.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            pipelines: BTreeMap::new(),
+            telemetry: TelemetryConfig::default(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One pipeline: receivers feed the processors in order, whose output goes to every
+/// exporter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Receivers feeding this pipeline (at least one).
+    #[serde(deserialize_with = "ids")]
+    pub receivers: Vec<ComponentId>,
+    /// Processors, applied in this order (may be empty).
+    #[serde(deserialize_with = "ids")]
+    pub processors: Vec<ComponentId>,
+    /// Exporters receiving every batch the processors let through (at least one).
+    #[serde(deserialize_with = "ids")]
+    pub exporters: Vec<ComponentId>,
+}
+
+/// Reads a list of `type[/name]` ids (core's `ComponentId` has no serde support).
+fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ComponentId>, D::Error> {
+    let raw = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
+    raw.iter()
+        .map(|s| ComponentId::parse(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// tracecast's own telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Log output settings.
+    pub logs: LogsConfig,
+}
+
+/// Log output; `RUST_LOG`, when set, overrides `level`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// A `tracing` filter: `info`, `debug`, or directives like `info,tracecast=debug`.
+    pub level: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}

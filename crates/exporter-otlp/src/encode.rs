@@ -1,0 +1,79 @@
+//! Request bodies: each batch is encoded once and compressed once, then the same bytes are
+//! sent on every attempt.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use prost::Message;
+use tracecast_core::{ExportTraceServiceRequest, TraceBatch};
+
+use crate::config::{Compression, Encoding};
+
+/// `Content-Type` of a body in `encoding`.
+pub fn content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "application/json",
+        Encoding::Protobuf => "application/x-protobuf",
+    }
+}
+
+/// `Content-Encoding` for `compression`, if any.
+pub fn content_encoding(compression: Compression) -> Option<&'static str> {
+    match compression {
+        Compression::Gzip => Some("gzip"),
+        Compression::None => None,
+    }
+}
+
+/// The uncompressed body of `batch`. Protobuf reuses the bytes the receiver got when no
+/// processor changed the batch.
+pub fn encode_batch(batch: &TraceBatch, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Protobuf => batch.to_protobuf(),
+        Encoding::Json => Bytes::from(tracecast_core::otlp_json::encode_request(batch.request())),
+    }
+}
+
+/// The uncompressed body of a bare request (the connection test's empty request).
+pub fn encode_request(request: &ExportTraceServiceRequest, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Protobuf => Bytes::from(request.encode_to_vec()),
+        Encoding::Json => Bytes::from(tracecast_core::otlp_json::encode_request(request)),
+    }
+}
+
+/// Compresses a body. (Compressing into memory does not fail in practice; the error is
+/// passed on rather than hidden.)
+pub fn compress(body: Bytes, compression: Compression) -> std::io::Result<Bytes> {
+    match compression {
+        Compression::None => Ok(body),
+        Compression::Gzip => {
+            // Level 5: most of level 6's ratio for noticeably less CPU on JSON.
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4 + 64),
+                flate2::Compression::new(5),
+            );
+            enc.write_all(&body)?;
+            Ok(Bytes::from(enc.finish()?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn gzip_round_trips() {
+        let body = Bytes::from_static(b"{\"resourceSpans\":[]}");
+        let packed = compress(body.clone(), Compression::Gzip).unwrap();
+        assert_ne!(packed, body);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+        assert_eq!(compress(body.clone(), Compression::None).unwrap(), body);
+    }
+}

@@ -1,0 +1,357 @@
+//! Trace assembly: spans of one trace arrive in several batches; they are grouped by trace id
+//! and released as one [`AssembledTrace`] when the trace is complete enough to write.
+//!
+//! A trace is due when
+//! - it has a root span (empty parent span id, or a parent flagged remote in the OTLP span
+//!   flags, i.e. the request was linked into a caller's trace) and no span came for
+//!   `idle_timeout`; or
+//! - it is a late fragment of a trace already written (its root is in the earlier file) and
+//!   it was idle for `idle_timeout`; or
+//! - `max_wait` passed since its first span (a root that never comes cannot hold it forever).
+//!
+//! A child whose parent has not arrived yet is not a root: SDKs export children before their
+//! parent ends, and treating such orphans as roots would split long traces into two files.
+//! Memory is bounded by span count and encoded bytes: past either bound the oldest traces are
+//! released early (never dropped). The clock is passed in (`now`), so the logic is testable
+//! without sleeping.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message;
+use tokio::time::Instant;
+use tracecast_core::proto::common::v1::{InstrumentationScope, KeyValue};
+use tracecast_core::proto::trace::v1::Span;
+use tracecast_core::TraceBatch;
+
+/// OTLP `SpanFlags`: the span's parent is known to be remote or local.
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// How many written trace ids are remembered to recognise late fragments.
+const REMEMBERED_WRITTEN: usize = 100_000;
+
+/// The resource and scope a span was sent under (shared by the spans of one `ScopeSpans`).
+#[derive(Debug, Default)]
+pub struct SpanOrigin {
+    pub resource_attributes: Vec<KeyValue>,
+    pub scope: Option<InstrumentationScope>,
+}
+
+/// One span with its origin.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    pub span: Span,
+    pub origin: Arc<SpanOrigin>,
+}
+
+/// Why a trace was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Root seen (or late fragment) and idle.
+    Idle,
+    /// `max_wait` since the first span.
+    MaxWait,
+    /// Memory bound reached; the oldest traces go first.
+    Pressure,
+    /// Input closed (shutdown).
+    Shutdown,
+}
+
+/// A trace ready to be written.
+#[derive(Debug)]
+pub struct AssembledTrace {
+    pub trace_id: Vec<u8>,
+    pub spans: Vec<SpanRecord>,
+    /// Ingest key name from the first batch that carried one.
+    pub api_key_name: Option<Arc<str>>,
+    /// When the first span of this assembly was received.
+    pub first_received: SystemTime,
+    /// True when an earlier part of this trace was already released.
+    pub late_fragment: bool,
+    pub release: Release,
+}
+
+/// Bounds and timeouts of assembly.
+#[derive(Debug, Clone, Copy)]
+pub struct AssemblyLimits {
+    pub idle_timeout: Duration,
+    pub max_wait: Duration,
+    pub max_spans: usize,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    spans: Vec<SpanRecord>,
+    bytes: u64,
+    first_seen: Instant,
+    last_seen: Instant,
+    first_received: SystemTime,
+    has_root: bool,
+    late_fragment: bool,
+    api_key_name: Option<Arc<str>>,
+}
+
+/// Groups spans by trace id. Owned by the exporter's run loop (no locks).
+#[derive(Debug)]
+pub struct Assembler {
+    limits: AssemblyLimits,
+    pending: HashMap<Vec<u8>, Pending>,
+    spans: usize,
+    bytes: u64,
+    written: HashSet<Vec<u8>>,
+    written_order: VecDeque<Vec<u8>>,
+}
+
+fn is_root(span: &Span) -> bool {
+    span.parent_span_id.is_empty()
+        || span.parent_span_id.iter().all(|b| *b == 0)
+        || span.flags & (FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE) == FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE
+}
+
+impl Assembler {
+    pub fn new(limits: AssemblyLimits) -> Self {
+        Self {
+            limits,
+            pending: HashMap::new(),
+            spans: 0,
+            bytes: 0,
+            written: HashSet::new(),
+            written_order: VecDeque::new(),
+        }
+    }
+
+    /// Spans held.
+    pub fn buffered_spans(&self) -> usize {
+        self.spans
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Adds a batch's spans; traces pushed past the memory bound are appended to `out`.
+    pub fn ingest(&mut self, batch: &TraceBatch, now: Instant, out: &mut Vec<AssembledTrace>) {
+        let ctx = batch.context();
+        for rs in &batch.request().resource_spans {
+            let resource_attributes = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.clone())
+                .unwrap_or_default();
+            for ss in &rs.scope_spans {
+                let origin = Arc::new(SpanOrigin {
+                    resource_attributes: resource_attributes.clone(),
+                    scope: ss.scope.clone(),
+                });
+                for span in &ss.spans {
+                    self.add(span, &origin, ctx, now);
+                }
+            }
+        }
+        self.relieve_pressure(out);
+    }
+
+    fn add(
+        &mut self,
+        span: &Span,
+        origin: &Arc<SpanOrigin>,
+        ctx: &tracecast_core::BatchContext,
+        now: Instant,
+    ) {
+        let bytes = span.encoded_len() as u64;
+        let late = self.written.contains(&span.trace_id);
+        let entry = self
+            .pending
+            .entry(span.trace_id.clone())
+            .or_insert_with(|| Pending {
+                spans: Vec::new(),
+                bytes: 0,
+                first_seen: now,
+                last_seen: now,
+                first_received: ctx.received_at,
+                has_root: false,
+                late_fragment: late,
+                api_key_name: None,
+            });
+        entry.has_root |= is_root(span);
+        entry.last_seen = now;
+        entry.bytes += bytes;
+        if entry.api_key_name.is_none() {
+            entry.api_key_name = ctx.api_key_name.clone();
+        }
+        entry.spans.push(SpanRecord {
+            span: span.clone(),
+            origin: origin.clone(),
+        });
+        self.spans += 1;
+        self.bytes += bytes;
+    }
+
+    fn relieve_pressure(&mut self, out: &mut Vec<AssembledTrace>) {
+        while self.spans > self.limits.max_spans || self.bytes > self.limits.max_bytes {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_seen)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => out.extend(self.release(&id, Release::Pressure)),
+                None => break,
+            }
+        }
+    }
+
+    /// Releases every trace that is due at `now`.
+    pub fn take_due(&mut self, now: Instant, out: &mut Vec<AssembledTrace>) {
+        let limits = self.limits;
+        let due: Vec<(Vec<u8>, Release)> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| {
+                if now.saturating_duration_since(p.first_seen) >= limits.max_wait {
+                    Some((id.clone(), Release::MaxWait))
+                } else if (p.has_root || p.late_fragment)
+                    && now.saturating_duration_since(p.last_seen) >= limits.idle_timeout
+                {
+                    Some((id.clone(), Release::Idle))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, why) in due {
+            out.extend(self.release(&id, why));
+        }
+    }
+
+    /// Releases everything (input closed).
+    pub fn take_all(&mut self, out: &mut Vec<AssembledTrace>) {
+        let ids: Vec<Vec<u8>> = self.pending.keys().cloned().collect();
+        for id in ids {
+            out.extend(self.release(&id, Release::Shutdown));
+        }
+    }
+
+    fn release(&mut self, id: &[u8], release: Release) -> Option<AssembledTrace> {
+        let p = self.pending.remove(id)?;
+        self.spans -= p.spans.len();
+        self.bytes -= p.bytes;
+        if self.written.insert(id.to_vec()) {
+            self.written_order.push_back(id.to_vec());
+            if self.written_order.len() > REMEMBERED_WRITTEN {
+                if let Some(old) = self.written_order.pop_front() {
+                    self.written.remove(&old);
+                }
+            }
+        }
+        Some(AssembledTrace {
+            trace_id: id.to_vec(),
+            spans: p.spans,
+            api_key_name: p.api_key_name,
+            first_received: p.first_received,
+            late_fragment: p.late_fragment,
+            release,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans};
+    use tracecast_core::{BatchContext, ExportTraceServiceRequest};
+
+    fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: format!("s{id}"),
+            ..Default::default()
+        }
+    }
+
+    fn batch(spans: Vec<Span>) -> TraceBatch {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        TraceBatch::new(BatchContext::new("otlp"), req, None)
+    }
+
+    fn limits() -> AssemblyLimits {
+        AssemblyLimits {
+            idle_timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(60),
+            max_spans: 100,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn waits_for_the_root_then_idle() {
+        let mut a = Assembler::new(limits());
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.ingest(&batch(vec![span(1, 2, Some(1))]), t0, &mut out);
+        a.take_due(t0 + Duration::from_secs(10), &mut out);
+        assert!(out.is_empty(), "no root yet: held");
+        a.ingest(&batch(vec![span(1, 1, None)]), t0 + Duration::from_secs(10), &mut out);
+        a.take_due(t0 + Duration::from_secs(14), &mut out);
+        assert!(out.is_empty(), "root seen but not idle yet");
+        a.take_due(t0 + Duration::from_secs(15), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].spans.len(), 2);
+        assert_eq!(out[0].release, Release::Idle);
+        assert!(a.is_empty());
+
+        // A late span of the written trace: a new assembly, released on idle.
+        let mut out = Vec::new();
+        a.ingest(&batch(vec![span(1, 3, Some(1))]), t0 + Duration::from_secs(20), &mut out);
+        a.take_due(t0 + Duration::from_secs(25), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].late_fragment);
+    }
+
+    #[test]
+    fn max_wait_and_pressure_release_without_root() {
+        let mut a = Assembler::new(AssemblyLimits {
+            max_spans: 3,
+            ..limits()
+        });
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.ingest(&batch(vec![span(1, 2, Some(1))]), t0, &mut out);
+        a.ingest(
+            &batch(vec![span(2, 2, Some(1)), span(2, 3, Some(1))]),
+            t0 + Duration::from_secs(1),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        a.ingest(&batch(vec![span(3, 1, None)]), t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(out.len(), 1, "over the span bound: the oldest trace goes");
+        assert_eq!(out[0].trace_id, vec![1; 16]);
+        assert_eq!(out[0].release, Release::Pressure);
+        let mut out = Vec::new();
+        a.take_due(t0 + Duration::from_secs(61), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(a.buffered_spans(), 0);
+    }
+
+    #[test]
+    fn remote_parent_counts_as_root() {
+        let mut s = span(1, 2, Some(9));
+        s.flags = FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE;
+        assert!(is_root(&s));
+        s.flags = FLAG_HAS_IS_REMOTE;
+        assert!(!is_root(&s));
+    }
+}

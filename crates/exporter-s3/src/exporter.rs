@@ -1,0 +1,321 @@
+//! `S3Exporter`: the run loop (assembly -> documents -> concurrent uploads with retry and
+//! dead-letter) and the connection test.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracecast_core::retry::{retry, RetryPolicy};
+use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Exporter, TraceBatch};
+
+use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
+use crate::config::{Compression, S3ExporterConfig};
+use crate::document::{self, DEFAULT_API_KEY_NAME};
+use crate::error::{S3ExporterError, StoreProblem};
+use crate::key::{object_key, render_prefix, KeyVars, PathTemplate};
+use crate::upload::{DeadLetter, Uploader, Written};
+
+/// What one upload task needs; shared by all of them.
+#[derive(Debug)]
+struct Shared {
+    id: ComponentId,
+    uploader: Uploader,
+    template: PathTemplate,
+    prefix: String,
+    compression: Compression,
+    api_key_name_attribute: Option<String>,
+    policy: RetryPolicy,
+    dead_letter: DeadLetter,
+}
+
+/// Writes one JSON file per trace to S3-compatible storage or a local folder.
+#[derive(Debug)]
+pub struct S3Exporter {
+    shared: Arc<Shared>,
+    limits: AssemblyLimits,
+    max_concurrent: usize,
+}
+
+/// The outcome of one trace's delivery, reported by its task.
+#[derive(Debug)]
+pub enum Delivery {
+    Written { key: String, spans: usize, bytes: usize },
+    Replayed { key: String },
+    DeadLettered { key: String, reason: String, file: Option<PathBuf> },
+}
+
+impl S3Exporter {
+    /// Builds the exporter (validates the config; no network I/O).
+    pub fn new(id: ComponentId, config: &S3ExporterConfig) -> Result<Self, S3ExporterError> {
+        let validated = config.validated().map_err(|errs| {
+            S3ExporterError::Config(
+                errs.into_iter()
+                    .map(|e| {
+                        if e.path.is_empty() {
+                            e.message
+                        } else {
+                            format!("{}: {}", e.path, e.message)
+                        }
+                    })
+                    .collect(),
+            )
+        })?;
+        let uploader = Uploader::new(config, &validated.target)?;
+        let dead_letter_dir = config.dead_letter_dir.clone().unwrap_or_else(|| {
+            PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
+        });
+        Ok(Self {
+            shared: Arc::new(Shared {
+                id,
+                uploader,
+                template: validated.template,
+                prefix: config.prefix.clone(),
+                compression: config.compression,
+                api_key_name_attribute: config.api_key_name_attribute.clone(),
+                policy: config.retry.policy(),
+                dead_letter: DeadLetter {
+                    dir: dead_letter_dir,
+                },
+            }),
+            limits: AssemblyLimits {
+                idle_timeout: config.trace_idle_timeout.get(),
+                max_wait: config.max_trace_wait.get(),
+                max_spans: config.max_buffered_spans,
+                max_bytes: config.max_buffered_bytes.get(),
+            },
+            max_concurrent: config.max_concurrent_uploads,
+        })
+    }
+
+    /// Where traces go (`s3://bucket` or `file:///dir`).
+    pub fn destination(&self) -> &str {
+        &self.shared.uploader.destination.display
+    }
+
+    /// The key of the connection probe for instant `now`.
+    pub fn probe_key(&self, now: OffsetDateTime) -> String {
+        let folder = render_prefix(
+            &self.shared.template,
+            KeyVars {
+                prefix: &self.shared.prefix,
+                api_key_name: DEFAULT_API_KEY_NAME,
+            },
+            now,
+        );
+        let name = format!(".tracecast-connection-test-{}.json", now.unix_timestamp());
+        if folder.is_empty() {
+            name
+        } else {
+            format!("{folder}/{name}")
+        }
+    }
+}
+
+impl Shared {
+    fn ext(&self) -> &'static str {
+        match self.compression {
+            Compression::None => ".json",
+            Compression::Gzip => ".json.gz",
+        }
+    }
+
+    fn encode(&self, doc: &document::TraceDocument) -> Result<Bytes, String> {
+        let json = serde_json::to_vec(doc).map_err(|e| format!("cannot encode trace: {e}"))?;
+        match self.compression {
+            Compression::None => Ok(Bytes::from(json)),
+            Compression::Gzip => {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&json)
+                    .and_then(|()| gz.finish())
+                    .map(Bytes::from)
+                    .map_err(|e| format!("cannot compress trace: {e}"))
+            }
+        }
+    }
+
+    /// Builds, uploads (with retries) and, failing that, dead-letters one trace.
+    async fn deliver(self: Arc<Self>, trace: AssembledTrace, hard_stop: CancellationToken) -> Delivery {
+        let spans = trace.spans.len();
+        let doc = document::build(&trace, self.api_key_name_attribute.as_deref());
+        let key = object_key(
+            &self.template,
+            KeyVars {
+                prefix: &self.prefix,
+                api_key_name: &doc.api_key_name,
+            },
+            &doc.id,
+            doc.start,
+            self.ext(),
+        );
+        let body = match self.encode(&doc) {
+            Ok(b) => b,
+            Err(reason) => return self.dead_letter(&key.to_string(), &[], reason, spans).await,
+        };
+        let dest = &self.uploader.destination;
+        let component = self.id.as_str();
+        let outcome = std::sync::Mutex::new(None);
+        let (shared, outcome_ref, key_ref) = (&*self, &outcome, &key);
+        let result = retry(
+            &self.policy,
+            &hard_stop,
+            || {
+                let body = body.clone();
+                async move {
+                    let written = shared
+                        .uploader
+                        .write_unique(key_ref, body)
+                        .await
+                        .map_err(|p| p.to_export_error(dest))?;
+                    if let Ok(mut slot) = outcome_ref.lock() {
+                        *slot = Some(written);
+                    }
+                    Ok(())
+                }
+            },
+            |err, wait| {
+                metrics::EXPORT_RETRIES
+                    .get_or_create(&metrics::component(component))
+                    .inc();
+                tracing::warn!(exporter = component, key = %key, error = %err, retry_in = ?wait, "trace upload failed; retrying");
+            },
+        )
+        .await;
+        let outcome = outcome.into_inner().ok().flatten();
+        match (result, outcome) {
+            (Ok(_), Some(Written::Created(k))) => {
+                metrics::SPANS_EXPORTED
+                    .get_or_create(&metrics::component(component))
+                    .inc_by(spans as u64);
+                metrics::BYTES_EXPORTED
+                    .get_or_create(&metrics::component(component))
+                    .inc_by(body.len() as u64);
+                Delivery::Written {
+                    key: k,
+                    spans,
+                    bytes: body.len(),
+                }
+            }
+            (Ok(_), Some(Written::AlreadyPresent(k))) => Delivery::Replayed { key: k },
+            (Ok(_), None) => Delivery::Replayed {
+                key: key.to_string(),
+            },
+            (Err(e), _) => self.dead_letter(&key.to_string(), &body, e.to_string(), spans).await,
+        }
+    }
+
+    async fn dead_letter(&self, key: &str, body: &[u8], reason: String, spans: usize) -> Delivery {
+        let component = self.id.as_str();
+        metrics::SPANS_FAILED
+            .get_or_create(&metrics::reason(component, "dead_letter"))
+            .inc_by(spans as u64);
+        match self.dead_letter.keep(key, body, &reason).await {
+            Ok(file) => {
+                tracing::error!(exporter = component, key, reason = %reason, file = %file.display(), "trace not written; kept in the dead-letter folder");
+                Delivery::DeadLettered {
+                    key: key.to_string(),
+                    reason,
+                    file: Some(file),
+                }
+            }
+            Err(io) => {
+                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir.display(), "trace not written and the dead-letter folder failed too: trace lost");
+                Delivery::DeadLettered {
+                    key: key.to_string(),
+                    reason: format!("{reason}; dead-letter write failed: {io}"),
+                    file: None,
+                }
+            }
+        }
+    }
+}
+
+/// How often due traces are looked for: a quarter of the idle timeout, within [10ms, 1s].
+fn tick_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+impl S3Exporter {
+    /// The run loop; `on_delivery` hears about every trace (written, replayed or
+    /// dead-lettered), for tests and callers that report.
+    pub async fn run_observed(
+        self,
+        mut input: mpsc::Receiver<TraceBatch>,
+        hard_stop: CancellationToken,
+        mut on_delivery: impl FnMut(Delivery) + Send,
+    ) {
+        let mut assembler = Assembler::new(self.limits);
+        let mut ready: VecDeque<AssembledTrace> = VecDeque::new();
+        let mut uploads: JoinSet<Delivery> = JoinSet::new();
+        let mut ticker = tokio::time::interval(tick_interval(self.limits.idle_timeout));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = true;
+        let mut released = Vec::new();
+        loop {
+            // Backpressure: stop reading while the ready queue is long.
+            let accepting = open && ready.len() < self.max_concurrent * 2;
+            tokio::select! {
+                batch = input.recv(), if accepting => match batch {
+                    Some(batch) => assembler.ingest(&batch, Instant::now(), &mut released),
+                    None => {
+                        open = false;
+                        assembler.take_all(&mut released);
+                    }
+                },
+                _ = ticker.tick() => assembler.take_due(Instant::now(), &mut released),
+                Some(done) = uploads.join_next(), if !uploads.is_empty() => {
+                    match done {
+                        Ok(d) => on_delivery(d),
+                        Err(e) => tracing::error!(exporter = %self.shared.id, error = %e, "upload task failed"),
+                    }
+                }
+            }
+            ready.extend(released.drain(..));
+            while uploads.len() < self.max_concurrent {
+                let Some(trace) = ready.pop_front() else { break };
+                uploads.spawn(self.shared.clone().deliver(trace, hard_stop.clone()));
+            }
+            if !open && assembler.is_empty() && ready.is_empty() && uploads.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Exporter for S3Exporter {
+    async fn test_connection(&self) -> Result<(), ExportError> {
+        let now = OffsetDateTime::now_utc();
+        let key = self.probe_key(now);
+        let body = format!(
+            "{{\"tracecast\":\"connection test\",\"exporter\":\"{}\",\"at\":\"{}\"}}",
+            self.shared.id,
+            now.unix_timestamp()
+        );
+        let dest = &self.shared.uploader.destination;
+        self.shared
+            .uploader
+            .put_probe(&key, Bytes::from(body))
+            .await
+            .map_err(|p: StoreProblem| p.to_export_error(dest))
+    }
+
+    async fn run(self: Box<Self>, input: mpsc::Receiver<TraceBatch>, hard_stop: CancellationToken) {
+        let id = self.shared.id.clone();
+        let (mut written, mut total) = (0u64, 0u64);
+        (*self)
+            .run_observed(input, hard_stop, |d| {
+                total += 1;
+                written += u64::from(matches!(d, Delivery::Written { .. }));
+            })
+            .await;
+        tracing::info!(exporter = %id, traces_written = written, traces_total = total, "s3 exporter stopped");
+    }
+}

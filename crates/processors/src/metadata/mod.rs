@@ -1,0 +1,268 @@
+//! The `metadata` processor: turns the gateway's request fields into namespaced span data.
+//!
+//! A *request* is the set of spans sharing one trace id within a batch. Its fields are read
+//! from the `trace`, `user` and `session_id` attributes (names configurable) wherever the
+//! gateway put them: on the root span only, on every span, or on the resource. A span's
+//! own value wins over the request's (root spans first), which wins over its resource's.
+//! The source attributes are removed and replaced by:
+//!
+//! | request field | result |
+//! |---|---|
+//! | `trace.trace_id` | OTLP trace id of every span of the request: 32 hex chars as is (lowercased); any other string (at most 256 bytes) -> first 16 bytes of `SHA-256("tracecast:" + string)`, the string kept on every span as `tracecast.custom_trace_id`. Span links pointing at a moved span follow it. |
+//! | `trace.trace_name` | name of the request's root span(s) |
+//! | `trace.span_name` | name of intermediate (non-root, non-generation) spans |
+//! | `trace.generation_name` | name of generation spans (a root that is also a generation takes `trace_name` if set) |
+//! | `trace.parent_span_id` | `parent_span_id` of the root span(s) (16 hex chars) |
+//! | any other key `k` | attribute `trace.metadata.k` on every span of the request; nested maps flattened with dots (`trace.metadata.a.b`), arrays kept as OTLP arrays, nulls skipped |
+//! | `user` | `user.id` |
+//! | `session_id` | `session.id` |
+//!
+//! Root spans: the spans with an empty parent; if the request has none, the spans whose
+//! parent is not in the batch. Generation spans carry one of `generation_attributes`.
+//!
+//! Bad input never stops a span; it is counted in `tracecast_warnings{reason}` with a
+//! rate-limited log line: a `trace` value that is not an object is kept as
+//! `trace.metadata.raw`; a `parent_span_id` that is not 16 hex chars and a `trace_id` that
+//! is empty or longer than 256 bytes are skipped; a map-valued `user`/`session_id` is left as
+//! it is. The output holds none of the source attributes, so running the processor twice
+//! equals running it once, and input without them passes untouched (same bytes).
+
+pub mod config;
+pub mod fields;
+pub mod ids;
+
+use std::collections::{HashMap, HashSet};
+
+use tracecast_core::proto::trace::v1::Span;
+use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
+
+use crate::attrs;
+use crate::error::{check, ProcessorError};
+use crate::warn::Warner;
+pub use config::MetadataProcessorConfig;
+use fields::{take_fields, Fields};
+use ids::{parse_span_id, parse_trace_id, TraceIdInput};
+
+/// Prefix of custom metadata attributes.
+pub const METADATA_PREFIX: &str = "trace.metadata.";
+/// Span attribute holding the request's `user`.
+pub const USER_ID_ATTRIBUTE: &str = "user.id";
+/// Span attribute holding the request's `session_id`.
+pub const SESSION_ID_ATTRIBUTE: &str = "session.id";
+/// Span attribute keeping a custom (non-hex) `trace_id` string, for the S3 trace `id`.
+pub const CUSTOM_TRACE_ID_ATTRIBUTE: &str = "tracecast.custom_trace_id";
+
+/// The `metadata` processor. See the module docs for the mapping.
+#[derive(Debug)]
+pub struct MetadataProcessor {
+    id: ComponentId,
+    cfg: MetadataProcessorConfig,
+    warner: Warner,
+}
+
+/// Position of a span: resource, scope, span index.
+type Pos = (usize, usize, usize);
+
+struct SpanInfo {
+    pos: Pos,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    generation: bool,
+    fields: Fields,
+}
+
+impl MetadataProcessor {
+    pub fn new(id: ComponentId, cfg: MetadataProcessorConfig) -> Result<Self, ProcessorError> {
+        check(&id, &cfg)?;
+        Ok(Self {
+            warner: Warner::new(id.clone()),
+            id,
+            cfg,
+        })
+    }
+
+    /// Whether any resource or span carries a source attribute (else nothing to do).
+    fn has_work(&self, req: &ExportTraceServiceRequest) -> bool {
+        let is_source = |attrs: &[tracecast_core::proto::common::v1::KeyValue]| {
+            attrs.iter().any(|a| {
+                a.key == self.cfg.trace_attribute
+                    || a.key == self.cfg.user_attribute
+                    || a.key == self.cfg.session_id_attribute
+            })
+        };
+        req.resource_spans.iter().any(|rs| {
+            rs.resource.as_ref().is_some_and(|r| is_source(&r.attributes))
+                || rs
+                    .scope_spans
+                    .iter()
+                    .flat_map(|ss| ss.spans.iter())
+                    .any(|s| is_source(&s.attributes))
+        })
+    }
+
+    fn rewrite(&mut self, req: &mut ExportTraceServiceRequest) {
+        let mut resource_fields = Vec::with_capacity(req.resource_spans.len());
+        let mut spans: Vec<SpanInfo> = Vec::new();
+        // Groups of span indexes by original trace id, in order of first appearance.
+        let mut groups: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<Vec<u8>, usize> = HashMap::new();
+        for (ri, rs) in req.resource_spans.iter_mut().enumerate() {
+            resource_fields.push(match rs.resource.as_mut() {
+                Some(r) => take_fields(&mut r.attributes, &self.cfg, &mut self.warner),
+                None => Fields::default(),
+            });
+            for (si, ss) in rs.scope_spans.iter_mut().enumerate() {
+                for (pi, span) in ss.spans.iter_mut().enumerate() {
+                    let fields = take_fields(&mut span.attributes, &self.cfg, &mut self.warner);
+                    let generation = self
+                        .cfg
+                        .generation_attributes
+                        .iter()
+                        .any(|k| attrs::has(&span.attributes, k));
+                    let g = *group_of.entry(span.trace_id.clone()).or_insert_with(|| {
+                        groups.push((span.trace_id.clone(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push(spans.len());
+                    spans.push(SpanInfo {
+                        pos: (ri, si, pi),
+                        span_id: span.span_id.clone(),
+                        parent: span.parent_span_id.clone(),
+                        generation,
+                        fields,
+                    });
+                }
+            }
+        }
+
+        // (old trace id, span id) -> new trace id, for span links.
+        let mut moved: HashMap<(Vec<u8>, Vec<u8>), [u8; 16]> = HashMap::new();
+        for (old_trace_id, members) in &groups {
+            let ids: HashSet<&[u8]> = members.iter().map(|&i| &spans[i].span_id[..]).collect();
+            let any_empty_parent = members.iter().any(|&i| spans[i].parent.is_empty());
+            let is_root = |i: usize| {
+                let p = &spans[i].parent;
+                p.is_empty() || (!any_empty_parent && !ids.contains(&p[..]))
+            };
+            let mut order: Vec<usize> = members.iter().copied().filter(|&i| is_root(i)).collect();
+            order.extend(members.iter().copied().filter(|&i| !is_root(i)));
+            let span_layers: Vec<&Fields> = order.iter().map(|&i| &spans[i].fields).collect();
+            let from_spans = Fields::layered(&span_layers);
+            let mut seen_resources = Vec::new();
+            let mut layers = vec![&from_spans];
+            for &i in members {
+                let ri = spans[i].pos.0;
+                if !seen_resources.contains(&ri) {
+                    seen_resources.push(ri);
+                    layers.push(&resource_fields[ri]);
+                }
+            }
+            let request = Fields::layered(&layers);
+
+            let new_trace = request.trace_id.as_deref().and_then(|s| match parse_trace_id(s) {
+                TraceIdInput::Hex(id) => Some((id, None)),
+                TraceIdInput::Custom(id, original) => Some((id, Some(original))),
+                TraceIdInput::Unusable => {
+                    let len = s.len();
+                    self.warner.warn("trace_id_unusable", || {
+                        format!("trace.trace_id is empty or {len} bytes long (max 256); not used")
+                    });
+                    None
+                }
+            });
+            let new_parent = request.parent_span_id.as_deref().and_then(|s| {
+                let parsed = parse_span_id(s);
+                if parsed.is_none() {
+                    let shown: String = s.chars().take(40).collect();
+                    self.warner.warn("bad_parent_span_id", || {
+                        format!("trace.parent_span_id {shown:?} is not 16 hex characters; skipped")
+                    });
+                }
+                parsed
+            });
+
+            for &i in members {
+                let info = &spans[i];
+                let (ri, si, pi) = info.pos;
+                let effective =
+                    Fields::layered(&[&info.fields, &from_spans, &resource_fields[ri], &request]);
+                let root = is_root(i);
+                let span = &mut req.resource_spans[ri].scope_spans[si].spans[pi];
+                if let Some((id, custom)) = &new_trace {
+                    if span.trace_id != id[..] {
+                        moved.insert((old_trace_id.clone(), span.span_id.clone()), *id);
+                        span.trace_id = id.to_vec();
+                    }
+                    if let Some(custom) = custom {
+                        attrs::set(
+                            &mut span.attributes,
+                            CUSTOM_TRACE_ID_ATTRIBUTE,
+                            attrs::string(custom.clone()),
+                        );
+                    }
+                }
+                if root {
+                    if let Some(p) = new_parent {
+                        span.parent_span_id = p.to_vec();
+                    }
+                }
+                let name = if root && request.trace_name.is_some() {
+                    &request.trace_name
+                } else if info.generation {
+                    &effective.generation_name
+                } else if !root {
+                    &effective.span_name
+                } else {
+                    &None
+                };
+                if let Some(name) = name {
+                    span.name = name.clone();
+                }
+                write_attributes(span, &effective);
+            }
+        }
+        if !moved.is_empty() {
+            for span in req
+                .resource_spans
+                .iter_mut()
+                .flat_map(|rs| rs.scope_spans.iter_mut())
+                .flat_map(|ss| ss.spans.iter_mut())
+            {
+                for link in &mut span.links {
+                    if let Some(id) = moved.get(&(link.trace_id.clone(), link.span_id.clone())) {
+                        link.trace_id = id.to_vec();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_attributes(span: &mut Span, fields: &Fields) {
+    for (k, v) in &fields.metadata {
+        attrs::set(&mut span.attributes, &format!("{METADATA_PREFIX}{k}"), v.clone());
+    }
+    if let Some(user) = &fields.user {
+        attrs::set(&mut span.attributes, USER_ID_ATTRIBUTE, attrs::string(user.clone()));
+    }
+    if let Some(session) = &fields.session_id {
+        attrs::set(
+            &mut span.attributes,
+            SESSION_ID_ATTRIBUTE,
+            attrs::string(session.clone()),
+        );
+    }
+}
+
+impl Processor for MetadataProcessor {
+    fn process(&mut self, mut batch: TraceBatch, out: &mut Vec<TraceBatch>) {
+        let n = batch.span_count() as u64;
+        let labels = metrics::component(self.id.as_str());
+        metrics::PROCESSOR_SPANS_IN.get_or_create(&labels).inc_by(n);
+        if self.has_work(batch.request()) {
+            self.rewrite(batch.request_mut());
+        }
+        metrics::PROCESSOR_SPANS_OUT.get_or_create(&labels).inc_by(n);
+        out.push(batch);
+    }
+}

@@ -1,0 +1,185 @@
+//! `OtlpReceiverConfig`: the YAML shape of the `otlp` receiver, its defaults and its
+//! validation.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+use tracecast_config::{ByteSize, Duration, FieldError, Validate};
+
+/// Config of the OTLP/HTTP traces receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    /// Listen address as `host:port` (`127.0.0.1:4318`, `0.0.0.0:4318`, `[::1]:4318`).
+    /// Loopback by default so a fresh install does not accept spans from the network.
+    pub endpoint: String,
+    /// URL path that accepts `POST` export requests; the OTLP default is `/v1/traces`.
+    pub path: String,
+    /// Largest accepted request body, enforced on the received (compressed) size and again
+    /// on the decompressed size, so a small gzip bomb cannot inflate in memory.
+    pub max_request_body_size: ByteSize,
+    /// Named ingest keys. When non-empty, every request needs `Authorization: Bearer
+    /// <token>` matching one of them; the key's name (never the token) travels with its
+    /// spans and fills `{apiKeyName}` in S3 paths. Empty: no authentication.
+    pub api_keys: Vec<ApiKey>,
+    /// Requests handled at once; further requests get 503 with `Retry-After` instead of
+    /// queueing in memory.
+    pub max_concurrent_requests: usize,
+    /// Time allowed to receive a whole request body once its headers arrived; a slow or
+    /// stalled client gets 408 instead of holding a request slot forever.
+    pub read_timeout: Duration,
+    /// Time allowed to receive a request's headers on a connection (slowloris guard).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for OtlpReceiverConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "127.0.0.1:4318".to_string(),
+            path: "/v1/traces".to_string(),
+            max_request_body_size: ByteSize::mib(16),
+            api_keys: Vec::new(),
+            max_concurrent_requests: 128,
+            read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One named ingest key.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Name recorded with the spans sent with this key (e.g. `prod-gateway`).
+    pub name: String,
+    /// The bearer token clients send. Never logged; `Debug` prints it redacted.
+    pub token: String,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Validate for OtlpReceiverConfig {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Err(message) = check_endpoint(&self.endpoint) {
+            errors.push(FieldError::new("endpoint", message));
+        }
+        if !self.path.starts_with('/') {
+            errors.push(FieldError::new(
+                "path",
+                format!("{:?} must start with '/', like /v1/traces", self.path),
+            ));
+        } else if self
+            .path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            errors.push(FieldError::new(
+                "path",
+                format!(
+                    "{:?} must be a plain URL path without spaces, '?' or '#', like /v1/traces",
+                    self.path
+                ),
+            ));
+        }
+        if self.max_request_body_size.get() == 0 {
+            errors.push(FieldError::new(
+                "max_request_body_size",
+                "must be greater than 0, like 16MiB",
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            errors.push(FieldError::new(
+                "max_concurrent_requests",
+                "must be at least 1, like 128",
+            ));
+        }
+        if self.read_timeout.get().is_zero() {
+            errors.push(FieldError::new("read_timeout", "must be greater than 0, like 30s"));
+        }
+        if self.header_read_timeout.get().is_zero() {
+            errors.push(FieldError::new(
+                "header_read_timeout",
+                "must be greater than 0, like 10s",
+            ));
+        }
+        validate_keys(&self.api_keys, &mut errors);
+        errors
+    }
+}
+
+fn validate_keys(keys: &[ApiKey], errors: &mut Vec<FieldError>) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut tokens: HashMap<&str, usize> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        if key.name.trim().is_empty() {
+            errors.push(FieldError::new(
+                format!("api_keys[{i}].name"),
+                "must not be empty: the name identifies the key in S3 paths and logs",
+            ));
+        } else if let Some(first) = names.insert(&key.name, i) {
+            errors.push(FieldError::new(
+                format!("api_keys[{i}].name"),
+                format!(
+                    "duplicate key name {:?} (also used by api_keys[{first}]); give every key its own name",
+                    key.name
+                ),
+            ));
+        }
+        if key.token.is_empty() {
+            errors.push(FieldError::new(
+                format!("api_keys[{i}].token"),
+                "must not be empty (if it comes from ${env:...}, check that the variable is set)",
+            ));
+        } else if key
+            .token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+        {
+            errors.push(FieldError::new(
+                format!("api_keys[{i}].token"),
+                "must be printable ASCII without spaces, as a bearer token sent in an HTTP header",
+            ));
+        } else if let Some(first) = tokens.insert(&key.token, i) {
+            // Message deliberately omits the token.
+            errors.push(FieldError::new(
+                format!("api_keys[{i}].token"),
+                format!(
+                    "same token as api_keys[{first}]; each key needs its own token, else the key name of a request is ambiguous"
+                ),
+            ));
+        }
+    }
+}
+
+/// Checks `host:port` without resolving the host (validation does no I/O).
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let hint = "expected host:port, like 127.0.0.1:4318, 0.0.0.0:4318 or [::1]:4318";
+    if endpoint.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err(format!("{endpoint:?} has no port; {hint}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{endpoint:?} has an invalid port {port:?}; {hint}"));
+    }
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid_name = !bare_host.is_empty()
+        && !host.contains(':')
+        && bare_host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !valid_name {
+        return Err(format!("{endpoint:?} has an invalid host {host:?}; {hint}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Turning an HTTP request into an `ExportTraceServiceRequest`: content type and content
+//! encoding negotiation, the body size limits (declared, received, decompressed), bounded
+//! decompression, decoding, and dropping spans whose ids are invalid.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use prost::Message;
+use tracecast_core::ExportTraceServiceRequest;
+
+use crate::error::{RequestError, SizeCheck};
+
+/// The two OTLP/HTTP body encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    Protobuf,
+    Json,
+}
+
+impl BodyEncoding {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            BodyEncoding::Protobuf => "application/x-protobuf",
+            BodyEncoding::Json => "application/json",
+        }
+    }
+
+    /// The encoding named by `Content-Type`, ignoring parameters (`; charset=utf-8`) and case.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, RequestError> {
+        let Some(value) = headers.get(CONTENT_TYPE) else {
+            return Err(RequestError::UnsupportedContentType {
+                got: "(none: the header is missing)".to_string(),
+            });
+        };
+        let raw = String::from_utf8_lossy(value.as_bytes());
+        let media_type = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Ok(BodyEncoding::Protobuf),
+            "application/json" => Ok(BodyEncoding::Json),
+            _ => Err(RequestError::UnsupportedContentType {
+                got: format!("{raw:?}"),
+            }),
+        }
+    }
+
+    /// The encoding to answer in: the request's when recognisable, else protobuf (the
+    /// OTLP default), so even a 415 or 404 gets a body the client can read.
+    pub fn for_response(headers: &HeaderMap) -> Self {
+        Self::from_headers(headers).unwrap_or(BodyEncoding::Protobuf)
+    }
+}
+
+/// The supported request `Content-Encoding`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+impl ContentEncoding {
+    /// Reads `Content-Encoding`. A list is accepted when at most one entry is not
+    /// `identity`; stacked compressions are refused.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, RequestError> {
+        let mut found = ContentEncoding::Identity;
+        for value in headers.get_all(CONTENT_ENCODING) {
+            let raw = String::from_utf8_lossy(value.as_bytes());
+            for token in raw.split(',').map(|t| t.trim().to_ascii_lowercase()) {
+                let this = match token.as_str() {
+                    "" | "identity" => continue,
+                    "gzip" | "x-gzip" => ContentEncoding::Gzip,
+                    "deflate" => ContentEncoding::Deflate,
+                    _ => {
+                        return Err(RequestError::UnsupportedEncoding {
+                            got: raw.into_owned(),
+                        })
+                    }
+                };
+                if found != ContentEncoding::Identity {
+                    return Err(RequestError::UnsupportedEncoding {
+                        got: raw.into_owned(),
+                    });
+                }
+                found = this;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit` before reading it.
+pub fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), RequestError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit => Err(RequestError::TooLarge {
+            check: SizeCheck::ContentLength,
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the whole body within `timeout`, refusing it as soon as more than `limit` bytes
+/// arrived (chunked bodies have no `Content-Length` to check up front). A body refused for
+/// its size is handed back so the caller can drain it before answering.
+pub async fn read_body(
+    body: Incoming,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Bytes, (RequestError, Option<Incoming>)> {
+    match tokio::time::timeout(timeout, read_limited(body, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err((RequestError::ReadTimeout { timeout }, None)),
+    }
+}
+
+async fn read_limited(
+    mut body: Incoming,
+    limit: u64,
+) -> Result<Bytes, (RequestError, Option<Incoming>)> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                let message = format!("{e}; the client closed the connection or sent invalid chunked framing");
+                return Err((RequestError::BodyRead { message }, None));
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing OTLP uses
+        };
+        if (buf.len() + data.len()) as u64 > limit {
+            let err = RequestError::TooLarge {
+                check: SizeCheck::Received,
+                limit,
+            };
+            return Err((err, Some(body)));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Undoes `encoding`, never holding more than `limit + 1` decompressed bytes: a gzip bomb
+/// is refused once it crosses the limit instead of inflating in memory.
+pub fn decompress(body: Bytes, encoding: ContentEncoding, limit: u64) -> Result<Bytes, RequestError> {
+    let (name, reader): (&'static str, Box<dyn Read + '_>) = match encoding {
+        ContentEncoding::Identity => return Ok(body),
+        ContentEncoding::Gzip => ("gzip", Box::new(MultiGzDecoder::new(&body[..]))),
+        // HTTP `deflate` is zlib-wrapped (RFC 9110), but some clients send raw deflate.
+        ContentEncoding::Deflate if looks_like_zlib(&body) => {
+            ("deflate", Box::new(ZlibDecoder::new(&body[..])))
+        }
+        ContentEncoding::Deflate => ("deflate", Box::new(DeflateDecoder::new(&body[..]))),
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize));
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| RequestError::Malformed {
+            encoding: name,
+            message: format!("{e}; check that Content-Encoding matches how the body was compressed"),
+        })?;
+    if out.len() as u64 > limit {
+        return Err(RequestError::TooLarge {
+            check: SizeCheck::Decompressed,
+            limit,
+        });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn looks_like_zlib(body: &[u8]) -> bool {
+    match body {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+/// Decodes an export request in `encoding`.
+pub fn decode(encoding: BodyEncoding, body: &[u8]) -> Result<ExportTraceServiceRequest, RequestError> {
+    match encoding {
+        BodyEncoding::Protobuf => {
+            ExportTraceServiceRequest::decode(body).map_err(|e| RequestError::Malformed {
+                encoding: "OTLP protobuf",
+                message: format!(
+                    "{e}; send a protobuf-encoded ExportTraceServiceRequest, or Content-Type: application/json for OTLP/JSON"
+                ),
+            })
+        }
+        BodyEncoding::Json => tracecast_core::otlp_json::decode_request(body).map_err(|e| {
+            RequestError::Malformed {
+                encoding: "OTLP/JSON",
+                message: format!("{e}; send an OTLP/JSON ExportTraceServiceRequest"),
+            }
+        }),
+    }
+}
+
+/// Spans removed from a request because their ids are invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub count: usize,
+    /// The first problem found, named with its place in the request.
+    pub first_problem: String,
+}
+
+/// Removes spans whose `trace_id` is not 16 bytes, whose `span_id` is not 8 bytes, or
+/// whose `parent_span_id` is neither empty nor 8 bytes: nothing downstream can group or
+/// link them. Scopes and resources left without spans are removed too.
+pub fn drop_invalid_spans(request: &mut ExportTraceServiceRequest) -> Option<Rejected> {
+    let mut count = 0usize;
+    let mut first_problem: Option<String> = None;
+    for (ri, rs) in request.resource_spans.iter_mut().enumerate() {
+        for (si, ss) in rs.scope_spans.iter_mut().enumerate() {
+            let mut index = 0usize;
+            ss.spans.retain(|span| {
+                let at = index;
+                index += 1;
+                let problem = if span.trace_id.len() != 16 {
+                    Some(("traceId", span.trace_id.len(), 16))
+                } else if span.span_id.len() != 8 {
+                    Some(("spanId", span.span_id.len(), 8))
+                } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+                    Some(("parentSpanId", span.parent_span_id.len(), 8))
+                } else {
+                    None
+                };
+                let Some((field, got, want)) = problem else {
+                    return true;
+                };
+                count += 1;
+                if first_problem.is_none() {
+                    first_problem = Some(format!(
+                        "resourceSpans[{ri}].scopeSpans[{si}].spans[{at}] (name {:?}) has a {got}-byte {field}; it must be {want} bytes",
+                        span.name
+                    ));
+                }
+                false
+            });
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    for rs in &mut request.resource_spans {
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    request.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    Some(Rejected {
+        count,
+        first_problem: first_problem.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,175 @@
+//! Errors: [`ReceiverError`] for starting the receiver, [`RequestError`] for one refused
+//! request (each variant knows its HTTP status, its `google.rpc.Status` code and its
+//! metric reason).
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("receiver {receiver}: cannot listen on {endpoint}: {source}{hint}")]
+    Bind {
+        receiver: String,
+        endpoint: String,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ReceiverError {
+    pub(crate) fn bind(receiver: String, endpoint: String, source: std::io::Error) -> Self {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another process already listens there; stop it or change `endpoint`)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need privileges; use a higher port)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                " (no local interface has that address; use 127.0.0.1 or 0.0.0.0)"
+            }
+            _ => "",
+        };
+        ReceiverError::Bind {
+            receiver,
+            endpoint,
+            hint,
+            source,
+        }
+    }
+}
+
+/// Which size limit a body broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeCheck {
+    /// The declared `Content-Length`.
+    ContentLength,
+    /// The bytes received on the wire.
+    Received,
+    /// The body after `Content-Encoding` was undone.
+    Decompressed,
+}
+
+/// Why one request was refused. Its `Display` is the message sent back to the client, so
+/// every variant names the problem and what to do; none contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no OTLP traces endpoint at {got:?}; send export requests to POST {expected}")]
+    NotFound { got: String, expected: String },
+    #[error("method {method} is not allowed on {path}; OTLP export requests use POST")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("missing bearer token; send the header `Authorization: Bearer <token>` with one of the configured ingest keys")]
+    MissingToken,
+    #[error("the bearer token does not match any configured ingest key; check the token the client sends")]
+    BadToken,
+    #[error("unsupported Content-Type {got}; send application/x-protobuf or application/json")]
+    UnsupportedContentType { got: String },
+    #[error("unsupported Content-Encoding {got:?}; send the body with gzip, deflate or identity (no) encoding")]
+    UnsupportedEncoding { got: String },
+    #[error("{}", too_large_message(*.check, *.limit))]
+    TooLarge { check: SizeCheck, limit: u64 },
+    #[error("request body is not valid {encoding}: {message}")]
+    Malformed {
+        encoding: &'static str,
+        message: String,
+    },
+    #[error("could not read the request body: {message}")]
+    BodyRead { message: String },
+    #[error("the request body did not arrive within {}s; send it faster or in smaller requests", .timeout.as_secs_f64())]
+    ReadTimeout { timeout: Duration },
+    #[error("the pipeline is full; retry after {}s", retry_after_secs(*.retry_after))]
+    Full { retry_after: Duration },
+    #[error("tracecast cannot take data right now ({reason}); retry after {}s", retry_after_secs(*.retry_after))]
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
+    #[error("the receiver is handling its maximum of {limit} concurrent requests; retry after {}s", retry_after_secs(*.retry_after))]
+    Overloaded { limit: usize, retry_after: Duration },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+fn too_large_message(check: SizeCheck, limit: u64) -> String {
+    let what = match check {
+        SizeCheck::ContentLength => "the declared Content-Length is",
+        SizeCheck::Received => "the request body is",
+        SizeCheck::Decompressed => "the decompressed request body is",
+    };
+    format!(
+        "{what} larger than max_request_body_size ({limit} bytes); send fewer spans per request or raise the receiver's max_request_body_size"
+    )
+}
+
+/// Whole seconds for `Retry-After`, at least 1 so clients never retry in a tight loop.
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::NotFound { .. } => StatusCode::NOT_FOUND,
+            RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::MissingToken | RequestError::BadToken => StatusCode::UNAUTHORIZED,
+            RequestError::UnsupportedContentType { .. }
+            | RequestError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Malformed { .. } | RequestError::BodyRead { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            RequestError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            RequestError::Full { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RequestError::Unavailable { .. } | RequestError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RequestError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `google.rpc.Code` matching the HTTP status (OTLP's gRPC/HTTP mapping).
+    pub fn rpc_code(&self) -> i32 {
+        match self {
+            RequestError::NotFound { .. } => 5,          // NOT_FOUND
+            RequestError::MethodNotAllowed { .. } => 12, // UNIMPLEMENTED
+            RequestError::MissingToken | RequestError::BadToken => 16, // UNAUTHENTICATED
+            RequestError::ReadTimeout { .. } => 4,       // DEADLINE_EXCEEDED
+            RequestError::Full { .. } => 8,              // RESOURCE_EXHAUSTED
+            RequestError::Unavailable { .. } | RequestError::Overloaded { .. } => 14, // UNAVAILABLE
+            RequestError::Internal { .. } => 13,         // INTERNAL
+            _ => 3,                                      // INVALID_ARGUMENT
+        }
+    }
+
+    /// Label value of `SPANS_REFUSED` / `REQUESTS_REFUSED`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            RequestError::NotFound { .. } => "not_found",
+            RequestError::MethodNotAllowed { .. } => "method_not_allowed",
+            RequestError::MissingToken | RequestError::BadToken => "unauthorized",
+            RequestError::UnsupportedContentType { .. }
+            | RequestError::UnsupportedEncoding { .. } => "unsupported_media_type",
+            RequestError::TooLarge { .. } => "too_large",
+            RequestError::Malformed { .. } | RequestError::BodyRead { .. } => "malformed",
+            RequestError::ReadTimeout { .. } => "timeout",
+            RequestError::Full { .. } => "full",
+            RequestError::Unavailable { .. } => "unavailable",
+            RequestError::Overloaded { .. } => "overloaded",
+            RequestError::Internal { .. } => "internal",
+        }
+    }
+
+    /// How long the client should wait before retrying, for throttling answers.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RequestError::Full { retry_after }
+            | RequestError::Unavailable { retry_after, .. }
+            | RequestError::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}

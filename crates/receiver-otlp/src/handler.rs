@@ -1,0 +1,283 @@
+//! One request, start to answer: concurrency slot, path and method, authentication,
+//! content negotiation, size limits, decoding, id checks, hand-off to the pipeline, and the
+//! response and metrics for whatever happened.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+use tracecast_core::batch::span_count;
+use tracecast_core::{metrics, BatchContext, BatchSink, ComponentId, SubmitError, TraceBatch};
+
+use crate::auth::Authenticator;
+use crate::config::OtlpReceiverConfig;
+use crate::decode::{self, BodyEncoding, ContentEncoding, Rejected};
+use crate::error::RequestError;
+use crate::status::{self, ResponseBody};
+
+/// Bodies at least this large are decompressed and decoded on the blocking pool, so a
+/// 16 MiB request does not stall the other connections served by the same worker thread.
+const BLOCKING_DECODE_THRESHOLD: usize = 512 * 1024;
+
+/// How long a refused request's unread body is drained before the connection is closed.
+/// Closing a socket with unread data makes the kernel send a reset, which can destroy the
+/// response before the client reads it; draining (like nginx's lingering close) lets the
+/// client see the status code. Bounded in time and bytes so it cannot be abused.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Shared by every connection of one receiver.
+pub(crate) struct Handler {
+    id: ComponentId,
+    receiver: Arc<str>,
+    path: String,
+    limit: u64,
+    read_timeout: Duration,
+    max_concurrent: usize,
+    permits: Arc<Semaphore>,
+    auth: Authenticator,
+    sink: Arc<dyn BatchSink>,
+}
+
+/// What the receiver did with an accepted request.
+struct Accepted {
+    encoding: BodyEncoding,
+    rejected: Option<Rejected>,
+}
+
+/// A refusal and the spans it refused, when the body had been decoded.
+struct Refused {
+    err: RequestError,
+    spans: usize,
+    /// The request body, when it was not read before refusing (drained before answering).
+    unread: Option<Incoming>,
+}
+
+impl From<RequestError> for Refused {
+    fn from(err: RequestError) -> Self {
+        Refused {
+            err,
+            spans: 0,
+            unread: None,
+        }
+    }
+}
+
+impl Handler {
+    pub fn new(id: ComponentId, config: &OtlpReceiverConfig, sink: Arc<dyn BatchSink>) -> Self {
+        let max_concurrent = config.max_concurrent_requests.max(1);
+        Self {
+            receiver: Arc::from(id.as_str()),
+            id,
+            path: config.path.clone(),
+            limit: config.max_request_body_size.get(),
+            read_timeout: config.read_timeout.get(),
+            max_concurrent,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            auth: Authenticator::new(&config.api_keys),
+            sink,
+        }
+    }
+
+    /// The hyper service function: always answers, never fails the connection.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        let encoding = BodyEncoding::for_response(request.headers());
+        match self.process(request).await {
+            Ok(accepted) => Ok(self.accepted(accepted)),
+            Err(refused) => {
+                if let Some(body) = refused.unread {
+                    drain(body, self.limit.saturating_mul(4)).await;
+                }
+                Ok(self.refused(encoding, &refused.err, refused.spans))
+            }
+        }
+    }
+
+    async fn process(&self, request: Request<Incoming>) -> Result<Accepted, Refused> {
+        // Taken first so that every later step, draining included, runs inside the bound.
+        let _permit =
+            self.permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| RequestError::Overloaded {
+                    limit: self.max_concurrent,
+                    retry_after: Duration::from_secs(1),
+                })?;
+        let received_at = SystemTime::now();
+        let (parts, body) = request.into_parts();
+        let checked = self.check_head(&parts);
+        let (encoding, content_encoding, api_key_name) = match checked {
+            Ok(head) => head,
+            Err(err) => {
+                return Err(Refused {
+                    err,
+                    spans: 0,
+                    unread: Some(body),
+                })
+            }
+        };
+
+        let received = decode::read_body(body, self.limit, self.read_timeout)
+            .await
+            .map_err(|(err, unread)| Refused {
+                err,
+                spans: 0,
+                unread,
+            })?;
+        let limit = self.limit;
+        let decoded = if received.len() >= BLOCKING_DECODE_THRESHOLD {
+            tokio::task::spawn_blocking(move || decode_body(received, content_encoding, encoding, limit))
+                .await
+                .map_err(|e| RequestError::Internal {
+                    message: format!("decoding task failed: {e}"),
+                })?
+        } else {
+            decode_body(received, content_encoding, encoding, limit)
+        };
+        let (mut request, body) = decoded?;
+
+        let rejected = decode::drop_invalid_spans(&mut request);
+        if let Some(rejected) = &rejected {
+            metrics::SPANS_REFUSED
+                .get_or_create(&metrics::reason(self.id.as_str(), "invalid_id"))
+                .inc_by(rejected.count as u64);
+            tracing::debug!(receiver = %self.id, rejected = rejected.count, problem = %rejected.first_problem, "dropped spans with invalid ids");
+        }
+        let spans = span_count(&request);
+        if spans == 0 {
+            return Ok(Accepted { encoding, rejected });
+        }
+
+        // The received bytes describe the request only if it is protobuf and untouched.
+        let keep = (encoding == BodyEncoding::Protobuf && rejected.is_none()).then_some(body);
+        let ctx = BatchContext {
+            receiver: self.receiver.clone(),
+            api_key_name,
+            received_at,
+        };
+        let batch = TraceBatch::new(ctx, request, keep);
+        match self.sink.submit(batch).await {
+            Ok(()) => {
+                metrics::SPANS_RECEIVED
+                    .get_or_create(&metrics::component(self.id.as_str()))
+                    .inc_by(spans as u64);
+                Ok(Accepted { encoding, rejected })
+            }
+            Err(e) => {
+                let err = match e {
+                    SubmitError::Full { retry_after } => RequestError::Full { retry_after },
+                    SubmitError::Unavailable {
+                        reason,
+                        retry_after,
+                    } => RequestError::Unavailable {
+                        reason,
+                        retry_after,
+                    },
+                };
+                Err(Refused {
+                    err,
+                    spans,
+                    unread: None,
+                })
+            }
+        }
+    }
+
+    /// Checks that need only the request head, cheapest and most telling first.
+    fn check_head(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<(BodyEncoding, ContentEncoding, Option<Arc<str>>), RequestError> {
+        if parts.uri.path() != self.path {
+            return Err(RequestError::NotFound {
+                got: parts.uri.path().to_string(),
+                expected: self.path.clone(),
+            });
+        }
+        if parts.method != Method::POST {
+            return Err(RequestError::MethodNotAllowed {
+                method: parts.method.to_string(),
+                path: self.path.clone(),
+            });
+        }
+        let api_key_name = self.auth.authenticate(&parts.headers)?;
+        let encoding = BodyEncoding::from_headers(&parts.headers)?;
+        let content_encoding = ContentEncoding::from_headers(&parts.headers)?;
+        decode::check_content_length(&parts.headers, self.limit)?;
+        Ok((encoding, content_encoding, api_key_name))
+    }
+
+    fn accepted(&self, accepted: Accepted) -> Response<ResponseBody> {
+        match accepted.rejected {
+            Some(rejected) => {
+                let message = format!(
+                    "{} span(s) rejected because of invalid ids; first: {}",
+                    rejected.count, rejected.first_problem
+                );
+                status::success(accepted.encoding, rejected.count as i64, &message)
+            }
+            None => status::success(accepted.encoding, 0, ""),
+        }
+    }
+
+    fn refused(
+        &self,
+        encoding: BodyEncoding,
+        err: &RequestError,
+        spans: usize,
+    ) -> Response<ResponseBody> {
+        let reason = err.metric_reason();
+        metrics::REQUESTS_REFUSED
+            .get_or_create(&metrics::reason(self.id.as_str(), reason))
+            .inc();
+        if spans > 0 {
+            metrics::SPANS_REFUSED
+                .get_or_create(&metrics::reason(self.id.as_str(), reason))
+                .inc_by(spans as u64);
+        }
+        let status = err.status().as_u16();
+        match err {
+            RequestError::Unavailable { .. } | RequestError::Internal { .. } => {
+                tracing::warn!(receiver = %self.id, status, reason, spans, error = %err, "refused request")
+            }
+            _ => {
+                tracing::debug!(receiver = %self.id, status, reason, spans, error = %err, "refused request")
+            }
+        }
+        status::failure(encoding, err)
+    }
+}
+
+fn decode_body(
+    received: Bytes,
+    content_encoding: ContentEncoding,
+    encoding: BodyEncoding,
+    limit: u64,
+) -> Result<(tracecast_core::ExportTraceServiceRequest, Bytes), RequestError> {
+    let body = decode::decompress(received, content_encoding, limit)?;
+    let request = decode::decode(encoding, &body)?;
+    Ok((request, body))
+}
+
+/// Reads and discards up to `max_bytes` of a refused request's body within [`DRAIN_TIME`].
+async fn drain(mut body: Incoming, max_bytes: u64) {
+    let discard = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > max_bytes {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}

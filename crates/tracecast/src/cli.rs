@@ -1,0 +1,146 @@
+//! Command line: `tracecast run | validate | check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use crate::{check, load_config, logging, Service};
+
+#[derive(Debug, Parser)]
+#[command(name = "tracecast", version, about = "Broadcast LLM gateway traces to S3 and OTLP backends")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the embedded default config when --config is absent).
+    Run {
+        /// Pipeline config file (YAML).
+        #[arg(short, long, env = "TRACECAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Start without testing destinations first (e.g. when a backend is known to be
+        /// down and data should queue until it returns).
+        #[arg(long)]
+        skip_connection_test: bool,
+    },
+    /// Check the config offline: syntax, types, references. Exit 0 when valid.
+    Validate {
+        #[arg(short, long, env = "TRACECAST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config, then test every destination's connection. Exit 1 if any fails.
+    Check {
+        #[arg(short, long, env = "TRACECAST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Exit codes: 0 ok, 1 a destination failed its test or the daemon failed, 2 bad config.
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate { config } => match load_config(config.as_deref()) {
+            Ok(_) => {
+                println!("{}: valid", describe(config.as_deref()));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("invalid config:\n{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { config } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("invalid config:\n{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            let results = check::test_destinations(&cfg).await;
+            let failed = results.iter().filter(|r| r.outcome.is_err()).count();
+            for r in &results {
+                println!("{r}");
+            }
+            if failed == 0 {
+                println!("all {} destination(s) passed", results.len());
+                ExitCode::SUCCESS
+            } else {
+                println!("{failed} of {} destination(s) failed", results.len());
+                ExitCode::FAILURE
+            }
+        }
+        Command::Run {
+            config,
+            skip_connection_test,
+        } => run(config, skip_connection_test).await,
+    }
+}
+
+fn describe(path: Option<&std::path::Path>) -> String {
+    path.map_or_else(|| "embedded default config".to_string(), |p| p.display().to_string())
+}
+
+async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
+    let cfg = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("invalid config:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&cfg.raw.service.telemetry);
+    info!(config = %describe(config.as_deref()), "starting tracecast {}", env!("CARGO_PKG_VERSION"));
+    if !skip_connection_test {
+        let results = check::test_destinations(&cfg).await;
+        let failed: Vec<_> = results.iter().filter(|r| r.outcome.is_err()).collect();
+        if !failed.is_empty() {
+            for r in &failed {
+                error!(destination = %r.id, "connection test failed: {}", r.outcome.as_ref().err().map_or("", |s| s));
+            }
+            error!("not starting: a configuration is only taken when every destination passes its connection test (run `tracecast check` for details, or pass --skip-connection-test)");
+            return ExitCode::FAILURE;
+        }
+    }
+    let service = match Service::start(&cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!("failed to start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    if service.shutdown().await {
+        info!("stopped; everything drained");
+    } else {
+        error!("stopped; shutdown_timeout passed before every exporter drained");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                }
+            }
+            Err(e) => {
+                error!("cannot listen for SIGTERM ({e}); only Ctrl-C stops tracecast");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,154 @@
+//! The one place that lists every component type: YAML type name -> typed config ->
+//! constructor. Adding a component means adding one arm to each enum below.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracecast_config::{Config, ConfigErrors, RawComponent};
+use tracecast_core::{BatchSink, ComponentId, Exporter, Processor};
+use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig};
+use tracecast_exporter_s3::{S3Exporter, S3ExporterConfig};
+use tracecast_processors::{
+    BatchProcessor, BatchProcessorConfig, MetadataProcessor, MetadataProcessorConfig,
+    PrivacyProcessor, PrivacyProcessorConfig,
+};
+use tracecast_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig};
+
+/// Receiver types tracecast knows.
+pub const RECEIVER_TYPES: &[&str] = &["otlp"];
+/// Processor types tracecast knows.
+pub const PROCESSOR_TYPES: &[&str] = &["metadata", "privacy", "batch"];
+/// Exporter types tracecast knows.
+pub const EXPORTER_TYPES: &[&str] = &["otlp", "s3"];
+
+/// A receiver's validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverConfig {
+    Otlp(OtlpReceiverConfig),
+}
+
+/// A processor's validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessorConfig {
+    Metadata(MetadataProcessorConfig),
+    Privacy(PrivacyProcessorConfig),
+    Batch(BatchProcessorConfig),
+}
+
+/// An exporter's validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExporterConfig {
+    Otlp(OtlpExporterConfig),
+    S3(S3ExporterConfig),
+}
+
+/// A config whose every component body decoded and validated.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    pub raw: Config,
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+}
+
+fn unknown_type(config: &Config, raw: &RawComponent, known: &[&str]) -> ConfigErrors {
+    config.error_at(
+        raw,
+        format!(
+            "unknown {} type {:?}; known types: {}",
+            raw.kind,
+            raw.id.type_name(),
+            known.join(", ")
+        ),
+    )
+}
+
+/// Decodes and validates every component, reporting all problems at once.
+pub fn validate(config: Config) -> Result<ValidatedConfig, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut receivers = BTreeMap::new();
+    for (id, raw) in &config.receivers {
+        let decoded = match raw.id.type_name() {
+            "otlp" => config.decode(raw).map(ReceiverConfig::Otlp),
+            _ => Err(unknown_type(&config, raw, RECEIVER_TYPES)),
+        };
+        match decoded {
+            Ok(c) => {
+                receivers.insert(id.clone(), c);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    let mut processors = BTreeMap::new();
+    for (id, raw) in &config.processors {
+        let decoded = match raw.id.type_name() {
+            "metadata" => config.decode(raw).map(ProcessorConfig::Metadata),
+            "privacy" => config.decode(raw).map(ProcessorConfig::Privacy),
+            "batch" => config.decode(raw).map(ProcessorConfig::Batch),
+            _ => Err(unknown_type(&config, raw, PROCESSOR_TYPES)),
+        };
+        match decoded {
+            Ok(c) => {
+                processors.insert(id.clone(), c);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    let mut exporters = BTreeMap::new();
+    for (id, raw) in &config.exporters {
+        let decoded = match raw.id.type_name() {
+            "otlp" => config.decode(raw).map(ExporterConfig::Otlp),
+            "s3" => config.decode(raw).map(ExporterConfig::S3),
+            _ => Err(unknown_type(&config, raw, EXPORTER_TYPES)),
+        };
+        match decoded {
+            Ok(c) => {
+                exporters.insert(id.clone(), c);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(ValidatedConfig {
+        raw: config,
+        receivers,
+        processors,
+        exporters,
+    })
+}
+
+/// Builds a fresh processor instance (each pipeline gets its own, as in the Collector).
+pub fn build_processor(
+    id: &ComponentId,
+    config: &ProcessorConfig,
+) -> anyhow::Result<Box<dyn Processor>> {
+    Ok(match config {
+        ProcessorConfig::Metadata(c) => Box::new(MetadataProcessor::new(id.clone(), c.clone())?),
+        ProcessorConfig::Privacy(c) => Box::new(PrivacyProcessor::new(id.clone(), c.clone())?),
+        ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(id.clone(), c.clone())),
+    })
+}
+
+/// Builds an exporter.
+pub fn build_exporter(
+    id: &ComponentId,
+    config: &ExporterConfig,
+) -> anyhow::Result<Box<dyn Exporter>> {
+    Ok(match config {
+        ExporterConfig::Otlp(c) => Box::new(OtlpExporter::new(id.clone(), c.clone())?),
+        ExporterConfig::S3(c) => Box::new(S3Exporter::new(id.clone(), c.clone())?),
+    })
+}
+
+/// Builds a receiver feeding `sink`.
+pub fn build_receiver(
+    id: &ComponentId,
+    config: &ReceiverConfig,
+    sink: Arc<dyn BatchSink>,
+) -> OtlpReceiver {
+    match config {
+        ReceiverConfig::Otlp(c) => OtlpReceiver::new(id.clone(), c.clone(), sink),
+    }
+}

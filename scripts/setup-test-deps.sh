@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the test suite talks to, besides Rust crates: the OpenTelemetry Python SDK
+# (a real OTLP client) in ./.venv and the Node OTLP/JSON exporter in tests/node. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.sdk" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "opentelemetry-sdk==1.45.*" "opentelemetry-exporter-otlp-proto-http==1.45.*"
+fi
+
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/node/node_modules/@opentelemetry/exporter-trace-otlp-http ]; then
+    (cd tests/node && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+else
+  echo "npm not found: the Node OTLP/JSON client test needs Node.js and npm" >&2
+  exit 1
+fi

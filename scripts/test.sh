@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every check and test: the command CI (.ci/run) calls. On a fresh machine it installs
+# the test clients first (scripts/setup-test-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-test-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast
