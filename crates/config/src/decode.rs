@@ -134,7 +134,9 @@ fn scrub(positions: &Positions, path: &str, mut message: String) -> String {
             );
         }
     }
-    if message.starts_with("invalid type") {
+    // A plain `${env:X}` holding `123` or `true` became a number or boolean; say how to
+    // keep it a string.
+    if message.starts_with("invalid type") && message.contains("expected a string") {
         if let Some(entry) = positions.get(path).filter(|e| e.whole_plain_ref) {
             if let Some(env) = entry.env.first() {
                 message.push_str(&format!(

@@ -63,17 +63,19 @@ pub(crate) fn check_references(
 }
 
 /// A pipeline needs a receiver to get data and an exporter to send it somewhere.
+/// `written` lists the keys whose items were all reported already (bad ids, wrong type).
 pub(crate) fn check_not_empty(
     r: &mut Reporter<'_>,
     pipeline: &str,
     path: &str,
     p: &PipelineConfig,
+    written: &[&str],
 ) {
     for (kind, list, key) in [
         (ComponentKind::Receiver, &p.receivers, "receivers"),
         (ComponentKind::Exporter, &p.exporters, "exporters"),
     ] {
-        if list.is_empty() {
+        if list.is_empty() && !written.contains(&key) {
             r.push(
                 At::Key,
                 &format!("{path}.{key}"),

@@ -122,6 +122,9 @@ fn decode_pipeline(
     defined: &Defined<'_>,
 ) -> PipelineConfig {
     let mut pipeline = PipelineConfig::default();
+    // Lists that were written with items: if all of them were bad ids, those errors say
+    // enough without "has no receivers" on top.
+    let mut written: Vec<&str> = Vec::new();
     match value {
         Value::Null => {}
         Value::Mapping(map) => {
@@ -137,6 +140,10 @@ fn decode_pipeline(
                         continue;
                     }
                 };
+                if !matches!(list, Value::Null) && list.as_sequence().is_none_or(|s| !s.is_empty())
+                {
+                    written.push(key);
+                }
                 let ids = decode_ids(list, &list_path, r);
                 graph::check_references(r, name, kind, &list_path, &ids, defined);
                 *target = ids.into_iter().map(|(_, id)| id).collect();
@@ -151,7 +158,7 @@ fn decode_pipeline(
             return pipeline;
         }
     }
-    graph::check_not_empty(r, name, path, &pipeline);
+    graph::check_not_empty(r, name, path, &pipeline, &written);
     pipeline
 }
 

@@ -106,29 +106,52 @@ impl FromStr for ByteSize {
     }
 }
 
-/// Accepts a string, or a bare integer meaning seconds (durations) / bytes (sizes).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrInt {
-    Int(u64),
-    Str(String),
+/// Accepts a string, or a bare non-negative integer meaning seconds (durations) or bytes
+/// (sizes). A visitor rather than an untagged enum, so that a wrong type says what was
+/// expected instead of "did not match any variant".
+struct UnitVisitor<T> {
+    expecting: &'static str,
+    from_int: fn(u64) -> T,
+}
+
+impl<T: FromStr<Err = String>> serde::de::Visitor<'_> for UnitVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        Ok((self.from_int)(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        match u64::try_from(v) {
+            Ok(v) => Ok((self.from_int)(v)),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
 }
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match StrOrInt::deserialize(d)? {
-            StrOrInt::Int(secs) => Ok(Duration::from_secs(secs)),
-            StrOrInt::Str(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(UnitVisitor {
+            expecting: "a duration like 200ms, 10s or 5m",
+            from_int: Duration::from_secs,
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match StrOrInt::deserialize(d)? {
-            StrOrInt::Int(n) => Ok(ByteSize(n)),
-            StrOrInt::Str(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(UnitVisitor {
+            expecting: "a size like 16MiB or 512KiB, or a number of bytes",
+            from_int: ByteSize,
+        })
     }
 }
 
@@ -165,5 +188,29 @@ mod tests {
         assert_eq!("1KB".parse::<ByteSize>().unwrap(), ByteSize(1000));
         assert_eq!("100".parse::<ByteSize>().unwrap(), ByteSize(100));
         assert!("16 furlongs".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn deserializes_strings_and_integers_and_names_the_expected_form() {
+        let d: Duration = serde_yaml::from_str("10s").unwrap();
+        assert_eq!(d, Duration::from_secs(10));
+        let d: Duration = serde_yaml::from_str("3").unwrap();
+        assert_eq!(d, Duration::from_secs(3));
+        let b: ByteSize = serde_yaml::from_str("16MiB").unwrap();
+        assert_eq!(b, ByteSize::mib(16));
+        let e = serde_yaml::from_str::<Duration>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid type: sequence, expected a duration like 200ms, 10s or 5m"),
+            "{e}"
+        );
+        let e = serde_yaml::from_str::<ByteSize>("-1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid value: integer `-1`, expected a size like 16MiB"),
+            "{e}"
+        );
     }
 }

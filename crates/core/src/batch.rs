@@ -153,11 +153,17 @@ mod tests {
         let a = TraceBatch::new(BatchContext::new("otlp"), req, Some(bytes.clone()));
         let mut b = a.clone();
         b.request_mut().resource_spans[0].scope_spans[0].spans[0].name = "changed".into();
-        assert_eq!(a.request().resource_spans[0].scope_spans[0].spans[0].name, "s0");
+        assert_eq!(
+            a.request().resource_spans[0].scope_spans[0].spans[0].name,
+            "s0"
+        );
         assert_eq!(a.received_protobuf(), Some(&bytes));
         assert!(b.received_protobuf().is_none());
         let decoded = ExportTraceServiceRequest::decode(b.to_protobuf()).unwrap();
-        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans[0].name, "changed");
+        assert_eq!(
+            decoded.resource_spans[0].scope_spans[0].spans[0].name,
+            "changed"
+        );
         assert_eq!(b.span_count(), 2);
     }
 }

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::{ExportError, SubmitError};
-use crate::TraceBatch;
 use crate::CancellationToken;
+use crate::TraceBatch;
 
 /// Where a receiver hands accepted batches. Implemented by the pipeline runtime's fan-out.
 ///
@@ -52,9 +52,5 @@ pub trait Exporter: Send + Sync + 'static {
     /// Consumes `input` until it is closed and empty, delivering every batch. Returns when
     /// drained. `hard_stop` fires when the shutdown deadline has passed: stop retrying, report
     /// what could not be delivered, and return.
-    async fn run(
-        self: Box<Self>,
-        input: mpsc::Receiver<TraceBatch>,
-        hard_stop: CancellationToken,
-    );
+    async fn run(self: Box<Self>, input: mpsc::Receiver<TraceBatch>, hard_stop: CancellationToken);
 }

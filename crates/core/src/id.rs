@@ -94,9 +94,21 @@ mod tests {
         assert_eq!(id.type_name(), "otlp");
         assert_eq!(id.name(), Some("axiom"));
         assert_eq!(ComponentId::parse("s3").unwrap().name(), None);
-        assert!(matches!(ComponentId::parse("otlp/"), Err(IdError::EmptyName(_))));
-        assert!(matches!(ComponentId::parse("/x"), Err(IdError::EmptyType(_))));
-        assert!(matches!(ComponentId::parse("a b"), Err(IdError::BadChar(_))));
-        assert!(matches!(ComponentId::parse("a/b/c"), Err(IdError::BadChar(_))));
+        assert!(matches!(
+            ComponentId::parse("otlp/"),
+            Err(IdError::EmptyName(_))
+        ));
+        assert!(matches!(
+            ComponentId::parse("/x"),
+            Err(IdError::EmptyType(_))
+        ));
+        assert!(matches!(
+            ComponentId::parse("a b"),
+            Err(IdError::BadChar(_))
+        ));
+        assert!(matches!(
+            ComponentId::parse("a/b/c"),
+            Err(IdError::BadChar(_))
+        ));
     }
 }

@@ -7,8 +7,8 @@
 //! - `id.rs`: [`ComponentId`], the validated `type[/name]` identifier.
 //! - `error.rs`: [`ExportError`] (permanent vs retryable) and [`SubmitError`].
 //! - `retry.rs`: the one retry loop every exporter uses, driven by [`ExportError`].
-//! - `otlp_json.rs`: the OTLP/JSON codec (decode what real clients send, encode what
-//!   backends expect).
+//! - `otlp_json/`: the OTLP/JSON codec for export requests and responses (decode what real
+//!   clients send, encode what backends expect).
 //! - `metrics.rs`: counters shared by components (scraped by the admin endpoint).
 
 pub mod batch;

@@ -1,1 +1,24 @@
-//! (being written)
+//! The `otlp` exporter: forwards batches to an OTLP/HTTP backend (Axiom, Honeycomb, Tempo,
+//! Jaeger, another Collector) as OTLP/JSON or protobuf, gzip-compressed, with the shared
+//! retry loop acting on a Collector-style error classification.
+//!
+//! - `config.rs`: [`OtlpExporterConfig`] (the YAML section), defaults and validation.
+//! - `exporter.rs`: [`OtlpExporter`]: sending queue, consumers, one export per batch,
+//!   the connection test.
+//! - `encode.rs`: encoding (protobuf reuses the received bytes) and compression, done once
+//!   per batch.
+//! - `classify.rs`: HTTP status / transport failure -> retryable or permanent, `Retry-After`,
+//!   the backend's message, `partial_success`.
+//! - `error.rs`: [`OtlpExporterError`], why an exporter could not be built.
+
+pub mod classify;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod exporter;
+
+pub use config::{
+    Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
+};
+pub use error::OtlpExporterError;
+pub use exporter::OtlpExporter;

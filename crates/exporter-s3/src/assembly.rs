@@ -304,7 +304,11 @@ mod tests {
         a.ingest(&batch(vec![span(1, 2, Some(1))]), t0, &mut out);
         a.take_due(t0 + Duration::from_secs(10), &mut out);
         assert!(out.is_empty(), "no root yet: held");
-        a.ingest(&batch(vec![span(1, 1, None)]), t0 + Duration::from_secs(10), &mut out);
+        a.ingest(
+            &batch(vec![span(1, 1, None)]),
+            t0 + Duration::from_secs(10),
+            &mut out,
+        );
         a.take_due(t0 + Duration::from_secs(14), &mut out);
         assert!(out.is_empty(), "root seen but not idle yet");
         a.take_due(t0 + Duration::from_secs(15), &mut out);
@@ -315,7 +319,11 @@ mod tests {
 
         // A late span of the written trace: a new assembly, released on idle.
         let mut out = Vec::new();
-        a.ingest(&batch(vec![span(1, 3, Some(1))]), t0 + Duration::from_secs(20), &mut out);
+        a.ingest(
+            &batch(vec![span(1, 3, Some(1))]),
+            t0 + Duration::from_secs(20),
+            &mut out,
+        );
         a.take_due(t0 + Duration::from_secs(25), &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].late_fragment);
@@ -336,7 +344,11 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty());
-        a.ingest(&batch(vec![span(3, 1, None)]), t0 + Duration::from_secs(2), &mut out);
+        a.ingest(
+            &batch(vec![span(3, 1, None)]),
+            t0 + Duration::from_secs(2),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "over the span bound: the oldest trace goes");
         assert_eq!(out[0].trace_id, vec![1; 16]);
         assert_eq!(out[0].release, Release::Pressure);

@@ -140,7 +140,10 @@ impl Default for S3ExporterConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// An S3 bucket; `base` is a folder inside it from `s3://bucket/base`.
-    S3 { bucket: String, base: Option<String> },
+    S3 {
+        bucket: String,
+        base: Option<String>,
+    },
     /// A local folder.
     Local { dir: PathBuf },
 }
@@ -376,7 +379,12 @@ mod tests {
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["path_template", "", "secret_access_key", "trace_idle_timeout"]
+            [
+                "path_template",
+                "",
+                "secret_access_key",
+                "trace_idle_timeout"
+            ]
         );
         assert_eq!(
             errs[0].message,
@@ -395,11 +403,7 @@ mod tests {
 
     #[test]
     fn parses_url_forms() {
-        let t = |u: &str| {
-            parse(&format!("url: {u}\n"))
-                .validated()
-                .map(|v| v.target)
-        };
+        let t = |u: &str| parse(&format!("url: {u}\n")).validated().map(|v| v.target);
         assert_eq!(
             t("s3://bkt/base/dir").unwrap(),
             Target::S3 {

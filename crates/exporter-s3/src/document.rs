@@ -246,7 +246,10 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
     }
 }
 
-fn merged_metadata(trace_meta: &Map<String, Value>, own: &Map<String, Value>) -> Map<String, Value> {
+fn merged_metadata(
+    trace_meta: &Map<String, Value>,
+    own: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut out = trace_meta.clone();
     for (k, v) in own {
         out.insert(k.clone(), v.clone());
@@ -280,9 +283,15 @@ fn push_span(
         trace_id: trace_id.to_string(),
         parent_observation_id: (!span.parent_span_id.is_empty())
             .then(|| hex::encode(&span.parent_span_id)),
-        kind_of: if m.is_generation { "GENERATION" } else { "SPAN" },
+        kind_of: if m.is_generation {
+            "GENERATION"
+        } else {
+            "SPAN"
+        },
         name: span.name.clone(),
-        start_time: rfc3339(from_nanos(span.start_time_unix_nano).unwrap_or(OffsetDateTime::UNIX_EPOCH)),
+        start_time: rfc3339(
+            from_nanos(span.start_time_unix_nano).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        ),
         end_time: from_nanos(span.end_time_unix_nano).map(rfc3339),
         model: m.model.clone(),
         model_parameters: m.model_parameters.clone(),
@@ -297,9 +306,7 @@ fn push_span(
         finish_reason: m.finish_reason.clone(),
         provider_name: m.provider_name.clone(),
         level: if is_error { "ERROR" } else { "DEFAULT" },
-        status_message: status
-            .map(|s| s.message.clone())
-            .filter(|s| !s.is_empty()),
+        status_message: status.map(|s| s.message.clone()).filter(|s| !s.is_empty()),
         metadata: merged_metadata(trace_meta, &m.metadata),
         span_kind: span_kind(span.kind),
         attributes,

@@ -159,7 +159,7 @@ pub fn classify(err: &object_store::Error) -> StoreProblem {
         Some("SignatureDoesNotMatch" | "AuthorizationHeaderMalformed") => {
             return StoreProblem::SignatureMismatch
         }
-        Some("InvalidAccessKeyId") => return StoreProblem::InvalidAccessKeyId,
+        Some("InvalidAccessKeyId" | "NotSignedUp") => return StoreProblem::InvalidAccessKeyId,
         Some("SlowDown" | "Throttling" | "RequestLimitExceeded" | "TooManyRequests") => {
             return StoreProblem::Throttled
         }

@@ -46,9 +46,19 @@ pub struct S3Exporter {
 /// The outcome of one trace's delivery, reported by its task.
 #[derive(Debug)]
 pub enum Delivery {
-    Written { key: String, spans: usize, bytes: usize },
-    Replayed { key: String },
-    DeadLettered { key: String, reason: String, file: Option<PathBuf> },
+    Written {
+        key: String,
+        spans: usize,
+        bytes: usize,
+    },
+    Replayed {
+        key: String,
+    },
+    DeadLettered {
+        key: String,
+        reason: String,
+        file: Option<PathBuf>,
+    },
 }
 
 impl S3Exporter {
@@ -132,7 +142,8 @@ impl Shared {
             Compression::None => Ok(Bytes::from(json)),
             Compression::Gzip => {
                 use std::io::Write;
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 gz.write_all(&json)
                     .and_then(|()| gz.finish())
                     .map(Bytes::from)
@@ -142,7 +153,11 @@ impl Shared {
     }
 
     /// Builds, uploads (with retries) and, failing that, dead-letters one trace.
-    async fn deliver(self: Arc<Self>, trace: AssembledTrace, hard_stop: CancellationToken) -> Delivery {
+    async fn deliver(
+        self: Arc<Self>,
+        trace: AssembledTrace,
+        hard_stop: CancellationToken,
+    ) -> Delivery {
         let spans = trace.spans.len();
         let doc = document::build(&trace, self.api_key_name_attribute.as_deref());
         let key = object_key(
@@ -207,7 +222,10 @@ impl Shared {
             (Ok(_), None) => Delivery::Replayed {
                 key: key.to_string(),
             },
-            (Err(e), _) => self.dead_letter(&key.to_string(), &body, e.to_string(), spans).await,
+            (Err(e), _) => {
+                self.dead_letter(&key.to_string(), &body, e.to_string(), spans)
+                    .await
+            }
         }
     }
 
@@ -279,7 +297,9 @@ impl S3Exporter {
             }
             ready.extend(released.drain(..));
             while uploads.len() < self.max_concurrent {
-                let Some(trace) = ready.pop_front() else { break };
+                let Some(trace) = ready.pop_front() else {
+                    break;
+                };
                 uploads.spawn(self.shared.clone().deliver(trace, hard_stop.clone()));
             }
             if !open && assembler.is_empty() && ready.is_empty() && uploads.is_empty() {

@@ -21,7 +21,15 @@ pub enum Var {
 }
 
 /// The variable names accepted in `{...}`, in the order error messages list them.
-pub const VARIABLES: &[&str] = &["prefix", "date", "year", "month", "day", "hour", "apiKeyName"];
+pub const VARIABLES: &[&str] = &[
+    "prefix",
+    "date",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "apiKeyName",
+];
 
 impl Var {
     fn parse(name: &str) -> Option<Self> {
@@ -269,8 +277,8 @@ mod tests {
             api_key_name: "a/b\u{0}c",
         };
         let k = object_key(&t, vars, "x/../y", datetime!(2024-01-15 0:00 UTC), ".json");
-        assert_eq!(k.nth(1), "_etc/a_bc/x___y-1705276800.json");
-        assert_eq!(k.nth(2), "_etc/a_bc/x___y-1705276800-2.json");
+        assert_eq!(k.nth(1), "__etc/a_bc/x___y-1705276800.json");
+        assert_eq!(k.nth(2), "__etc/a_bc/x___y-1705276800-2.json");
         let empty = KeyVars {
             prefix: "",
             api_key_name: "default",

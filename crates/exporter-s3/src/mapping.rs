@@ -132,7 +132,8 @@ pub fn map_attributes(attrs: &[KeyValue]) -> Mapped {
 
     for (key, value) in rest {
         if let Some(meta_key) = key.strip_prefix(METADATA_PREFIX) {
-            m.metadata.insert(meta_key.to_string(), to_json(Some(value)));
+            m.metadata
+                .insert(meta_key.to_string(), to_json(Some(value)));
         } else if let Some(param) = key.strip_prefix("gen_ai.request.") {
             m.model_parameters
                 .insert(param.to_string(), to_json(Some(value)));
@@ -161,7 +162,10 @@ mod tests {
         let m = map_attributes(&[
             kv("gen_ai.request.model", Av::StringValue("gpt-4o".into())),
             kv("gen_ai.request.temperature", Av::DoubleValue(0.2)),
-            kv("gen_ai.prompt", Av::StringValue("[{\"role\":\"user\"}]".into())),
+            kv(
+                "gen_ai.prompt",
+                Av::StringValue("[{\"role\":\"user\"}]".into()),
+            ),
             kv("gen_ai.usage.prompt_tokens", Av::IntValue(10)),
             kv("gen_ai.usage.completion_tokens", Av::IntValue(5)),
             kv("gen_ai.usage.input_cost", Av::DoubleValue(0.001)),

@@ -113,10 +113,11 @@ impl Uploader {
             .unwrap_or_else(|| "us-east-1".into());
         b = b.with_region(&region);
         let path_style = config.force_path_style || bucket.contains('.');
+        let mut allow_http = false;
         let endpoint_display = match non_empty(&config.endpoint) {
             Some(ep) => {
                 let ep = ep.trim_end_matches('/');
-                b = b.with_allow_http(ep.starts_with("http://"));
+                allow_http = ep.starts_with("http://");
                 if path_style || is_local_host(ep) {
                     b = b.with_endpoint(ep).with_virtual_hosted_style_request(false);
                 } else {
@@ -141,7 +142,8 @@ impl Uploader {
             .with_client_options(
                 ClientOptions::new()
                     .with_timeout(config.request_timeout.get())
-                    .with_connect_timeout(std::time::Duration::from_secs(5)),
+                    .with_connect_timeout(std::time::Duration::from_secs(5))
+                    .with_allow_http(allow_http),
             );
         let store = b.build()?;
         let store: Arc<dyn ObjectStore> = match base {
@@ -167,7 +169,11 @@ impl Uploader {
     /// same bytes mean an earlier attempt already wrote it, else the next distinct name
     /// (`-2`, `-3`, ...) is tried. An existing object is never overwritten. (With a
     /// PutObject-only credential the read fails; the trace then gets a distinct name.)
-    pub async fn write_unique(&self, key: &ObjectKey, body: Bytes) -> Result<Written, StoreProblem> {
+    pub async fn write_unique(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+    ) -> Result<Written, StoreProblem> {
         for n in 1..=MAX_SUFFIX {
             let name = key.nth(n);
             let path = ObjectPath::parse(&name)

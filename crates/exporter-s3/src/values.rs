@@ -24,7 +24,9 @@ pub fn to_json(v: Option<&AnyValue>) -> Value {
             }),
         },
         Some(Av::BytesValue(b)) => Value::String(hex::encode(b)),
-        Some(Av::ArrayValue(a)) => Value::Array(a.values.iter().map(|v| to_json(Some(v))).collect()),
+        Some(Av::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| to_json(Some(v))).collect())
+        }
         Some(Av::KvlistValue(kv)) => Value::Object(
             kv.values
                 .iter()
@@ -111,7 +113,10 @@ mod tests {
             serde_json::json!([{"role": "user", "content": "hi"}])
         );
         assert_eq!(content_json(Some(&s("42"))), Value::String("42".into()));
-        assert_eq!(content_json(Some(&s("hello"))), Value::String("hello".into()));
+        assert_eq!(
+            content_json(Some(&s("hello"))),
+            Value::String("hello".into())
+        );
         let nan = AnyValue {
             value: Some(Av::DoubleValue(f64::NAN)),
         };

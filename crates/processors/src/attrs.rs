@@ -111,7 +111,10 @@ pub fn from_json(v: &serde_json::Value) -> AnyValue {
             values: items.iter().map(from_json).collect(),
         })),
         J::Object(map) => Some(Value::KvlistValue(KeyValueList {
-            values: map.iter().map(|(k, v)| kv(k.clone(), from_json(v))).collect(),
+            values: map
+                .iter()
+                .map(|(k, v)| kv(k.clone(), from_json(v)))
+                .collect(),
         })),
     };
     AnyValue { value }

@@ -109,7 +109,12 @@ impl BatchProcessor {
         self.buffers.iter().map(|b| b.spans).sum()
     }
 
-    fn emit(&self, ctx: &Arc<BatchContext>, mut request: ExportTraceServiceRequest, out: &mut Vec<TraceBatch>) {
+    fn emit(
+        &self,
+        ctx: &Arc<BatchContext>,
+        mut request: ExportTraceServiceRequest,
+        out: &mut Vec<TraceBatch>,
+    ) {
         let labels = metrics::component(self.id.as_str());
         if let Some(max) = self.max_size {
             while span_count(&request) > max {

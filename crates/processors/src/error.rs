@@ -14,7 +14,9 @@ pub enum ProcessorError {
         problems: Vec<FieldError>,
     },
     /// A regular expression in the config does not compile.
-    #[error("processor {component}: {path}: {pattern:?} is not a valid regular expression: {source}")]
+    #[error(
+        "processor {component}: {path}: {pattern:?} is not a valid regular expression: {source}"
+    )]
     BadPattern {
         component: String,
         path: String,

@@ -17,7 +17,9 @@
 //! - `error.rs`: [`ProcessorError`].
 //!
 //! Pipelines should run `metadata` before `batch` (a request's spans are then still
-//! together) and may put `privacy` before or after `metadata`: the two commute.
+//! together) and may put `privacy` before or after `metadata`: the two commute (the output
+//! has the same attributes either way; only their order within a list may differ, which
+//! OTLP gives no meaning).
 
 pub mod attrs;
 pub mod batch;

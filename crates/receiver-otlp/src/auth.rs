@@ -107,11 +107,26 @@ mod tests {
     #[test]
     fn refuses_missing_other_scheme_and_wrong_tokens() {
         let auth = auth();
-        assert_eq!(auth.authenticate(&HeaderMap::new()), Err(RequestError::MissingToken));
-        assert_eq!(auth.authenticate(&headers("Basic dG9rZW4tYQ==")), Err(RequestError::MissingToken));
-        assert_eq!(auth.authenticate(&headers("Bearer ")), Err(RequestError::MissingToken));
-        assert_eq!(auth.authenticate(&headers("Bearer token-c")), Err(RequestError::BadToken));
-        assert_eq!(auth.authenticate(&headers("Bearer token-")), Err(RequestError::BadToken));
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new()),
+            Err(RequestError::MissingToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Basic dG9rZW4tYQ==")),
+            Err(RequestError::MissingToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer ")),
+            Err(RequestError::MissingToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer token-c")),
+            Err(RequestError::BadToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer token-")),
+            Err(RequestError::BadToken)
+        );
     }
 
     #[test]

@@ -103,7 +103,10 @@ impl Validate for OtlpReceiverConfig {
             ));
         }
         if self.read_timeout.get().is_zero() {
-            errors.push(FieldError::new("read_timeout", "must be greater than 0, like 30s"));
+            errors.push(FieldError::new(
+                "read_timeout",
+                "must be greater than 0, like 30s",
+            ));
         }
         if self.header_read_timeout.get().is_zero() {
             errors.push(FieldError::new(

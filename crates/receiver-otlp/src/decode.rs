@@ -39,7 +39,12 @@ impl BodyEncoding {
             });
         };
         let raw = String::from_utf8_lossy(value.as_bytes());
-        let media_type = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media_type = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media_type.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(BodyEncoding::Protobuf),
             "application/json" => Ok(BodyEncoding::Json),
@@ -132,7 +137,9 @@ async fn read_limited(
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
-                let message = format!("{e}; the client closed the connection or sent invalid chunked framing");
+                let message = format!(
+                    "{e}; the client closed the connection or sent invalid chunked framing"
+                );
                 return Err((RequestError::BodyRead { message }, None));
             }
         };
@@ -153,7 +160,11 @@ async fn read_limited(
 
 /// Undoes `encoding`, never holding more than `limit + 1` decompressed bytes: a gzip bomb
 /// is refused once it crosses the limit instead of inflating in memory.
-pub fn decompress(body: Bytes, encoding: ContentEncoding, limit: u64) -> Result<Bytes, RequestError> {
+pub fn decompress(
+    body: Bytes,
+    encoding: ContentEncoding,
+    limit: u64,
+) -> Result<Bytes, RequestError> {
     let (name, reader): (&'static str, Box<dyn Read + '_>) = match encoding {
         ContentEncoding::Identity => return Ok(body),
         ContentEncoding::Gzip => ("gzip", Box::new(MultiGzDecoder::new(&body[..]))),
@@ -169,7 +180,9 @@ pub fn decompress(body: Bytes, encoding: ContentEncoding, limit: u64) -> Result<
         .read_to_end(&mut out)
         .map_err(|e| RequestError::Malformed {
             encoding: name,
-            message: format!("{e}; check that Content-Encoding matches how the body was compressed"),
+            message: format!(
+                "{e}; check that Content-Encoding matches how the body was compressed"
+            ),
         })?;
     if out.len() as u64 > limit {
         return Err(RequestError::TooLarge {
@@ -188,7 +201,10 @@ fn looks_like_zlib(body: &[u8]) -> bool {
 }
 
 /// Decodes an export request in `encoding`.
-pub fn decode(encoding: BodyEncoding, body: &[u8]) -> Result<ExportTraceServiceRequest, RequestError> {
+pub fn decode(
+    encoding: BodyEncoding,
+    body: &[u8],
+) -> Result<ExportTraceServiceRequest, RequestError> {
     match encoding {
         BodyEncoding::Protobuf => {
             ExportTraceServiceRequest::decode(body).map_err(|e| RequestError::Malformed {
@@ -256,9 +272,103 @@ pub fn drop_invalid_spans(request: &mut ExportTraceServiceRequest) -> Option<Rej
     for rs in &mut request.resource_spans {
         rs.scope_spans.retain(|ss| !ss.spans.is_empty());
     }
-    request.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    request
+        .resource_spans
+        .retain(|rs| !rs.scope_spans.is_empty());
     Some(Rejected {
         count,
         first_problem: first_problem.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::io::Write;
+    use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn headers(name: http::HeaderName, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn content_type_ignores_parameters_and_case() {
+        let json = headers(CONTENT_TYPE, "Application/JSON; charset=utf-8");
+        assert_eq!(BodyEncoding::from_headers(&json), Ok(BodyEncoding::Json));
+        let proto = headers(CONTENT_TYPE, "application/protobuf");
+        assert_eq!(
+            BodyEncoding::from_headers(&proto),
+            Ok(BodyEncoding::Protobuf)
+        );
+        assert!(BodyEncoding::from_headers(&HeaderMap::new()).is_err());
+        let text = headers(CONTENT_TYPE, "text/json");
+        assert_eq!(BodyEncoding::for_response(&text), BodyEncoding::Protobuf);
+    }
+
+    #[test]
+    fn content_encoding_lists_allow_one_compression() {
+        let h = headers(CONTENT_ENCODING, "identity, GZIP");
+        assert_eq!(ContentEncoding::from_headers(&h), Ok(ContentEncoding::Gzip));
+        let h = headers(CONTENT_ENCODING, "gzip, deflate");
+        assert!(ContentEncoding::from_headers(&h).is_err());
+        assert_eq!(
+            ContentEncoding::from_headers(&HeaderMap::new()),
+            Ok(ContentEncoding::Identity)
+        );
+    }
+
+    #[test]
+    fn raw_deflate_is_accepted_too() {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"hello spans").unwrap();
+        let raw = Bytes::from(enc.finish().unwrap());
+        let out = decompress(raw, ContentEncoding::Deflate, 100).unwrap();
+        assert_eq!(&out[..], b"hello spans");
+        let err = decompress(
+            Bytes::from_static(b"\x1f\x8bnot gzip"),
+            ContentEncoding::Gzip,
+            100,
+        );
+        assert!(matches!(
+            err,
+            Err(RequestError::Malformed {
+                encoding: "gzip",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_parent_ids_are_dropped_and_empty_scopes_removed() {
+        let span = |parent: Vec<u8>| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: parent,
+            ..Default::default()
+        };
+        let scope = |spans| ScopeSpans {
+            spans,
+            ..Default::default()
+        };
+        let mut request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![
+                    scope(vec![span(vec![3; 4])]),
+                    scope(vec![span(vec![]), span(vec![3; 8])]),
+                ],
+                ..Default::default()
+            }],
+        };
+        let rejected = drop_invalid_spans(&mut request).unwrap();
+        assert_eq!(rejected.count, 1);
+        assert_eq!(
+            rejected.first_problem,
+            "resourceSpans[0].scopeSpans[0].spans[0] (name \"\") has a 4-byte parentSpanId; it must be 8 bytes"
+        );
+        assert_eq!(request.resource_spans[0].scope_spans.len(), 1);
+        assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 2);
+    }
 }

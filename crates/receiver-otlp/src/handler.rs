@@ -133,11 +133,13 @@ impl Handler {
             })?;
         let limit = self.limit;
         let decoded = if received.len() >= BLOCKING_DECODE_THRESHOLD {
-            tokio::task::spawn_blocking(move || decode_body(received, content_encoding, encoding, limit))
-                .await
-                .map_err(|e| RequestError::Internal {
-                    message: format!("decoding task failed: {e}"),
-                })?
+            tokio::task::spawn_blocking(move || {
+                decode_body(received, content_encoding, encoding, limit)
+            })
+            .await
+            .map_err(|e| RequestError::Internal {
+                message: format!("decoding task failed: {e}"),
+            })?
         } else {
             decode_body(received, content_encoding, encoding, limit)
         };

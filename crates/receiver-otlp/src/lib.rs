@@ -18,11 +18,11 @@
 
 mod auth;
 pub mod config;
-pub mod decode;
+mod decode;
 pub mod error;
 mod handler;
 mod server;
-pub mod status;
+mod status;
 
 pub use config::{ApiKey, OtlpReceiverConfig};
 pub use error::{ReceiverError, RequestError};

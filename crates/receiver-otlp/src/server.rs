@@ -41,7 +41,10 @@ impl OtlpReceiver {
 
     /// Binds the listener (errors name the address and the cause, e.g. address in use) and
     /// spawns the server, which runs until `shutdown` is cancelled.
-    pub async fn start(self, shutdown: CancellationToken) -> Result<RunningReceiver, ReceiverError> {
+    pub async fn start(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<RunningReceiver, ReceiverError> {
         let endpoint = self.config.endpoint.clone();
         let bind_error = |e| ReceiverError::bind(self.id.to_string(), endpoint.clone(), e);
         let listener = TcpListener::bind(&endpoint).await.map_err(bind_error)?;

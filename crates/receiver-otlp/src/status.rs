@@ -100,8 +100,9 @@ pub(crate) fn failure(encoding: BodyEncoding, err: &RequestError) -> Response<Re
 fn respond(status: StatusCode, encoding: BodyEncoding, body: Vec<u8>) -> Response<ResponseBody> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
     response
 }

@@ -195,7 +195,10 @@ async fn the_key_name_travels_with_the_batch() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let batches = s.sink.batches();
-    assert_eq!(batches[0].context().api_key_name.as_deref(), Some("prod-gateway"));
+    assert_eq!(
+        batches[0].context().api_key_name.as_deref(),
+        Some("prod-gateway")
+    );
 }
 
 #[tokio::test]
@@ -230,7 +233,10 @@ async fn graceful_stop_answers_the_request_in_flight() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "the listener still accepts after shutdown");
-    assert!(!stopped.is_finished(), "stopped() resolved before the request was answered");
+    assert!(
+        !stopped.is_finished(),
+        "stopped() resolved before the request was answered"
+    );
 
     s.sink.release();
     let resp = in_flight.await.unwrap().unwrap();

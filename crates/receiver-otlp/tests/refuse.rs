@@ -27,7 +27,10 @@ async fn status_of(resp: reqwest::Response, http: u16, code: i32) -> Status {
 
 fn assert_mentions(message: &str, parts: &[&str]) {
     for part in parts {
-        assert!(message.contains(part), "{message:?} does not mention {part:?}");
+        assert!(
+            message.contains(part),
+            "{message:?} does not mention {part:?}"
+        );
     }
 }
 
@@ -42,7 +45,10 @@ async fn malformed_protobuf_is_400() {
         .await
         .unwrap();
     let status = status_of(resp, 400, 3).await;
-    assert_mentions(&status.message, &["not valid OTLP protobuf", "ExportTraceServiceRequest"]);
+    assert_mentions(
+        &status.message,
+        &["not valid OTLP protobuf", "ExportTraceServiceRequest"],
+    );
     assert!(s.sink.batches().is_empty());
     let refused = metrics::REQUESTS_REFUSED
         .get_or_create(&metrics::reason("otlp/badproto", "malformed"))
@@ -86,7 +92,10 @@ async fn missing_or_wrong_token_is_401() {
         .unwrap();
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     let status = status_of(missing, 401, 16).await;
-    assert_mentions(&status.message, &["missing bearer token", "Authorization: Bearer"]);
+    assert_mentions(
+        &status.message,
+        &["missing bearer token", "Authorization: Bearer"],
+    );
 
     let wrong = client()
         .post(&s.url)
@@ -97,7 +106,10 @@ async fn missing_or_wrong_token_is_401() {
         .await
         .unwrap();
     let status = status_of(wrong, 401, 16).await;
-    assert_mentions(&status.message, &["does not match any configured ingest key"]);
+    assert_mentions(
+        &status.message,
+        &["does not match any configured ingest key"],
+    );
     assert!(!status.message.contains("the-wrong-token"));
     assert!(s.sink.batches().is_empty());
 }
@@ -128,7 +140,10 @@ async fn wrong_method_is_405_with_allow() {
 
 #[tokio::test]
 async fn declared_content_length_over_the_limit_is_413() {
-    let s = start("otlp/toolarge", |c| c.max_request_body_size = tracecast_config::ByteSize::mib(1)).await;
+    let s = start("otlp/toolarge", |c| {
+        c.max_request_body_size = tracecast_config::ByteSize::mib(1)
+    })
+    .await;
     let resp = client()
         .post(&s.url)
         .header("content-type", PROTOBUF)
@@ -137,7 +152,10 @@ async fn declared_content_length_over_the_limit_is_413() {
         .await
         .unwrap();
     let status = status_of(resp, 413, 3).await;
-    assert_mentions(&status.message, &["Content-Length", "max_request_body_size (1048576 bytes)"]);
+    assert_mentions(
+        &status.message,
+        &["Content-Length", "max_request_body_size (1048576 bytes)"],
+    );
 }
 
 /// A streamed body without `Content-Length` (sent chunked): `count` chunks of `chunk`.
@@ -164,7 +182,10 @@ impl hyper::body::Body for Chunks {
 
 #[tokio::test]
 async fn chunked_body_over_the_limit_is_413() {
-    let s = start("otlp/chunked", |c| c.max_request_body_size = tracecast_config::ByteSize::mib(1)).await;
+    let s = start("otlp/chunked", |c| {
+        c.max_request_body_size = tracecast_config::ByteSize::mib(1)
+    })
+    .await;
     let body = Chunks {
         count: 32,
         chunk: Bytes::from(vec![0u8; 64 * 1024]),
@@ -177,14 +198,23 @@ async fn chunked_body_over_the_limit_is_413() {
         .await
         .unwrap();
     let status = status_of(resp, 413, 3).await;
-    assert_mentions(&status.message, &["the request body is larger than max_request_body_size"]);
+    assert_mentions(
+        &status.message,
+        &["the request body is larger than max_request_body_size"],
+    );
 }
 
 #[tokio::test]
 async fn gzip_bomb_is_413_without_inflating() {
-    let s = start("otlp/bomb", |c| c.max_request_body_size = tracecast_config::ByteSize::mib(1)).await;
+    let s = start("otlp/bomb", |c| {
+        c.max_request_body_size = tracecast_config::ByteSize::mib(1)
+    })
+    .await;
     let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
-    assert!(bomb.len() < 64 * 1024, "the compressed bomb itself is small");
+    assert!(
+        bomb.len() < 64 * 1024,
+        "the compressed bomb itself is small"
+    );
     let resp = client()
         .post(&s.url)
         .header("content-type", PROTOBUF)
@@ -212,7 +242,14 @@ async fn unsupported_content_type_is_415() {
         .await
         .unwrap();
     let status = status_of(resp, 415, 3).await;
-    assert_mentions(&status.message, &["\"text/plain\"", "application/x-protobuf", "application/json"]);
+    assert_mentions(
+        &status.message,
+        &[
+            "\"text/plain\"",
+            "application/x-protobuf",
+            "application/json",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -253,7 +290,8 @@ async fn full_pipeline_is_429_with_retry_after() {
 #[tokio::test]
 async fn unavailable_pipeline_is_503_with_retry_after() {
     let s = start("otlp/unavail", |_| {}).await;
-    s.sink.set_mode(Mode::Unavailable(Duration::from_millis(2500)));
+    s.sink
+        .set_mode(Mode::Unavailable(Duration::from_millis(2500)));
     let resp = client()
         .post(&s.url)
         .header("content-type", PROTOBUF)
@@ -351,5 +389,12 @@ async fn a_taken_address_is_a_clear_start_error() {
         .await
         .unwrap_err()
         .to_string();
-    assert_mentions(&err, &["otlp/second", &endpoint, "another process already listens there"]);
+    assert_mentions(
+        &err,
+        &[
+            "otlp/second",
+            &endpoint,
+            "another process already listens there",
+        ],
+    );
 }

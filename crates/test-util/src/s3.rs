@@ -12,19 +12,28 @@ use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey, SimpleAuth};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Allows everything to the full credential, only `PutObject` to the put-only one.
-struct PutOnlyAccess;
+/// Allows everything to the full credential, only `PutObject` to the put-only one. Also
+/// answers `NoSuchBucket` for object requests to a bucket folder that does not exist, as S3
+/// does (s3s-fs alone would create the folder on PutObject).
+struct PutOnlyAccess {
+    root: PathBuf,
+}
 
 #[async_trait::async_trait]
 impl S3Access for PutOnlyAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if let s3s::path::S3Path::Object { bucket, .. } = cx.s3_path() {
+            if cx.credentials().is_some() && !self.root.join(&**bucket).is_dir() {
+                return Err(s3_error!(NoSuchBucket));
+            }
+        }
         match cx.credentials() {
             None => Err(s3_error!(AccessDenied, "Signature is required")),
             Some(c) if c.access_key == S3TestServer::PUT_ONLY_ACCESS_KEY => {
@@ -39,6 +48,22 @@ impl S3Access for PutOnlyAccess {
             }
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// Answers an unknown access key with `InvalidAccessKeyId`, as AWS does (s3s's
+/// `SimpleAuth` says `NotSignedUp`).
+struct AwsLikeAuth(SimpleAuth);
+
+#[async_trait::async_trait]
+impl S3Auth for AwsLikeAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        self.0.lookup(access_key).cloned().ok_or_else(|| {
+            s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )
+        })
     }
 }
 
@@ -85,8 +110,10 @@ impl S3TestServer {
             Self::PUT_ONLY_SECRET_KEY.into(),
         );
         let mut b = S3ServiceBuilder::new(fs);
-        b.set_auth(auth);
-        b.set_access(PutOnlyAccess);
+        b.set_auth(AwsLikeAuth(auth));
+        b.set_access(PutOnlyAccess {
+            root: self.root.clone(),
+        });
         b.build()
     }
 

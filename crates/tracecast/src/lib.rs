@@ -7,6 +7,7 @@
 //! - `logging.rs`: `tracing` set-up (text or JSON).
 //! - `default_config.yaml`: the embedded default config.
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod logging;

@@ -374,7 +374,11 @@ impl<'de, M: Msg> Visitor<'de> for OptObj<'_, M> {
 
 impl<M> OptObj<'_, M> {
     fn reject<E: de::Error>(&self, got: &str) -> E {
-        let what = if self.root { "a JSON object" } else { "an object" };
+        let what = if self.root {
+            "a JSON object"
+        } else {
+            "an object"
+        };
         self.cx.fail(format!("expected {what}, got {got}"))
     }
 }

@@ -139,7 +139,9 @@ fn entity_ref(out: &mut Vec<u8>, e: &EntityRef) {
     w.str("schemaUrl", &e.schema_url);
     w.str("type", &e.r#type);
     w.list("idKeys", &e.id_keys, |o, s| write_str(o, s));
-    w.list("descriptionKeys", &e.description_keys, |o, s| write_str(o, s));
+    w.list("descriptionKeys", &e.description_keys, |o, s| {
+        write_str(o, s)
+    });
     w.close();
 }
 

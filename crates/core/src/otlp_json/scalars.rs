@@ -140,8 +140,9 @@ impl Parse for Base64 {
     type Out = Vec<u8>;
     fn parse(self, value: Scalar<'_>) -> Result<Vec<u8>, String> {
         use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
-        const CONFIG: general_purpose::GeneralPurposeConfig = general_purpose::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        const CONFIG: general_purpose::GeneralPurposeConfig =
+            general_purpose::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(DecodePaddingMode::Indifferent);
         const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
         const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
         match value {

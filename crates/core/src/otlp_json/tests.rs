@@ -85,9 +85,15 @@ fn integers_as_numbers_strings_and_integral_exponents() {
     assert_eq!(span.dropped_attributes_count, 3);
     assert_eq!(span.dropped_events_count, 2);
     assert_eq!(span.kind, 2);
-    assert_eq!(value_of(r#"{"intValue":"-42"}"#), Some(Value::IntValue(-42)));
+    assert_eq!(
+        value_of(r#"{"intValue":"-42"}"#),
+        Some(Value::IntValue(-42))
+    );
     assert_eq!(value_of(r#"{"intValue":-42}"#), Some(Value::IntValue(-42)));
-    assert_eq!(value_of(r#"{"intValue":"1e3"}"#), Some(Value::IntValue(1000)));
+    assert_eq!(
+        value_of(r#"{"intValue":"1e3"}"#),
+        Some(Value::IntValue(1000))
+    );
 }
 
 #[test]
@@ -323,10 +329,8 @@ fn out_of_range_and_malformed_scalars() {
 
 #[test]
 fn bad_ids_are_rejected_with_their_path() {
-    let spans = format!(r#"{{}},{{}},{{}},{{"traceId":"abcdef1"}}"#);
-    let body = format!(
-        r#"{{"resourceSpans":[{{"scopeSpans":[{{}},{{"spans":[{spans}]}}]}}]}}"#
-    );
+    let spans = r#"{},{},{},{"traceId":"abcdef1"}"#;
+    let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{}},{{"spans":[{spans}]}}]}}]}}"#);
     assert_eq!(
         err(&body),
         "resourceSpans[0].scopeSpans[1].spans[3].traceId: expected 32 hex characters, got 7"

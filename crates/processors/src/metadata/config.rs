@@ -118,7 +118,11 @@ mod tests {
         };
         let errs = dup.validate();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("already used"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("already used"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]

@@ -24,9 +24,8 @@ pub struct Fields {
 impl Fields {
     /// Merges layers, the first layer that has a field winning (per metadata key too).
     pub fn layered(layers: &[&Fields]) -> Fields {
-        let first = |pick: fn(&Fields) -> &Option<String>| {
-            layers.iter().find_map(|l| pick(l).clone())
-        };
+        let first =
+            |pick: fn(&Fields) -> &Option<String>| layers.iter().find_map(|l| pick(l).clone());
         let mut metadata: Vec<(String, AnyValue)> = Vec::new();
         for layer in layers {
             for (k, v) in &layer.metadata {

@@ -4,7 +4,8 @@
 //! from the `trace`, `user` and `session_id` attributes (names configurable) wherever the
 //! gateway put them: on the root span only, on every span, or on the resource. A span's
 //! own value wins over the request's (root spans first), which wins over its resource's.
-//! The source attributes are removed and replaced by:
+//! The source attributes are removed and replaced by the following (an output attribute
+//! already on the span is overwritten by the request's value):
 //!
 //! | request field | result |
 //! |---|---|
@@ -91,7 +92,9 @@ impl MetadataProcessor {
             })
         };
         req.resource_spans.iter().any(|rs| {
-            rs.resource.as_ref().is_some_and(|r| is_source(&r.attributes))
+            rs.resource
+                .as_ref()
+                .is_some_and(|r| is_source(&r.attributes))
                 || rs
                     .scope_spans
                     .iter()
@@ -159,17 +162,21 @@ impl MetadataProcessor {
             }
             let request = Fields::layered(&layers);
 
-            let new_trace = request.trace_id.as_deref().and_then(|s| match parse_trace_id(s) {
-                TraceIdInput::Hex(id) => Some((id, None)),
-                TraceIdInput::Custom(id, original) => Some((id, Some(original))),
-                TraceIdInput::Unusable => {
-                    let len = s.len();
-                    self.warner.warn("trace_id_unusable", || {
+            let new_trace =
+                request
+                    .trace_id
+                    .as_deref()
+                    .and_then(|s| match parse_trace_id(s) {
+                        TraceIdInput::Hex(id) => Some((id, None)),
+                        TraceIdInput::Custom(id, original) => Some((id, Some(original))),
+                        TraceIdInput::Unusable => {
+                            let len = s.len();
+                            self.warner.warn("trace_id_unusable", || {
                         format!("trace.trace_id is empty or {len} bytes long (max 256); not used")
                     });
-                    None
-                }
-            });
+                            None
+                        }
+                    });
             let new_parent = request.parent_span_id.as_deref().and_then(|s| {
                 let parsed = parse_span_id(s);
                 if parsed.is_none() {
@@ -240,10 +247,18 @@ impl MetadataProcessor {
 
 fn write_attributes(span: &mut Span, fields: &Fields) {
     for (k, v) in &fields.metadata {
-        attrs::set(&mut span.attributes, &format!("{METADATA_PREFIX}{k}"), v.clone());
+        attrs::set(
+            &mut span.attributes,
+            &format!("{METADATA_PREFIX}{k}"),
+            v.clone(),
+        );
     }
     if let Some(user) = &fields.user {
-        attrs::set(&mut span.attributes, USER_ID_ATTRIBUTE, attrs::string(user.clone()));
+        attrs::set(
+            &mut span.attributes,
+            USER_ID_ATTRIBUTE,
+            attrs::string(user.clone()),
+        );
     }
     if let Some(session) = &fields.session_id {
         attrs::set(
@@ -262,7 +277,9 @@ impl Processor for MetadataProcessor {
         if self.has_work(batch.request()) {
             self.rewrite(batch.request_mut());
         }
-        metrics::PROCESSOR_SPANS_OUT.get_or_create(&labels).inc_by(n);
+        metrics::PROCESSOR_SPANS_OUT
+            .get_or_create(&labels)
+            .inc_by(n);
         out.push(batch);
     }
 }

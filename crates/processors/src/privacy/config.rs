@@ -35,7 +35,10 @@ impl Default for PrivacyProcessorConfig {
             extra_events: Vec::new(),
             allow_list_mode: false,
             allow_keys: DEFAULT_ALLOW_KEYS.iter().map(|s| s.to_string()).collect(),
-            allow_patterns: DEFAULT_ALLOW_PATTERNS.iter().map(|s| s.to_string()).collect(),
+            allow_patterns: DEFAULT_ALLOW_PATTERNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -50,7 +53,10 @@ impl Validate for PrivacyProcessorConfig {
         ] {
             for (i, key) in list.iter().enumerate() {
                 if key.is_empty() {
-                    errors.push(FieldError::new(format!("{field}[{i}]"), "must not be empty"));
+                    errors.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        "must not be empty",
+                    ));
                 }
             }
         }
@@ -97,7 +103,10 @@ mod tests {
         };
         let errs = cfg.validate();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["extra_keys[0]", "extra_patterns[1]", "allow_patterns[0]"]);
+        assert_eq!(
+            paths,
+            vec!["extra_keys[0]", "extra_patterns[1]", "allow_patterns[0]"]
+        );
         assert!(errs[1].message.contains("not a valid regular expression"));
     }
 

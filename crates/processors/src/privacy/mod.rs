@@ -144,7 +144,9 @@ impl PrivacyProcessor {
                 .as_ref()
                 .is_some_and(|res| r.any_removed(&res.attributes))
                 || rs.scope_spans.iter().any(|ss| {
-                    ss.scope.as_ref().is_some_and(|s| r.any_removed(&s.attributes))
+                    ss.scope
+                        .as_ref()
+                        .is_some_and(|s| r.any_removed(&s.attributes))
                         || ss.spans.iter().any(|s| r.span_needs_change(s))
                 })
         })
@@ -206,7 +208,9 @@ impl Processor for PrivacyProcessor {
         if self.needs_change(batch.request()) {
             self.redact(batch.request_mut());
         }
-        metrics::PROCESSOR_SPANS_OUT.get_or_create(&labels).inc_by(n);
+        metrics::PROCESSOR_SPANS_OUT
+            .get_or_create(&labels)
+            .inc_by(n);
         out.push(batch);
     }
 }

@@ -12,8 +12,7 @@ use tracecast_core::proto::common::v1::{any_value, AnyValue, InstrumentationScop
 use tracecast_core::proto::resource::v1::Resource;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tracecast_core::{
-    BatchSink, CancellationToken, ComponentId, ExportTraceServiceRequest, SubmitError,
-    TraceBatch,
+    BatchSink, CancellationToken, ComponentId, ExportTraceServiceRequest, SubmitError, TraceBatch,
 };
 use tracecast_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig, RunningReceiver};
 

@@ -1,0 +1,450 @@
+//! [`OtlpExporter`]: the sending queue, its consumers, one export per batch through the
+//! shared retry loop, and the connection test.
+//!
+//! Flow: `run` moves batches from the pipeline's channel into a bounded queue
+//! (`sending_queue.queue_size`); `num_consumers` tasks take batches from it, encode and
+//! compress each once, and post the same bytes on every attempt. When the queue is full the
+//! pipeline's channel fills and back-pressure reaches the receiver.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracecast_config::{FieldError, Validate};
+use tracecast_core::metrics::{self, component, reason};
+use tracecast_core::retry::{retry, RetryError, RetryPolicy};
+use tracecast_core::{
+    CancellationToken, ComponentId, ExportError, ExportTraceServiceRequest, Exporter, TraceBatch,
+};
+
+use crate::classify::{self, PartialSuccess};
+use crate::config::{parse_endpoint, parse_header, Compression, Encoding, OtlpExporterConfig};
+use crate::encode;
+use crate::error::OtlpExporterError;
+
+/// Most of an answer's body that is read; enough for any error message or
+/// `partial_success`, and a misbehaving backend cannot make us buffer a page.
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// The OTLP/HTTP forwarder. Build with [`OtlpExporter::new`]; the pipeline runtime then
+/// calls [`Exporter::run`].
+pub struct OtlpExporter {
+    sender: Arc<Sender>,
+    queue_size: usize,
+    num_consumers: usize,
+}
+
+/// Everything one export attempt needs; shared by the consumers.
+struct Sender {
+    id: ComponentId,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// `host:port`, for messages.
+    target: String,
+    /// `scheme://host:port/path`: the endpoint without user info or query (may hold tokens).
+    shown: String,
+    /// Configured headers plus `Content-Type` and `Content-Encoding`.
+    headers: HeaderMap,
+    encoding: Encoding,
+    compression: Compression,
+    policy: RetryPolicy,
+    timeout: Duration,
+}
+
+/// An HTTP answer with at most [`MAX_RESPONSE_BODY`] of its body.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl OtlpExporter {
+    /// Builds the exporter: validates `config`, reads `tls.ca_file`, sets up the HTTP client
+    /// (system roots plus the custom CA). No network I/O; see `test_connection` for that.
+    pub fn new(id: ComponentId, config: OtlpExporterConfig) -> Result<Self, OtlpExporterError> {
+        let errors = config.validate();
+        if !errors.is_empty() {
+            return Err(OtlpExporterError::InvalidConfig(errors));
+        }
+        let invalid = |path: String, message: String| {
+            OtlpExporterError::InvalidConfig(vec![FieldError::new(path, message)])
+        };
+        let url = parse_endpoint(&config.endpoint).map_err(|m| invalid("endpoint".into(), m))?;
+
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let (name_h, value_h) =
+                parse_header(name, value).map_err(|m| invalid(format!("headers.{name}"), m))?;
+            headers.insert(name_h, value_h);
+        }
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(encode::content_type(config.encoding)),
+        );
+        if let Some(ce) = encode::content_encoding(config.compression) {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(ce));
+        }
+
+        let timeout = config.timeout.get();
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("tracecast/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &config.tls.ca_file {
+            let pem = std::fs::read(path).map_err(|source| OtlpExporterError::ReadCaFile {
+                path: path.clone(),
+                source,
+            })?;
+            let bad = |message: String| OtlpExporterError::BadCaFile {
+                path: path.clone(),
+                message,
+            };
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate found".into()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        if config.tls.insecure_skip_verify {
+            tracing::warn!(
+                exporter = %id,
+                "tls.insecure_skip_verify is on: any server certificate is accepted; use it only for testing"
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| OtlpExporterError::Client(e.to_string()))?;
+
+        let host = url.host_str().unwrap_or_default().to_string();
+        let target = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        let shown = format!("{}://{}{}", url.scheme(), target, url.path());
+        Ok(Self {
+            sender: Arc::new(Sender {
+                id,
+                client,
+                url,
+                target,
+                shown,
+                headers,
+                encoding: config.encoding,
+                compression: config.compression,
+                policy: config.retry_on_failure.policy(),
+                timeout,
+            }),
+            queue_size: config.sending_queue.queue_size,
+            num_consumers: config.sending_queue.num_consumers,
+        })
+    }
+
+    /// The endpoint as logged: no user info, no query.
+    pub fn endpoint(&self) -> &str {
+        &self.sender.shown
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpExporter {
+    /// Posts an empty export request with `X-Test-Connection: true`. A 2xx or a 400 passes
+    /// (some backends refuse empty payloads); anything else is explained in plain words.
+    async fn test_connection(&self) -> Result<(), ExportError> {
+        let s = &self.sender;
+        let body = encode::encode_request(&ExportTraceServiceRequest::default(), s.encoding);
+        let body = encode::compress(body, s.compression)
+            .map_err(|e| ExportError::permanent(format!("cannot compress the test request: {e}")))?;
+        let answer = s.post(body, true).await?;
+        let code = answer.status.as_u16();
+        if answer.status.is_success() || code == 400 {
+            return Ok(());
+        }
+        let detail = classify::backend_message(
+            answer.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            &answer.body,
+        );
+        let says = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" (backend says: {detail})")
+        };
+        Err(match code {
+            401 | 403 => ExportError::permanent(format!(
+                "authentication failed (HTTP {code}): check the Authorization header / token{says}"
+            )),
+            404 => ExportError::permanent(format!(
+                "HTTP 404: is the endpoint the full traces URL, ending in /v1/traces? (POST {}){says}",
+                s.shown
+            )),
+            _ => classify::status_error(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                SystemTime::now(),
+            ),
+        })
+    }
+
+    async fn run(
+        self: Box<Self>,
+        mut input: mpsc::Receiver<TraceBatch>,
+        hard_stop: CancellationToken,
+    ) {
+        let sender = self.sender;
+        let id = sender.id.as_str().to_string();
+        let depth = metrics::QUEUE_DEPTH.get_or_create(&component(&id)).clone();
+        let (tx, rx) = mpsc::channel::<TraceBatch>(self.queue_size);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut consumers = JoinSet::new();
+        for _ in 0..self.num_consumers {
+            consumers.spawn(consume(
+                sender.clone(),
+                rx.clone(),
+                hard_stop.clone(),
+                depth.clone(),
+            ));
+        }
+
+        // Spans given up at the hard stop while still queued (the consumers count theirs).
+        let mut dropped_queued = 0usize;
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => break,
+                batch = input.recv() => batch,
+            };
+            let Some(batch) = batch else { break };
+            let spans = batch.span_count();
+            tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => {
+                    dropped_queued += spans;
+                    break;
+                }
+                sent = tx.send(batch) => {
+                    if sent.is_err() {
+                        // Every consumer is gone; only possible after a hard stop.
+                        dropped_queued += spans;
+                        break;
+                    }
+                    depth.set((tx.max_capacity() - tx.capacity()) as i64);
+                }
+            }
+        }
+        drop(tx);
+
+        let mut undelivered = 0usize;
+        while let Some(joined) = consumers.join_next().await {
+            match joined {
+                Ok(n) => undelivered += n,
+                Err(e) => tracing::error!(exporter = %id, error = %e, "an export task failed"),
+            }
+        }
+        if hard_stop.is_cancelled() {
+            let mut rx = rx.lock().await;
+            while let Ok(batch) = rx.try_recv() {
+                dropped_queued += batch.span_count();
+            }
+            input.close();
+            while let Ok(batch) = input.try_recv() {
+                dropped_queued += batch.span_count();
+            }
+            metrics::SPANS_FAILED
+                .get_or_create(&reason(&id, "shutdown"))
+                .inc_by(dropped_queued as u64);
+            undelivered += dropped_queued;
+            if undelivered > 0 {
+                tracing::error!(
+                    exporter = %id,
+                    spans = undelivered,
+                    "shutdown deadline reached: {undelivered} spans were not delivered"
+                );
+            }
+        }
+        depth.set(0);
+    }
+}
+
+/// One consumer: takes batches from the queue until it is closed and empty, or the hard
+/// stop. Returns the spans it gave up at the hard stop.
+async fn consume(
+    sender: Arc<Sender>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<TraceBatch>>>,
+    hard_stop: CancellationToken,
+    depth: Gauge,
+) -> usize {
+    let mut undelivered = 0;
+    loop {
+        let next = async {
+            let mut rx = rx.lock().await;
+            let batch = rx.recv().await;
+            depth.set(rx.len() as i64);
+            batch
+        };
+        let batch = tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => None,
+            batch = next => batch,
+        };
+        let Some(batch) = batch else {
+            return undelivered;
+        };
+        undelivered += sender.deliver(batch, &hard_stop).await;
+    }
+}
+
+impl Sender {
+    /// Exports one batch with retries; logs and counts the outcome. Returns the spans not
+    /// delivered because of the hard stop (0 otherwise: failures are counted, not returned).
+    async fn deliver(&self, batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
+        let id = self.id.as_str();
+        let spans = batch.span_count();
+        let body = encode::encode_batch(&batch, self.encoding);
+        drop(batch);
+        let body = match encode::compress(body, self.compression) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch; dropped");
+                self.failed("encoding", spans);
+                return 0;
+            }
+        };
+
+        let partial: Mutex<Option<PartialSuccess>> = Mutex::new(None);
+        let (body_ref, partial_ref) = (&body, &partial);
+        let result = retry(
+            &self.policy,
+            hard_stop,
+            move || async move {
+                let found = self.attempt(body_ref.clone()).await?;
+                *partial_ref.lock().unwrap_or_else(|e| e.into_inner()) = found;
+                Ok(())
+            },
+            |err, wait| {
+                metrics::EXPORT_RETRIES.get_or_create(&component(id)).inc();
+                tracing::warn!(
+                    exporter = %id,
+                    endpoint = %self.shown,
+                    spans,
+                    retry_in = ?wait,
+                    "export failed, will retry: {err}"
+                );
+            },
+        )
+        .await;
+
+        match result {
+            Ok(_) => {
+                let partial = partial.into_inner().unwrap_or_else(|e| e.into_inner());
+                let rejected = partial.as_ref().map_or(0, |p| {
+                    usize::try_from(p.rejected_spans.max(0)).unwrap_or(usize::MAX).min(spans)
+                });
+                if let Some(p) = &partial {
+                    tracing::warn!(
+                        exporter = %id,
+                        endpoint = %self.shown,
+                        rejected,
+                        spans,
+                        "backend accepted the request but rejected {rejected} of {spans} spans: {}",
+                        p.message
+                    );
+                    self.failed("partial_success", rejected);
+                }
+                metrics::SPANS_EXPORTED
+                    .get_or_create(&component(id))
+                    .inc_by((spans - rejected) as u64);
+                metrics::BYTES_EXPORTED
+                    .get_or_create(&component(id))
+                    .inc_by(body.len() as u64);
+                0
+            }
+            Err(RetryError::Permanent(message)) => {
+                tracing::error!(
+                    exporter = %id,
+                    endpoint = %self.shown,
+                    spans,
+                    "export rejected, not retried: {message}"
+                );
+                self.failed("permanent", spans);
+                0
+            }
+            Err(RetryError::Exhausted { attempts, last }) => {
+                tracing::error!(
+                    exporter = %id,
+                    endpoint = %self.shown,
+                    spans,
+                    attempts,
+                    "export given up after {attempts} attempts (retry_on_failure.max_elapsed_time reached): {last}"
+                );
+                self.failed("retries_exhausted", spans);
+                0
+            }
+            Err(RetryError::Stopped { .. }) => {
+                self.failed("shutdown", spans);
+                spans
+            }
+        }
+    }
+
+    fn failed(&self, why: &str, spans: usize) {
+        metrics::SPANS_FAILED
+            .get_or_create(&reason(self.id.as_str(), why))
+            .inc_by(spans as u64);
+    }
+
+    /// One attempt: 2xx is success (with its `partial_success`, if any); anything else is
+    /// classified for the retry loop.
+    async fn attempt(&self, body: Bytes) -> Result<Option<PartialSuccess>, ExportError> {
+        let answer = self.post(body, false).await?;
+        if answer.status.is_success() {
+            Ok(classify::partial_success(&answer.headers, &answer.body))
+        } else {
+            Err(classify::status_error(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                SystemTime::now(),
+            ))
+        }
+    }
+
+    /// Posts `body`; only failures below HTTP are errors here.
+    async fn post(&self, body: Bytes, test_connection: bool) -> Result<Answer, ExportError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body);
+        if test_connection {
+            request = request.header("x-test-connection", "true");
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| classify::transport_error(&e, &self.target, self.timeout))?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        // A body that breaks off is read as far as it came: the status already decided.
+        while body.len() < MAX_RESPONSE_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_RESPONSE_BODY);
+        Ok(Answer {
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+}

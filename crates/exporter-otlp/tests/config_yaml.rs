@@ -1,0 +1,79 @@
+//! The exporter's YAML section parses into the exact struct; unknown keys are refused.
+
+use std::collections::BTreeMap;
+
+use tracecast_config::{Duration, Validate};
+use tracecast_exporter_otlp::{
+    Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
+};
+
+const FULL: &str = r#"
+endpoint: https://api.axiom.co/v1/traces
+encoding: protobuf
+compression: none
+timeout: 15s
+headers: {Authorization: "Bearer xaat-123", X-Axiom-Dataset: my-dataset}
+retry_on_failure: {enabled: true, initial_interval: 1s, max_interval: 20s, max_elapsed_time: 120s}
+sending_queue: {queue_size: 500, num_consumers: 2}
+tls: {ca_file: /etc/tracecast/ca.pem, insecure_skip_verify: false}
+"#;
+
+#[test]
+fn the_documented_keys_give_the_exact_struct() {
+    let c: OtlpExporterConfig = serde_yaml::from_str(FULL).unwrap();
+    let expected = OtlpExporterConfig {
+        endpoint: "https://api.axiom.co/v1/traces".into(),
+        encoding: Encoding::Protobuf,
+        compression: Compression::None,
+        timeout: Duration::from_secs(15),
+        headers: BTreeMap::from([
+            ("Authorization".into(), "Bearer xaat-123".into()),
+            ("X-Axiom-Dataset".into(), "my-dataset".into()),
+        ]),
+        retry_on_failure: RetryOnFailure {
+            enabled: true,
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(20),
+            max_elapsed_time: Duration::from_secs(120),
+            ..Default::default()
+        },
+        sending_queue: SendingQueue {
+            queue_size: 500,
+            num_consumers: 2,
+        },
+        tls: TlsSettings {
+            ca_file: Some("/etc/tracecast/ca.pem".into()),
+            insecure_skip_verify: false,
+        },
+    };
+    assert_eq!(c, expected);
+    assert_eq!(c.validate(), vec![]);
+}
+
+#[test]
+fn only_the_endpoint_is_required_and_defaults_match_the_spec() {
+    let c: OtlpExporterConfig =
+        serde_yaml::from_str("endpoint: http://127.0.0.1:4318/v1/traces").unwrap();
+    assert_eq!(c.encoding, Encoding::Json);
+    assert_eq!(c.compression, Compression::Gzip);
+    assert_eq!(c.timeout, Duration::from_secs(10));
+    assert_eq!(c.sending_queue, SendingQueue { queue_size: 1000, num_consumers: 4 });
+    assert_eq!(c.retry_on_failure.max_elapsed_time, Duration::from_secs(300));
+    assert_eq!(c.validate(), vec![]);
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused() {
+    let err = serde_yaml::from_str::<OtlpExporterConfig>("endpont: http://x/v1/traces")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `endpont`"), "{err}");
+    let err = serde_yaml::from_str::<OtlpExporterConfig>("encoding: xml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `xml`"), "{err}");
+    let err =
+        serde_yaml::from_str::<OtlpExporterConfig>("retry_on_failure: {initial_interval: 5}")
+            .map(|c| c.retry_on_failure.initial_interval);
+    assert_eq!(err.unwrap(), Duration::from_secs(5));
+}

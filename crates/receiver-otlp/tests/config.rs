@@ -1,0 +1,176 @@
+//! `OtlpReceiverConfig`: the YAML keys, the defaults and every validation message.
+
+use tracecast_config::{ByteSize, Duration, FieldError, Validate};
+use tracecast_receiver_otlp::{ApiKey, OtlpReceiverConfig};
+
+fn parse(yaml: &str) -> OtlpReceiverConfig {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn key(name: &str, token: &str) -> ApiKey {
+    ApiKey {
+        name: name.into(),
+        token: token.into(),
+    }
+}
+
+#[test]
+fn every_documented_key_parses_to_the_exact_struct() {
+    let config = parse(
+        r#"
+endpoint: 0.0.0.0:4318
+path: /otlp/v1/traces
+max_request_body_size: 8MiB
+api_keys:
+  - {name: prod-gateway, token: "tok-1"}
+  - {name: staging, token: "tok-2"}
+max_concurrent_requests: 64
+read_timeout: 15s
+header_read_timeout: 2s
+"#,
+    );
+    assert_eq!(
+        config,
+        OtlpReceiverConfig {
+            endpoint: "0.0.0.0:4318".into(),
+            path: "/otlp/v1/traces".into(),
+            max_request_body_size: ByteSize::mib(8),
+            api_keys: vec![key("prod-gateway", "tok-1"), key("staging", "tok-2")],
+            max_concurrent_requests: 64,
+            read_timeout: Duration::from_secs(15),
+            header_read_timeout: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(config.validate(), vec![]);
+}
+
+#[test]
+fn an_empty_block_gives_the_defaults_which_are_valid() {
+    let config = parse("{}");
+    assert_eq!(config, OtlpReceiverConfig::default());
+    assert_eq!(config.endpoint, "127.0.0.1:4318");
+    assert_eq!(config.path, "/v1/traces");
+    assert_eq!(config.max_request_body_size, ByteSize::mib(16));
+    assert_eq!(config.max_concurrent_requests, 128);
+    assert_eq!(config.read_timeout, Duration::from_secs(30));
+    assert_eq!(config.validate(), vec![]);
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let err = serde_yaml::from_str::<OtlpReceiverConfig>("endpont: 1.2.3.4:1\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `endpont`"), "{err}");
+    let err =
+        serde_yaml::from_str::<OtlpReceiverConfig>("api_keys: [{name: a, token: b, scope: x}]\n")
+            .unwrap_err();
+    assert!(err.to_string().contains("unknown field `scope`"), "{err}");
+}
+
+#[test]
+fn the_token_is_never_printed() {
+    let printed = format!("{:?}", key("prod", "super-secret"));
+    assert!(!printed.contains("super-secret"), "{printed}");
+    assert!(printed.contains("prod"));
+}
+
+#[test]
+fn key_problems_are_reported_with_their_paths() {
+    let config = OtlpReceiverConfig {
+        api_keys: vec![
+            key("prod", "a"),
+            key("prod", "b"),
+            key("", "c"),
+            key("staging", ""),
+            key("dev", "with space"),
+            key("ci", "a"),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        config.validate(),
+        vec![
+            FieldError::new(
+                "api_keys[1].name",
+                "duplicate key name \"prod\" (also used by api_keys[0]); give every key its own name"
+            ),
+            FieldError::new(
+                "api_keys[2].name",
+                "must not be empty: the name identifies the key in S3 paths and logs"
+            ),
+            FieldError::new(
+                "api_keys[3].token",
+                "must not be empty (if it comes from ${env:...}, check that the variable is set)"
+            ),
+            FieldError::new(
+                "api_keys[4].token",
+                "must be printable ASCII without spaces, as a bearer token sent in an HTTP header"
+            ),
+            FieldError::new(
+                "api_keys[5].token",
+                "same token as api_keys[0]; each key needs its own token, else the key name of a request is ambiguous"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bad_path_endpoint_and_limits_are_all_reported_at_once() {
+    let config = OtlpReceiverConfig {
+        endpoint: "localhost".into(),
+        path: "v1/traces".into(),
+        max_request_body_size: ByteSize(0),
+        max_concurrent_requests: 0,
+        read_timeout: Duration::from_secs(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        config.validate(),
+        vec![
+            FieldError::new(
+                "endpoint",
+                "\"localhost\" has no port; expected host:port, like 127.0.0.1:4318, 0.0.0.0:4318 or [::1]:4318"
+            ),
+            FieldError::new("path", "\"v1/traces\" must start with '/', like /v1/traces"),
+            FieldError::new("max_request_body_size", "must be greater than 0, like 16MiB"),
+            FieldError::new("max_concurrent_requests", "must be at least 1, like 128"),
+            FieldError::new("read_timeout", "must be greater than 0, like 30s"),
+        ]
+    );
+}
+
+#[test]
+fn endpoint_forms() {
+    for ok in [
+        "127.0.0.1:4318",
+        "0.0.0.0:0",
+        "[::1]:4318",
+        "localhost:4318",
+        "otel-gw.internal:80",
+    ] {
+        let config = OtlpReceiverConfig {
+            endpoint: ok.into(),
+            ..Default::default()
+        };
+        assert_eq!(config.validate(), vec![], "{ok}");
+    }
+    for bad in [
+        "127.0.0.1:99999",
+        ":4318",
+        "::1:4318",
+        "host name:1",
+        "127.0.0.1:http",
+    ] {
+        let config = OtlpReceiverConfig {
+            endpoint: bad.into(),
+            ..Default::default()
+        };
+        let errors = config.validate();
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        assert_eq!(errors[0].path, "endpoint");
+    }
+    let config = OtlpReceiverConfig {
+        path: "/v1/traces?x=1".into(),
+        ..Default::default()
+    };
+    assert_eq!(config.validate()[0].path, "path");
+}

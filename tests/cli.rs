@@ -1,0 +1,218 @@
+//! The `tracecast` binary as a user runs it: `validate`, `check`, `run` with SIGTERM, and
+//! `run` on the embedded default config.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use prost::Message;
+use tracecast_tests::{
+    fixtures, free_port, tracecast_bin, wait_for_listener, Daemon, RecordingOtlpServer,
+};
+
+fn forward_config(receiver_port: u16, backend: &str) -> String {
+    format!(
+        r#"receivers:
+  otlp:
+    endpoint: 127.0.0.1:{receiver_port}
+exporters:
+  otlp/backend:
+    endpoint: {backend}
+    encoding: protobuf
+service:
+  shutdown_timeout: 10s
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: []
+      exporters: [otlp/backend]
+"#
+    )
+}
+
+#[test]
+fn validate_accepts_the_example_and_rejects_a_bad_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = tracecast_tests::repo_root().join("config.example.yaml");
+    let out = Command::new(tracecast_bin())
+        .args(["validate", "--config"])
+        .arg(&example)
+        .env("TRACECAST_INGEST_TOKEN", "t")
+        .env("AWS_ACCESS_KEY_ID", "a")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AXIOM_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "example config must validate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:4318\nexporters:\n  otlp/x:\n    endpoint: http://127.0.0.1:9/v1/traces\n    timeout: 10x\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/missing]\n",
+    )
+    .unwrap();
+    let out = Command::new(tracecast_bin())
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:7:"), "line of the bad duration: {err}");
+    assert!(err.contains("exporters.otlp/x.timeout"), "{err}");
+    assert!(err.contains("otlp/missing"), "undefined reference reported too: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_reachable_and_unreachable_destinations() {
+    let backend = RecordingOtlpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}/v1/traces", free_port());
+    let cfg = format!(
+        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:0\nexporters:\n  otlp/up:\n    endpoint: {}\n  otlp/down:\n    endpoint: {dead}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/up, otlp/down]\n",
+        backend.endpoint()
+    );
+    let path = dir.path().join("check.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(tracecast_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok      otlp/up"), "{stdout}");
+    assert!(stdout.contains("FAILED  otlp/down"), "{stdout}");
+    assert!(stdout.contains("connection refused"), "{stdout}");
+    assert!(stdout.contains("1 of 2 destination(s) failed"), "{stdout}");
+    // The reachable backend saw exactly the test request, marked as such.
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].header("x-test-connection").as_deref(),
+        Some("true")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_everything_accepted_and_exits_zero() {
+    let backend = RecordingOtlpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = dir.path().join("run.yaml");
+    std::fs::write(&path, forward_config(port, &backend.endpoint())).unwrap();
+    let mut daemon = Daemon::spawn(dir.path(), &["run", "--config", path.to_str().unwrap()]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_for_listener(addr, Duration::from_secs(20)),
+        "tracecast did not listen: {}",
+        daemon.log_text()
+    );
+    let client = reqwest::Client::new();
+    let mut sent = 0;
+    for _ in 0..20 {
+        let req = fixtures::request_with_spans(5);
+        let resp = client
+            .post(format!("http://{addr}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        sent += 5;
+    }
+    daemon.signal("TERM");
+    let code = tokio::task::spawn_blocking(move || {
+        let code = daemon.wait_exit(Duration::from_secs(30));
+        (code, daemon.log_text())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "exit code; log:\n{}", code.1);
+    assert_eq!(backend.spans().len(), sent, "every acknowledged span was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_default_writes_trace_files_to_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = "127.0.0.1:4318".parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "port 4318 is taken; the embedded default listens there"
+    );
+    let mut daemon = Daemon::spawn(dir.path(), &["run"]);
+    assert!(
+        wait_for_listener(addr, Duration::from_secs(20)),
+        "tracecast did not listen: {}",
+        daemon.log_text()
+    );
+    let req = fixtures::request_with_spans(3);
+    let trace_ids: std::collections::BTreeSet<String> = req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| hex_lower(&s.trace_id))
+        .collect();
+    let resp = reqwest::Client::new()
+        .post("http://127.0.0.1:4318/v1/traces")
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    daemon.signal("TERM");
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        (daemon.wait_exit(Duration::from_secs(30)), daemon.log_text())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    let files = walk(&dir.path().join("tracecast-data"));
+    let names: Vec<String> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for id in &trace_ids {
+        assert!(
+            names.iter().any(|n| n.starts_with(id.as_str())),
+            "a file for trace {id} in {names:?}; log:\n{log}"
+        );
+    }
+    for f in &files {
+        let rel = f.strip_prefix(dir.path().join("tracecast-data")).unwrap();
+        assert!(
+            rel.to_string_lossy().starts_with("openrouter-traces/"),
+            "default path template: {}",
+            rel.display()
+        );
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
