@@ -96,10 +96,7 @@ async fn check_reports_reachable_and_unreachable_destinations() {
     // The reachable backend saw exactly the test request, marked as such.
     let reqs = backend.requests();
     assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        reqs[0].header("x-test-connection").as_deref(),
-        Some("true")
-    );
+    assert_eq!(reqs[0].header("x-test-connection"), Some("true"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,12 +146,10 @@ fn components(
             Value::Null => Value::Mapping(Mapping::new()),
             Value::Mapping(_) => body.clone(),
             other => {
-                r.push(
-                    At::Value,
-                    &path,
-                    wrong_type(other, &format!("the settings of {kind} {id} as a mapping")),
-                );
-                continue;
+                // Reported, but still declared, so pipelines naming it don't also fail.
+                let expected = format!("the settings of {kind} {id} as a mapping");
+                r.push(At::Value, &path, wrong_type(other, &expected));
+                other.clone()
             }
         };
         out.insert(

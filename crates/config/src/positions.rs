@@ -43,10 +43,17 @@ fn parent(path: &str) -> Option<&str> {
 
 /// One environment reference whose variable was set, kept so error messages can avoid
 /// echoing the value (it may be a secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct EnvUse {
     pub name: String,
     pub value: String,
+}
+
+/// Shows the name only: a `{:?}` of a config must not print secrets from the environment.
+impl std::fmt::Debug for EnvUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "${{env:{}}}", self.name)
+    }
 }
 
 /// What the index knows about one path.
@@ -117,7 +124,7 @@ impl Positions {
             }
         }
         // Longest first, so a value that contains another is replaced whole.
-        out.sort_by(|a, b| b.value.len().cmp(&a.value.len()));
+        out.sort_by_key(|e| std::cmp::Reverse(e.value.len()));
         out
     }
 }
