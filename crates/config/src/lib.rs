@@ -41,6 +41,7 @@ mod yaml;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, load_str, load_str_with_env};
 pub use model::{
+    AdminConfig,
     Config, LogFormat, LogsConfig, PipelineConfig, RawComponent, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};

@@ -48,6 +48,24 @@ pub struct ServiceConfig {
     pub telemetry: TelemetryConfig,
     /// How long shutdown waits for in-flight data to drain before dropping it.
     pub shutdown_timeout: Duration,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: AdminConfig,
+}
+
+/// Where the admin endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address (`host:port`); empty disables the endpoint.
+    pub endpoint: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "127.0.0.1:13133".to_string(),
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +74,7 @@ impl Default for ServiceConfig {
             pipelines: BTreeMap::new(),
             telemetry: TelemetryConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
+            admin: AdminConfig::default(),
         }
     }
 }

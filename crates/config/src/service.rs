@@ -14,7 +14,7 @@ use crate::graph::{self, Defined};
 use crate::model::{PipelineConfig, ServiceConfig};
 use crate::positions::{join_index, join_key};
 
-const SERVICE_KEYS: &[&str] = &["pipelines", "telemetry", "shutdown_timeout"];
+const SERVICE_KEYS: &[&str] = &["pipelines", "telemetry", "shutdown_timeout", "admin"];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
 /// Decodes `service` (absent: all defaults, which then fails the "no pipelines" check).
@@ -50,6 +50,11 @@ pub(crate) fn decode_service(
                     "shutdown_timeout" => {
                         if let Some(d) = r.decode(value, &path) {
                             service.shutdown_timeout = d;
+                        }
+                    }
+                    "admin" => {
+                        if let Some(a) = r.decode(value, &path) {
+                            service.admin = a;
                         }
                     }
                     other => r.push(At::Key, &path, unknown_key(other, SERVICE_KEYS)),
