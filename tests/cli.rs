@@ -21,6 +21,7 @@ exporters:
     encoding: protobuf
 service:
   shutdown_timeout: 10s
+  admin: {{endpoint: "127.0.0.1:0"}}
   pipelines:
     traces:
       receivers: [otlp]

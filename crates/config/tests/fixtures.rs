@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tracecast_config::{
-    load_file, load_str_with_env, Config, ConfigErrors, Duration, LogFormat, LogsConfig,
+    load_file, AdminConfig, load_str_with_env, Config, ConfigErrors, Duration, LogFormat, LogsConfig,
     PipelineConfig, RawComponent, ServiceConfig, TelemetryConfig,
 };
 use tracecast_core::{ComponentId, ComponentKind};
@@ -126,6 +126,7 @@ fn valid_config_gives_the_exact_struct() {
             },
         },
         shutdown_timeout: Duration::from_secs(45),
+        admin: AdminConfig::default(),
     };
     assert_eq!(config.service, service);
 }

@@ -90,7 +90,9 @@ fn is_protobuf(content_type: Option<&str>) -> bool {
 /// else the body as text; whitespace collapsed and cut to [`MAX_MESSAGE_CHARS`].
 pub fn backend_message(content_type: Option<&str>, body: &[u8]) -> String {
     let text = if is_protobuf(content_type) {
-        RpcStatus::decode(body).map(|s| s.message).unwrap_or_default()
+        RpcStatus::decode(body)
+            .map(|s| s.message)
+            .unwrap_or_default()
     } else if is_json(content_type) {
         json_message(body).unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
     } else {
@@ -101,7 +103,8 @@ pub fn backend_message(content_type: Option<&str>, body: &[u8]) -> String {
 
 fn json_message(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|m| m.as_str()).map(str::to_string);
+    let field =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|m| m.as_str()).map(str::to_string);
     field(&value, "message")
         .or_else(|| field(&value, "error"))
         .or_else(|| value.get("error").and_then(|e| field(e, "message")))
@@ -177,48 +180,87 @@ pub fn transport_error(err: &reqwest::Error, target: &str, timeout: Duration) ->
     } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
         let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
         format!("cannot resolve host {host}: {cause}; check the host name in the endpoint")
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+    } else if let Some(tls) = find_tls_error(err) {
+        format!(
+            "TLS handshake with {target} failed: {tls}; check that the endpoint speaks https and its certificate, or trust its CA with tls.ca_file"
+        )
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
+    {
         format!(
             "TLS handshake with {target} failed: {cause}; check the server's certificate, or trust its CA with tls.ca_file"
         )
     } else if err.is_connect() {
-        format!("cannot connect to {target}: {cause}; is the backend running and the endpoint right?")
+        format!(
+            "cannot connect to {target}: {cause}; is the backend running and the endpoint right?"
+        )
     } else {
         format!("request to {target} failed: {cause}")
     };
     ExportError::retryable(message)
 }
 
-/// The innermost error's text (reqwest's own text names the URL, which may carry tokens).
-fn root_cause(err: &reqwest::Error) -> String {
-    let mut current: &dyn std::error::Error = err;
-    while let Some(next) = current.source() {
-        current = next;
+/// The next error in a chain. `io::Error`s wrapping another error (as tokio-rustls and
+/// hyper-util do) report the wrapped error's *source* from `source()`, skipping the wrapped
+/// error itself, so they are opened with `get_ref`.
+fn next_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return Some(inner);
     }
-    current.to_string()
+    e.source()
+}
+
+/// Every error below reqwest's own (whose text names the URL, which may carry tokens).
+fn chain(err: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut current = err.source();
+    while let Some(e) = current {
+        out.push(e);
+        current = next_error(e);
+    }
+    out
+}
+
+/// The innermost error's text.
+fn root_cause(err: &reqwest::Error) -> String {
+    chain(err)
+        .last()
+        .map_or_else(|| text_without_url(err), |e| e.to_string())
 }
 
 fn chain_text(err: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut current: Option<&dyn std::error::Error> = err.source();
-    while let Some(e) = current {
-        parts.push(e.to_string());
-        current = e.source();
-    }
-    parts.join(": ")
+    chain(err)
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The rustls error in the chain, if TLS failed.
+fn find_tls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
+    chain(err)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
 }
 
 fn has_io_kind(err: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
-    let mut current: Option<&dyn std::error::Error> = err.source();
-    while let Some(e) = current {
-        if e.downcast_ref::<std::io::Error>()
+    chain(err).into_iter().any(|e| {
+        e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == kind)
-        {
-            return true;
-        }
-        current = e.source();
+    })
+}
+
+/// Text of a reqwest error with its URL (which may carry tokens) blanked.
+fn text_without_url(err: &reqwest::Error) -> String {
+    let text = err.to_string();
+    match err.url() {
+        Some(url) => text.replace(url.as_str(), "<endpoint>"),
+        None => text,
     }
-    false
 }
 
 #[cfg(test)]
@@ -237,7 +279,10 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {
         let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
@@ -275,7 +320,12 @@ mod tests {
             );
         }
         for code in [400, 401, 403, 404, 413, 500, 501] {
-            let e = status_error(StatusCode::from_u16(code).unwrap(), &HeaderMap::new(), b"", now);
+            let e = status_error(
+                StatusCode::from_u16(code).unwrap(),
+                &HeaderMap::new(),
+                b"",
+                now,
+            );
             assert!(!e.is_retryable(), "{code}");
         }
     }
@@ -291,7 +341,10 @@ mod tests {
             "span name missing"
         );
         assert_eq!(
-            backend_message(Some("application/json"), br#"{"code":3,"message":"bad id"}"#),
+            backend_message(
+                Some("application/json"),
+                br#"{"code":3,"message":"bad id"}"#
+            ),
             "bad id"
         );
         assert_eq!(

@@ -111,7 +111,10 @@ impl Default for RetryOnFailure {
             enabled: true,
             initial_interval: Duration(p.initial_interval),
             max_interval: Duration(p.max_interval),
-            max_elapsed_time: Duration(p.max_elapsed_time.unwrap_or(std::time::Duration::from_secs(300))),
+            max_elapsed_time: Duration(
+                p.max_elapsed_time
+                    .unwrap_or(std::time::Duration::from_secs(300)),
+            ),
             multiplier: p.multiplier,
             randomization_factor: p.randomization_factor,
         }
@@ -179,7 +182,9 @@ pub(crate) fn parse_endpoint(endpoint: &str) -> Result<reqwest::Url, String> {
 /// Checks one configured header; the message never repeats the value (it may be a secret).
 pub(crate) fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        format!("{name:?} is not a valid HTTP header name (letters, digits and -!#$%&'*+.^_`|~ only)")
+        format!(
+            "{name:?} is not a valid HTTP header name (letters, digits and -!#$%&'*+.^_`|~ only)"
+        )
     })?;
     if let Some((_, why)) = RESERVED_HEADERS.iter().find(|(n, _)| *n == header.as_str()) {
         return Err(format!("{name} is set by tracecast: {why}"));
@@ -198,7 +203,10 @@ impl Validate for OtlpExporterConfig {
             errors.push(FieldError::new("endpoint", message));
         }
         if self.timeout.get().is_zero() {
-            errors.push(FieldError::new("timeout", "must be greater than 0, e.g. 10s"));
+            errors.push(FieldError::new(
+                "timeout",
+                "must be greater than 0, e.g. 10s",
+            ));
         }
         for (name, value) in &self.headers {
             if let Err(message) = parse_header(name, value) {

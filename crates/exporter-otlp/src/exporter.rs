@@ -160,15 +160,19 @@ impl Exporter for OtlpExporter {
     async fn test_connection(&self) -> Result<(), ExportError> {
         let s = &self.sender;
         let body = encode::encode_request(&ExportTraceServiceRequest::default(), s.encoding);
-        let body = encode::compress(body, s.compression)
-            .map_err(|e| ExportError::permanent(format!("cannot compress the test request: {e}")))?;
+        let body = encode::compress(body, s.compression).map_err(|e| {
+            ExportError::permanent(format!("cannot compress the test request: {e}"))
+        })?;
         let answer = s.post(body, true).await?;
         let code = answer.status.as_u16();
         if answer.status.is_success() || code == 400 {
             return Ok(());
         }
         let detail = classify::backend_message(
-            answer.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            answer
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             &answer.body,
         );
         let says = if detail.is_empty() {
@@ -345,7 +349,9 @@ impl Sender {
             Ok(_) => {
                 let partial = partial.into_inner().unwrap_or_else(|e| e.into_inner());
                 let rejected = partial.as_ref().map_or(0, |p| {
-                    usize::try_from(p.rejected_spans.max(0)).unwrap_or(usize::MAX).min(spans)
+                    usize::try_from(p.rejected_spans.max(0))
+                        .unwrap_or(usize::MAX)
+                        .min(spans)
                 });
                 if let Some(p) = &partial {
                     tracing::warn!(

@@ -57,8 +57,17 @@ fn only_the_endpoint_is_required_and_defaults_match_the_spec() {
     assert_eq!(c.encoding, Encoding::Json);
     assert_eq!(c.compression, Compression::Gzip);
     assert_eq!(c.timeout, Duration::from_secs(10));
-    assert_eq!(c.sending_queue, SendingQueue { queue_size: 1000, num_consumers: 4 });
-    assert_eq!(c.retry_on_failure.max_elapsed_time, Duration::from_secs(300));
+    assert_eq!(
+        c.sending_queue,
+        SendingQueue {
+            queue_size: 1000,
+            num_consumers: 4
+        }
+    );
+    assert_eq!(
+        c.retry_on_failure.max_elapsed_time,
+        Duration::from_secs(300)
+    );
     assert_eq!(c.validate(), vec![]);
 }
 
@@ -72,8 +81,7 @@ fn unknown_keys_and_bad_values_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown variant `xml`"), "{err}");
-    let err =
-        serde_yaml::from_str::<OtlpExporterConfig>("retry_on_failure: {initial_interval: 5}")
-            .map(|c| c.retry_on_failure.initial_interval);
+    let err = serde_yaml::from_str::<OtlpExporterConfig>("retry_on_failure: {initial_interval: 5}")
+        .map(|c| c.retry_on_failure.initial_interval);
     assert_eq!(err.unwrap(), Duration::from_secs(5));
 }

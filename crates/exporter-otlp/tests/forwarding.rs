@@ -73,7 +73,12 @@ async fn status_400_is_permanent_one_request_counted() {
     let server = RecordingOtlpServer::start().await;
     server.respond_with(vec![Response::status(400).body("bad things")]);
     let id = "otlp/s400";
-    export(id, config(&server.endpoint()), vec![batch(request_with_spans(3))]).await;
+    export(
+        id,
+        config(&server.endpoint()),
+        vec![batch(request_with_spans(3))],
+    )
+    .await;
     assert_eq!(server.request_count(), 1);
     assert_eq!(failed(id, "permanent"), 3);
     assert_eq!(retries(id), 0);
@@ -85,7 +90,12 @@ async fn status_500_is_permanent_one_request() {
     let server = RecordingOtlpServer::start().await;
     server.set_default(Response::status(500).body("internal error"));
     let id = "otlp/s500";
-    export(id, config(&server.endpoint()), vec![batch(request_with_spans(2))]).await;
+    export(
+        id,
+        config(&server.endpoint()),
+        vec![batch(request_with_spans(2))],
+    )
+    .await;
     assert_eq!(server.request_count(), 1);
     assert_eq!(failed(id, "permanent"), 2);
     assert_eq!(retries(id), 0);
@@ -97,13 +107,21 @@ async fn status_429_honours_retry_after_then_delivers() {
     server.respond_with(vec![Response::status(429).retry_after("1"), Response::ok()]);
     let id = "otlp/s429";
     // Without Retry-After the wait would be ~50 ms.
-    export(id, config(&server.endpoint()), vec![batch(request_with_spans(4))]).await;
+    export(
+        id,
+        config(&server.endpoint()),
+        vec![batch(request_with_spans(4))],
+    )
+    .await;
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!((reqs[0].status, reqs[1].status), (429, 200));
     let waited = reqs[1].received_at - reqs[0].received_at;
     assert!(waited >= Duration::from_millis(950), "waited {waited:?}");
-    assert_eq!(server.span_names(), ["span-0", "span-1", "span-2", "span-3"]);
+    assert_eq!(
+        server.span_names(),
+        ["span-0", "span-1", "span-2", "span-3"]
+    );
     assert_eq!(retries(id), 1);
     assert_eq!(exported(id), 4);
 }
@@ -117,7 +135,12 @@ async fn status_503_twice_then_200_delivers_every_span_once() {
         Response::ok(),
     ]);
     let id = "otlp/s503";
-    export(id, config(&server.endpoint()), vec![batch(request_with_spans(5))]).await;
+    export(
+        id,
+        config(&server.endpoint()),
+        vec![batch(request_with_spans(5))],
+    )
+    .await;
     assert_eq!(server.request_count(), 3);
     assert_eq!(server.span_names().len(), 5);
     assert_eq!(retries(id), 2);
@@ -134,7 +157,12 @@ async fn status_502_and_504_are_retried() {
         Response::ok(),
     ]);
     let id = "otlp/s502";
-    export(id, config(&server.endpoint()), vec![batch(request_with_spans(1))]).await;
+    export(
+        id,
+        config(&server.endpoint()),
+        vec![batch(request_with_spans(1))],
+    )
+    .await;
     assert_eq!(server.request_count(), 3);
     assert_eq!(server.span_names(), ["span-0"]);
 }

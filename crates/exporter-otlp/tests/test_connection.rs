@@ -25,7 +25,8 @@ fn message(result: Result<(), ExportError>) -> String {
 async fn a_200_passes_and_the_probe_is_an_empty_marked_request() {
     let server = RecordingOtlpServer::start().await;
     let mut c = config(&server.endpoint());
-    c.headers.insert("Authorization".into(), "Bearer t0k".into());
+    c.headers
+        .insert("Authorization".into(), "Bearer t0k".into());
     exporter(c).test_connection().await.unwrap();
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);

@@ -253,6 +253,18 @@ async fn the_probe_needs_only_put_object() {
         .await;
     let d = run.finish().await;
     assert!(matches!(d[0], Delivery::Written { .. }), "{d:?}");
+    // The credential cannot read, so a replay cannot be recognised: it gets a distinct name
+    // (at least once, never an overwrite). This also shows GetObject is denied.
+    let run = Running::start(&config);
+    run.send(batch(vec![span(6, 1, None, "root", 0, vec![])], None))
+        .await;
+    let d = run.finish().await;
+    let expected = format!("openrouter-traces/2024-01-15/{}-{T0}-2.json", trace_hex(6));
+    let expected = expected.replace("openrouter-traces", "production/llm-traces");
+    assert!(
+        matches!(&d[0], Delivery::Written { key, .. } if *key == expected),
+        "{d:?}"
+    );
 }
 
 #[tokio::test]

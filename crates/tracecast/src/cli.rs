@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use tracecast_core::CancellationToken;
 use tracing::{error, info};
 
-use crate::{check, load_config, logging, Service};
+use crate::{admin, check, load_config, logging, Service};
 
 #[derive(Debug, Parser)]
 #[command(name = "tracecast", version, about = "Broadcast LLM gateway traces to S3 and OTLP backends")]
@@ -94,6 +98,26 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     };
     logging::init(&cfg.raw.service.telemetry);
     info!(config = %describe(config.as_deref()), "starting tracecast {}", env!("CARGO_PKG_VERSION"));
+    let readiness = Arc::new(admin::Readiness::default());
+    let stop_admin = CancellationToken::new();
+    let _stop_admin_on_exit = stop_admin.clone().drop_guard();
+    let admin_endpoint = &cfg.raw.service.admin.endpoint;
+    if !admin_endpoint.is_empty() {
+        let addr = match admin_endpoint.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                error!("service.admin.endpoint {admin_endpoint:?} is not host:port ({e})");
+                return ExitCode::from(2);
+            }
+        };
+        match admin::serve(addr, readiness.clone(), stop_admin.clone()).await {
+            Ok(local) => info!(address = %local, "admin endpoint: /metrics, /healthz, /readyz"),
+            Err(e) => {
+                error!("cannot listen on service.admin.endpoint {admin_endpoint} ({e}); free the port or change the setting");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if !skip_connection_test {
         let results = check::test_destinations(&cfg).await;
         let failed: Vec<_> = results.iter().filter(|r| r.outcome.is_err()).collect();
@@ -105,6 +129,7 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    readiness.destinations_ok.store(true, Ordering::Relaxed);
     let service = match Service::start(&cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -112,7 +137,9 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    readiness.listening.store(true, Ordering::Relaxed);
     wait_for_signal().await;
+    readiness.listening.store(false, Ordering::Relaxed);
     if service.shutdown().await {
         info!("stopped; everything drained");
     } else {

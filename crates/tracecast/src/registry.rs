@@ -138,7 +138,7 @@ pub fn build_exporter(
 ) -> anyhow::Result<Box<dyn Exporter>> {
     Ok(match config {
         ExporterConfig::Otlp(c) => Box::new(OtlpExporter::new(id.clone(), c.clone())?),
-        ExporterConfig::S3(c) => Box::new(S3Exporter::new(id.clone(), c.clone())?),
+        ExporterConfig::S3(c) => Box::new(S3Exporter::new(id.clone(), c)?),
     })
 }
 

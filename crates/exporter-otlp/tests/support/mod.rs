@@ -10,8 +10,7 @@ use tokio::sync::mpsc;
 use tracecast_config::Duration as ConfigDuration;
 use tracecast_core::metrics::{self, component, reason};
 use tracecast_core::{
-    BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter,
-    TraceBatch,
+    BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter, TraceBatch,
 };
 use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig, RetryOnFailure};
 
