@@ -48,7 +48,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl ConfigErrors {
     /// Sorts by position (problems without a line last, in the order found) so that the
     /// report reads top to bottom like the file.
-    pub(crate) fn sorted(mut errors: Vec<ConfigError>) -> Self {
+    pub fn sorted(mut errors: Vec<ConfigError>) -> Self {
         errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
         Self(errors)
     }

@@ -39,7 +39,9 @@ pub mod validate;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load_file, load_str, load_str_with_env};
+pub use load::{
+    load_file, load_file_with_problems, load_str, load_str_with_env, load_str_with_problems,
+};
 pub use model::{
     AdminConfig,
     Config, LogFormat, LogsConfig, PipelineConfig, RawComponent, ServiceConfig, TelemetryConfig,

@@ -21,6 +21,13 @@ const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "servi
 
 /// Loads a config file; `${env:...}` references read the process environment.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    strict(load_file_with_problems(path))
+}
+
+/// Like [`load_file`], but once the document parsed, returns the config together with the
+/// problems found so far, so the caller can add the problems of the component bodies it
+/// decodes and report everything at once. `Err` only when nothing usable was read.
+pub fn load_file_with_problems(path: &Path) -> Result<(Config, ConfigErrors), ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: name.clone(),
@@ -29,7 +36,15 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
         path: String::new(),
         message: format!("cannot read the config file: {e}"),
     })?;
-    load_str(&name, &text)
+    load_str_with_problems(&name, &text, &|name| std::env::var(name).ok())
+}
+
+fn strict(loaded: Result<(Config, ConfigErrors), ConfigErrors>) -> Result<Config, ConfigErrors> {
+    match loaded {
+        Ok((config, problems)) if problems.0.is_empty() => Ok(config),
+        Ok((_, problems)) => Err(problems),
+        Err(e) => Err(e),
+    }
 }
 
 /// Loads config text; `source_name` names it in errors. Reads the process environment.
@@ -43,6 +58,16 @@ pub fn load_str_with_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    strict(load_str_with_problems(source_name, text, env))
+}
+
+/// Like [`load_str_with_env`], returning the problems beside the config once the document
+/// parsed (see [`load_file_with_problems`]).
+pub fn load_str_with_problems(
+    source_name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, ConfigErrors), ConfigErrors> {
     let root = yaml::parse(text).map_err(|e| ConfigError {
         file: source_name.to_string(),
         line: Some(e.pos.line),
@@ -87,17 +112,16 @@ pub fn load_str_with_env(
     };
     let service = decode_service(top.get("service"), &mut r, &defined);
 
-    if !r.errors.is_empty() {
-        return Err(ConfigErrors::sorted(r.errors));
-    }
-    Ok(Config {
+    let problems = ConfigErrors::sorted(std::mem::take(&mut r.errors));
+    let config = Config {
         source: source_name.to_string(),
         receivers,
         processors,
         exporters,
         service,
         positions,
-    })
+    };
+    Ok((config, problems))
 }
 
 fn section_name(kind: ComponentKind) -> &'static str {

@@ -7,3 +7,6 @@
 pub mod fixtures;
 pub mod otlp_server;
 pub mod s3;
+
+pub use otlp_server::{RecordedRequest, RecordingOtlpServer, Response};
+pub use s3::S3TestServer;

@@ -26,14 +26,22 @@ pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
 
 /// Loads and validates a config file, or the embedded default when `path` is `None`.
 pub fn load_config(path: Option<&Path>) -> Result<ValidatedConfig, ConfigErrors> {
-    let config = match path {
-        Some(p) => tracecast_config::load_file(p)?,
-        None => tracecast_config::load_str("<embedded default config>", DEFAULT_CONFIG)?,
+    let (config, problems) = match path {
+        Some(p) => tracecast_config::load_file_with_problems(p)?,
+        None => load_with_problems("<embedded default config>", DEFAULT_CONFIG)?,
     };
-    registry::validate(config)
+    registry::validate(config, problems)
 }
 
 /// Loads and validates a config given as text (`source` names it in errors).
 pub fn load_config_str(source: &str, text: &str) -> Result<ValidatedConfig, ConfigErrors> {
-    registry::validate(tracecast_config::load_str(source, text)?)
+    let (config, problems) = load_with_problems(source, text)?;
+    registry::validate(config, problems)
+}
+
+fn load_with_problems(
+    source: &str,
+    text: &str,
+) -> Result<(tracecast_config::Config, ConfigErrors), ConfigErrors> {
+    tracecast_config::load_str_with_problems(source, text, &|name| std::env::var(name).ok())
 }

@@ -63,9 +63,10 @@ fn unknown_type(config: &Config, raw: &RawComponent, known: &[&str]) -> ConfigEr
     )
 }
 
-/// Decodes and validates every component, reporting all problems at once.
-pub fn validate(config: Config) -> Result<ValidatedConfig, ConfigErrors> {
-    let mut errors = Vec::new();
+/// Decodes and validates every component, reporting all problems at once: `problems` are
+/// those the loader already found (graph, service), merged with the components' own.
+pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfig, ConfigErrors> {
+    let mut errors = problems.0;
     let mut receivers = BTreeMap::new();
     for (id, raw) in &config.receivers {
         let decoded = match raw.id.type_name() {
@@ -109,7 +110,7 @@ pub fn validate(config: Config) -> Result<ValidatedConfig, ConfigErrors> {
         }
     }
     if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+        return Err(ConfigErrors::sorted(errors));
     }
     Ok(ValidatedConfig {
         raw: config,
