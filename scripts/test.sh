@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests in tests/ run the tracecast binary: build it first.
+cargo build -p tracecast
 cargo test --workspace --no-fail-fast

@@ -34,7 +34,10 @@ service:
     );
     let config = tracecast::load_config_str("bp.yaml", &yaml).unwrap();
     let service = Service::start(&config).await.unwrap();
-    let url = format!("http://{}/v1/traces", service.receiver_addr("otlp").unwrap());
+    let url = format!(
+        "http://{}/v1/traces",
+        service.receiver_addr("otlp").unwrap()
+    );
     let client = reqwest::Client::new();
 
     let mut acked = Vec::new();
@@ -67,9 +70,16 @@ service:
     }
     let (status, retry_after, body) = refused.expect("the receiver pushed back");
     assert_eq!(status, 429);
-    assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After in seconds");
+    assert!(
+        retry_after.is_some_and(|s| s >= 1),
+        "Retry-After in seconds"
+    );
     let rpc = tracecast_receiver_otlp::Status::decode(body).expect("google.rpc.Status body");
-    assert!(rpc.message.contains("full"), "message says why: {}", rpc.message);
+    assert!(
+        rpc.message.contains("full"),
+        "message says why: {}",
+        rpc.message
+    );
     assert!(!acked.is_empty());
 
     backend.release();

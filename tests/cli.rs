@@ -63,9 +63,15 @@ fn validate_accepts_the_example_and_rejects_a_bad_file_with_its_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:7:"), "line of the bad duration: {err}");
+    assert!(
+        err.contains("bad.yaml:7:"),
+        "line of the bad duration: {err}"
+    );
     assert!(err.contains("exporters.otlp/x.timeout"), "{err}");
-    assert!(err.contains("otlp/missing"), "undefined reference reported too: {err}");
+    assert!(
+        err.contains("otlp/missing"),
+        "undefined reference reported too: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +142,11 @@ async fn sigterm_drains_everything_accepted_and_exits_zero() {
     .await
     .unwrap();
     assert_eq!(code.0, Some(0), "exit code; log:\n{}", code.1);
-    assert_eq!(backend.spans().len(), sent, "every acknowledged span was delivered");
+    assert_eq!(
+        backend.spans().len(),
+        sent,
+        "every acknowledged span was delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,10 @@ async fn rust_sdk_json_in_json_out() {
     assert_rust_spans(&backend, "rs-json", 25).await;
     let req = &backend.requests()[0];
     let ct = req.content_type.clone().unwrap_or_default();
-    assert!(ct.starts_with("application/json"), "forwarded as JSON, got {ct}");
+    assert!(
+        ct.starts_with("application/json"),
+        "forwarded as JSON, got {ct}"
+    );
     assert!(service.shutdown().await);
 }
 
@@ -141,7 +144,12 @@ async fn python_case(compression: &str, prefix: &str) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(py)
             .arg(script)
-            .args([url.as_str(), "30", prefix_owned.as_str(), compression.as_str()])
+            .args([
+                url.as_str(),
+                "30",
+                prefix_owned.as_str(),
+                compression.as_str(),
+            ])
             .output()
             .expect("python runs")
     })
@@ -158,7 +166,10 @@ async fn python_case(compression: &str, prefix: &str) {
     for s in &spans {
         let seq: i64 = s.name.rsplit('-').next().unwrap().parse().unwrap();
         assert_eq!(attr(s, "test.seq"), Some(&Value::IntValue(seq)));
-        assert_eq!(attr(s, "gen_ai.usage.output_tokens"), Some(&Value::IntValue(40 + seq)));
+        assert_eq!(
+            attr(s, "gen_ai.usage.output_tokens"),
+            Some(&Value::IntValue(40 + seq))
+        );
         assert_eq!(attr(s, "test.ratio"), Some(&Value::DoubleValue(0.5)));
     }
     assert!(service.shutdown().await);
@@ -200,8 +211,14 @@ async fn node_otlp_json_client() {
     for s in &spans {
         let seq: i64 = s.name.rsplit('-').next().unwrap().parse().unwrap();
         assert_eq!(attr(s, "test.seq"), Some(&Value::IntValue(seq)));
-        assert_eq!(attr(s, "gen_ai.usage.input_tokens"), Some(&Value::IntValue(12 + seq)));
-        assert_eq!(attr(s, "gen_ai.usage.input_cost"), Some(&Value::DoubleValue(0.25)));
+        assert_eq!(
+            attr(s, "gen_ai.usage.input_tokens"),
+            Some(&Value::IntValue(12 + seq))
+        );
+        assert_eq!(
+            attr(s, "gen_ai.usage.input_cost"),
+            Some(&Value::DoubleValue(0.25))
+        );
         assert_eq!(attr(s, "test.flag"), Some(&Value::BoolValue(true)));
         assert!(matches!(attr(s, "test.list"), Some(Value::ArrayValue(a)) if a.values.len() == 2));
         assert_eq!(s.events.len(), 1);

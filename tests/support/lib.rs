@@ -16,6 +16,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `tracecast` binary of this build (target/<profile>/tracecast), built if missing.
+/// `cargo test --workspace` builds it; after changing the daemon, `cargo test -p
+/// tracecast-tests` alone does not, so run `cargo build -p tracecast` first (scripts/test.sh
+/// does).
 pub fn tracecast_bin() -> PathBuf {
     static BUILD: Once = Once::new();
     // Test executables live in target/<profile>/deps/.
@@ -55,7 +58,8 @@ pub fn python() -> PathBuf {
 pub fn node_dir() -> PathBuf {
     let d = repo_root().join("tests/node");
     assert!(
-        d.join("node_modules/@opentelemetry/exporter-trace-otlp-http").exists(),
+        d.join("node_modules/@opentelemetry/exporter-trace-otlp-http")
+            .exists(),
         "Node OTLP exporter missing: run scripts/setup-test-deps.sh (scripts/test.sh does)"
     );
     d

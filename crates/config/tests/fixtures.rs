@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tracecast_config::{
-    load_file, AdminConfig, load_str_with_env, Config, ConfigErrors, Duration, LogFormat, LogsConfig,
-    PipelineConfig, RawComponent, ServiceConfig, TelemetryConfig,
+    load_file, load_str_with_env, AdminConfig, Config, ConfigErrors, Duration, LogFormat,
+    LogsConfig, PipelineConfig, RawComponent, ServiceConfig, TelemetryConfig,
 };
 use tracecast_core::{ComponentId, ComponentKind};
 

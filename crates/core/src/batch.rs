@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::ack::DeliveryToken;
 use crate::ExportTraceServiceRequest;
 
 /// Where a batch came from. Shared by every copy of a batch.
@@ -45,6 +46,8 @@ pub struct TraceBatch {
     request: Arc<ExportTraceServiceRequest>,
     /// Protobuf encoding of `request`, valid while `request` is unmodified.
     encoded: Option<Bytes>,
+    /// Claims on the durable-queue entries this batch's spans came from (see [`crate::ack`]).
+    tokens: Vec<DeliveryToken>,
 }
 
 impl TraceBatch {
@@ -59,15 +62,48 @@ impl TraceBatch {
             ctx: Arc::new(ctx),
             request: Arc::new(request),
             encoded,
+            tokens: Vec::new(),
         }
     }
 
     /// A batch sharing `ctx` with another one (used by processors that split or merge).
+    /// It carries no delivery tokens: add those of its sources with
+    /// [`TraceBatch::add_tokens_from`] or [`TraceBatch::with_tokens`].
     pub fn with_context(ctx: Arc<BatchContext>, request: ExportTraceServiceRequest) -> Self {
         Self {
             ctx,
             request: Arc::new(request),
             encoded: None,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Replaces the delivery tokens (builder style).
+    pub fn with_tokens(mut self, tokens: Vec<DeliveryToken>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The delivery tokens this batch carries.
+    pub fn tokens(&self) -> &[DeliveryToken] {
+        &self.tokens
+    }
+
+    /// Carries `other`'s delivery tokens too (when merging or splitting batches); tokens of
+    /// an entry already carried are not duplicated.
+    pub fn add_tokens_from(&mut self, other: &TraceBatch) {
+        for t in &other.tokens {
+            if !self.tokens.iter().any(|mine| mine.same_entry(t)) {
+                self.tokens.push(t.clone());
+            }
+        }
+    }
+
+    /// Gives up on this batch without delivering it: its queue entries stay queued and are
+    /// replayed at the next start.
+    pub fn abandon(&self) {
+        for t in &self.tokens {
+            t.abandon();
         }
     }
 

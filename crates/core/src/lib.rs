@@ -1,5 +1,6 @@
 //! The contracts every tracecast component is built against.
 //!
+//! - `ack.rs`: [`ack::DeliveryToken`], how the durable queue learns an entry was delivered.
 //! - `batch.rs`: [`TraceBatch`], the unit that flows from receivers through processors to
 //!   exporters, and its [`BatchContext`].
 //! - `component.rs`: the [`Processor`], [`Exporter`] and [`BatchSink`] traits (one per
@@ -11,6 +12,7 @@
 //!   clients send, encode what backends expect).
 //! - `metrics.rs`: counters shared by components (scraped by the admin endpoint).
 
+pub mod ack;
 pub mod batch;
 pub mod component;
 pub mod error;

@@ -13,7 +13,11 @@ use tracing::{error, info};
 use crate::{admin, check, load_config, logging, Service};
 
 #[derive(Debug, Parser)]
-#[command(name = "tracecast", version, about = "Broadcast LLM gateway traces to S3 and OTLP backends")]
+#[command(
+    name = "tracecast",
+    version,
+    about = "Broadcast LLM gateway traces to S3 and OTLP backends"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -85,7 +89,10 @@ pub async fn main(cli: Cli) -> ExitCode {
 }
 
 fn describe(path: Option<&std::path::Path>) -> String {
-    path.map_or_else(|| "embedded default config".to_string(), |p| p.display().to_string())
+    path.map_or_else(
+        || "embedded default config".to_string(),
+        |p| p.display().to_string(),
+    )
 }
 
 async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {

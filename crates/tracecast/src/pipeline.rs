@@ -97,8 +97,7 @@ impl Service {
         let service_cfg = &config.raw.service;
 
         // Exporters: one instance per id, shared by every pipeline that lists it.
-        let mut exporter_inputs: BTreeMap<ComponentId, mpsc::Sender<TraceBatch>> =
-            BTreeMap::new();
+        let mut exporter_inputs: BTreeMap<ComponentId, mpsc::Sender<TraceBatch>> = BTreeMap::new();
         let mut exporters = Vec::new();
         for (id, cfg) in &config.exporters {
             if !service_cfg
@@ -139,7 +138,10 @@ impl Service {
                 .collect::<Vec<_>>();
             let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_BATCHES);
             for r in &p.receivers {
-                receiver_feeds.entry(r.clone()).or_default().push(tx.clone());
+                receiver_feeds
+                    .entry(r.clone())
+                    .or_default()
+                    .push(tx.clone());
             }
             pipelines.push(tokio::spawn(run_pipeline(
                 name.clone(),
@@ -310,11 +312,17 @@ async fn deliver(pipeline: &str, batches: Vec<TraceBatch>, outputs: &[mpsc::Send
         if let Some((last, rest)) = outputs.split_last() {
             for tx in rest {
                 if tx.send(b.clone()).await.is_err() {
-                    warn!(pipeline, "an exporter stopped before its pipeline; batch not delivered");
+                    warn!(
+                        pipeline,
+                        "an exporter stopped before its pipeline; batch not delivered"
+                    );
                 }
             }
             if last.send(b).await.is_err() {
-                warn!(pipeline, "an exporter stopped before its pipeline; batch not delivered");
+                warn!(
+                    pipeline,
+                    "an exporter stopped before its pipeline; batch not delivered"
+                );
             }
         }
     }
