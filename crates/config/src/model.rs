@@ -2,13 +2,14 @@
 //! crate decodes its own with [`crate::Config::decode`]) and the typed `service` section.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use tracecast_core::{ComponentId, ComponentKind};
 
 use crate::positions::Positions;
-use crate::units::Duration;
+use crate::units::{ByteSize, Duration};
 
 /// A loaded config: the component graph is consistent (every reference resolves), but
 /// component bodies are not decoded yet.
@@ -50,6 +51,48 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
     /// The admin endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub admin: AdminConfig,
+    /// Folder of the durable queues (one sub-folder per pipeline). Acknowledged spans live
+    /// here until every exporter of their pipeline has them.
+    pub queue_dir: PathBuf,
+    /// Durability and size of the queues.
+    pub queue: QueueConfig,
+}
+
+/// Durable queue settings (shared by every pipeline's queue).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `always`: answer 2xx only after fsync (group commit shares one fsync among concurrent
+    /// requests); `interval`: fsync every `fsync_interval` (a crash may lose that much);
+    /// `never`: leave it to the OS (a power loss may lose recent data, a process crash not).
+    pub fsync: FsyncMode,
+    /// The period of `fsync: interval`.
+    pub fsync_interval: Duration,
+    /// Disk bound of one pipeline's queue; when reached, the receiver answers 429.
+    pub max_size: ByteSize,
+    /// Size of one segment file; a segment is deleted once every entry in it is delivered.
+    pub segment_size: ByteSize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_millis(200),
+            max_size: ByteSize(1024 * 1024 * 1024),
+            segment_size: ByteSize::mib(64),
+        }
+    }
+}
+
+/// When the queue forces data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    #[default]
+    Always,
+    Interval,
+    Never,
 }
 
 /// Where the admin endpoint listens.
@@ -58,12 +101,16 @@ pub struct ServiceConfig {
 pub struct AdminConfig {
     /// Listen address (`host:port`); empty disables the endpoint.
     pub endpoint: String,
+    /// How often every destination's connection test is re-run while tracecast runs, so
+    /// `/readyz` turns red when a destination becomes unreachable (and green when it is back).
+    pub recheck_interval: Duration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             endpoint: "127.0.0.1:13133".to_string(),
+            recheck_interval: Duration::from_secs(30),
         }
     }
 }
@@ -75,6 +122,8 @@ impl Default for ServiceConfig {
             telemetry: TelemetryConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             admin: AdminConfig::default(),
+            queue_dir: PathBuf::from("./tracecast-data/queue"),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -109,6 +158,29 @@ fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ComponentId>, D::Error> {
 pub struct TelemetryConfig {
     /// Log output settings.
     pub logs: LogsConfig,
+    /// Export tracecast's own metrics over OTLP/HTTP (off when absent). They go straight to
+    /// this endpoint, never through tracecast's own pipelines, so there is no feedback loop.
+    pub otlp: Option<SelfTelemetryOtlpConfig>,
+}
+
+/// Where tracecast sends its own metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfTelemetryOtlpConfig {
+    /// OTLP/HTTP (protobuf) endpoint: a base URL like `http://collector:4318` (tracecast
+    /// appends `/v1/metrics`) or the full metrics URL.
+    pub endpoint: String,
+    /// How often the metrics are exported.
+    pub interval: Duration,
+}
+
+impl Default for SelfTelemetryOtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            interval: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Log output; `RUST_LOG`, when set, overrides `level`.

@@ -11,10 +11,12 @@ use tracecast_core::{ComponentId, ComponentKind};
 
 use crate::decode::{At, Reporter};
 use crate::graph::{self, Defined};
-use crate::model::{PipelineConfig, ServiceConfig};
+use crate::model::{
+    AdminConfig, PipelineConfig, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
+};
 use crate::positions::{join_index, join_key};
 
-const SERVICE_KEYS: &[&str] = &["pipelines", "telemetry", "shutdown_timeout", "admin"];
+const SERVICE_KEYS: &[&str] = &["pipelines", "telemetry", "shutdown_timeout", "admin", "queue_dir", "queue"];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
 /// Decodes `service` (absent: all defaults, which then fails the "no pipelines" check).
@@ -43,7 +45,10 @@ pub(crate) fn decode_service(
                         service.pipelines = decode_pipelines(value, &path, r, defined);
                     }
                     "telemetry" => {
-                        if let Some(t) = r.decode(value, &path) {
+                        if let Some(t) = r.decode::<TelemetryConfig>(value, &path) {
+                            if let Some(otlp) = &t.otlp {
+                                check_self_telemetry(otlp, &path, r);
+                            }
                             service.telemetry = t;
                         }
                     }
@@ -53,7 +58,14 @@ pub(crate) fn decode_service(
                         }
                     }
                     "admin" => {
-                        if let Some(a) = r.decode(value, &path) {
+                        if let Some(a) = r.decode::<AdminConfig>(value, &path) {
+                            if a.recheck_interval.get().is_zero() {
+                                r.push(
+                                    At::Value,
+                                    &join_key(&path, "recheck_interval"),
+                                    "recheck_interval must be more than 0 (e.g. 30s)",
+                                );
+                            }
                             service.admin = a;
                         }
                     }
@@ -74,6 +86,25 @@ pub(crate) fn decode_service(
         graph::no_pipelines(r, path);
     }
     service
+}
+
+/// `service.telemetry.otlp` needs an http(s) endpoint and a positive interval.
+fn check_self_telemetry(otlp: &SelfTelemetryOtlpConfig, path: &str, r: &mut Reporter<'_>) {
+    let otlp_path = join_key(path, "otlp");
+    if !(otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://")) {
+        r.push(
+            At::Value,
+            &join_key(&otlp_path, "endpoint"),
+            "endpoint must be an http:// or https:// URL, like http://collector:4318",
+        );
+    }
+    if otlp.interval.get().is_zero() {
+        r.push(
+            At::Value,
+            &join_key(&otlp_path, "interval"),
+            "interval must be more than 0 (e.g. 30s)",
+        );
+    }
 }
 
 fn decode_pipelines(

@@ -124,9 +124,11 @@ fn valid_config_gives_the_exact_struct() {
                 level: "debug".into(),
                 format: LogFormat::Json,
             },
+            otlp: None,
         },
         shutdown_timeout: Duration::from_secs(45),
         admin: AdminConfig::default(),
+        ..ServiceConfig::default()
     };
     assert_eq!(config.service, service);
 }

@@ -56,6 +56,10 @@ family!(SPANS_FAILED, ReasonLabels, Counter);
 family!(EXPORT_RETRIES, ComponentLabels, Counter);
 family!(QUEUE_DEPTH, ComponentLabels, Gauge);
 family!(WARNINGS, ReasonLabels, Counter);
+family!(CONFIG_RELOADS, ReasonLabels, Counter);
+// 1 when a destination's last connection test passed, 0 when it failed (re-tested every
+// `service.admin.recheck_interval`).
+family!(DESTINATION_UP, ComponentLabels, Gauge);
 
 /// Registers every family under the `tracecast_` prefix.
 pub fn register(registry: &mut Registry) {
@@ -111,8 +115,18 @@ pub fn register(registry: &mut Registry) {
         QUEUE_DEPTH.clone(),
     );
     r.register(
+        "config_reloads",
+        "Config reloads (SIGHUP), by result: ok or failed",
+        CONFIG_RELOADS.clone(),
+    );
+    r.register(
         "warnings",
         "Counted warnings (bad input that did not stop the pipeline), by reason",
         WARNINGS.clone(),
+    );
+    r.register(
+        "destination_up",
+        "1 when the destination's last connection test passed, else 0",
+        DESTINATION_UP.clone(),
     );
 }

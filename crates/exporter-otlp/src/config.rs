@@ -28,6 +28,10 @@ pub struct OtlpExporterConfig {
     pub sending_queue: SendingQueue,
     /// TLS settings for `https://` endpoints. System roots are always trusted.
     pub tls: TlsSettings,
+    /// Folder for batches the backend rejected for good or that ran out of retries
+    /// (`<unix_nanos>-<n>.pb` plus `.pb.reason.txt`); default
+    /// `./tracecast-data/dead-letter/<exporter id>` (`/` in the id becomes `_`).
+    pub dead_letter_dir: Option<PathBuf>,
 }
 
 /// Request body encoding.
@@ -100,6 +104,7 @@ impl Default for OtlpExporterConfig {
             retry_on_failure: RetryOnFailure::default(),
             sending_queue: SendingQueue::default(),
             tls: TlsSettings::default(),
+            dead_letter_dir: None,
         }
     }
 }
@@ -268,6 +273,16 @@ impl Validate for OtlpExporterConfig {
             errors.push(FieldError::new(
                 "tls.ca_file",
                 "is empty; give the path of a PEM file or remove the key",
+            ));
+        }
+        if self
+            .dead_letter_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            errors.push(FieldError::new(
+                "dead_letter_dir",
+                "is empty; give a folder path or remove the key (default ./tracecast-data/dead-letter/<exporter id>)",
             ));
         }
         errors

@@ -5,6 +5,10 @@
 //! (`sending_queue.queue_size`); `num_consumers` tasks take batches from it, encode and
 //! compress each once, and post the same bytes on every attempt. When the queue is full the
 //! pipeline's channel fills and back-pressure reaches the receiver.
+//!
+//! A batch is held (with its delivery tokens) until its export is final: delivered, or
+//! kept in the dead-letter folder after a permanent rejection or exhausted retries. At the
+//! hard stop every batch not delivered is abandoned, never silently acknowledged.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,6 +29,7 @@ use tracecast_core::{
 
 use crate::classify::{self, PartialSuccess};
 use crate::config::{parse_endpoint, parse_header, Compression, Encoding, OtlpExporterConfig};
+use crate::dead_letter::{self, DeadLetter, Reason};
 use crate::encode;
 use crate::error::OtlpExporterError;
 
@@ -55,6 +60,30 @@ struct Sender {
     compression: Compression,
     policy: RetryPolicy,
     timeout: Duration,
+    dead_letter: DeadLetter,
+}
+
+/// A batch whose export is not final yet. Dropped unsettled (a task that died, the runtime
+/// shutting down mid-export), it abandons its queue entries so they are replayed.
+struct Unsettled(Option<TraceBatch>);
+
+impl Unsettled {
+    fn batch(&self) -> Option<&TraceBatch> {
+        self.0.as_ref()
+    }
+
+    /// The export is final: release the batch (its entries count as delivered here).
+    fn settle(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.abandon();
+        }
+    }
 }
 
 /// An HTTP answer with at most [`MAX_RESPONSE_BODY`] of its body.
@@ -129,6 +158,12 @@ impl OtlpExporter {
             None => host,
         };
         let shown = format!("{}://{}{}", url.scheme(), target, url.path());
+        let dead_letter = DeadLetter::new(
+            config
+                .dead_letter_dir
+                .clone()
+                .unwrap_or_else(|| dead_letter::default_dir(&id)),
+        );
         Ok(Self {
             sender: Arc::new(Sender {
                 id,
@@ -141,6 +176,7 @@ impl OtlpExporter {
                 compression: config.compression,
                 policy: config.retry_on_failure.policy(),
                 timeout,
+                dead_letter,
             }),
             queue_size: config.sending_queue.queue_size,
             num_consumers: config.sending_queue.num_consumers,
@@ -227,19 +263,22 @@ impl Exporter for OtlpExporter {
             };
             let Some(batch) = batch else { break };
             let spans = batch.span_count();
-            tokio::select! {
+            // Reserve first, so the batch never sits in a future the hard stop drops.
+            let permit = tokio::select! {
                 biased;
-                _ = hard_stop.cancelled() => {
-                    dropped_queued += spans;
-                    break;
-                }
-                sent = tx.send(batch) => {
-                    if sent.is_err() {
-                        // Every consumer is gone; only possible after a hard stop.
-                        dropped_queued += spans;
-                        break;
-                    }
+                _ = hard_stop.cancelled() => None,
+                permit = tx.reserve() => permit.ok(),
+            };
+            match permit {
+                Some(permit) => {
+                    permit.send(batch);
                     depth.set((tx.max_capacity() - tx.capacity()) as i64);
+                }
+                None => {
+                    // The hard stop, or every consumer gone (only possible after it).
+                    dropped_queued += spans;
+                    batch.abandon();
+                    break;
                 }
             }
         }
@@ -256,10 +295,12 @@ impl Exporter for OtlpExporter {
             let mut rx = rx.lock().await;
             while let Ok(batch) = rx.try_recv() {
                 dropped_queued += batch.span_count();
+                batch.abandon();
             }
             input.close();
             while let Ok(batch) = input.try_recv() {
                 dropped_queued += batch.span_count();
+                batch.abandon();
             }
             metrics::SPANS_FAILED
                 .get_or_create(&reason(&id, "shutdown"))
@@ -308,16 +349,20 @@ async fn consume(
 impl Sender {
     /// Exports one batch with retries; logs and counts the outcome. Returns the spans not
     /// delivered because of the hard stop (0 otherwise: failures are counted, not returned).
+    /// The batch is held until the outcome is final, then settled (delivered or
+    /// dead-lettered) or abandoned (hard stop, dead-letter write failed).
     async fn deliver(&self, batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
         let id = self.id.as_str();
         let spans = batch.span_count();
         let body = encode::encode_batch(&batch, self.encoding);
-        drop(batch);
+        let batch = Unsettled(Some(batch));
         let body = match encode::compress(body, self.compression) {
             Ok(body) => body,
             Err(e) => {
-                tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch; dropped");
-                self.failed("encoding", spans);
+                tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch");
+                let error = e.to_string();
+                let why = ("encoding", "could not be compressed");
+                self.dead_letter(batch, why, &error, spans).await;
                 return 0;
             }
         };
@@ -370,6 +415,7 @@ impl Sender {
                 metrics::BYTES_EXPORTED
                     .get_or_create(&component(id))
                     .inc_by(body.len() as u64);
+                batch.settle();
                 0
             }
             Err(RetryError::Permanent(message)) => {
@@ -379,7 +425,8 @@ impl Sender {
                     spans,
                     "export rejected, not retried: {message}"
                 );
-                self.failed("permanent", spans);
+                let why = ("permanent", "rejected (permanent error)");
+                self.dead_letter(batch, why, &message, spans).await;
                 0
             }
             Err(RetryError::Exhausted { attempts, last }) => {
@@ -390,12 +437,47 @@ impl Sender {
                     attempts,
                     "export given up after {attempts} attempts (retry_on_failure.max_elapsed_time reached): {last}"
                 );
-                self.failed("retries_exhausted", spans);
+                let outcome = format!("retries exhausted after {attempts} attempts");
+                let why = ("retries_exhausted", outcome.as_str());
+                self.dead_letter(batch, why, &last, spans).await;
                 0
             }
             Err(RetryError::Stopped { .. }) => {
                 self.failed("shutdown", spans);
+                // Not final: the queue keeps the entries and replays them at the next start.
+                drop(batch);
                 spans
+            }
+        }
+    }
+
+    /// Keeps a batch whose export failed for good in the dead-letter folder. Written, the
+    /// batch is settled (the failure is final) and its spans counted under the cause
+    /// (`why.0`: `permanent`, `retries_exhausted`, `encoding`); if the folder cannot be
+    /// written either, they are counted under `dead_letter_write_failed` instead and the
+    /// batch is abandoned, so a durable queue keeps it rather than losing it.
+    async fn dead_letter(&self, batch: Unsettled, why: (&str, &str), error: &str, spans: usize) {
+        let id = self.id.as_str();
+        let (cause, outcome) = why;
+        let Some(protobuf) = batch.batch().map(TraceBatch::to_protobuf) else {
+            return;
+        };
+        let reason = Reason {
+            outcome,
+            error,
+            endpoint: &self.shown,
+            spans,
+        };
+        match self.dead_letter.keep(&protobuf, &reason).await {
+            Ok(file) => {
+                tracing::error!(exporter = %id, spans, file = %file.display(), "batch kept in the dead-letter folder: {outcome}: {error}");
+                self.failed(cause, spans);
+                batch.settle();
+            }
+            Err(e) => {
+                tracing::error!(exporter = %id, spans, dir = %self.dead_letter.dir().display(), error = %e, "the dead-letter folder cannot be written; the batch stays in the queue if there is one");
+                self.failed("dead_letter_write_failed", spans);
+                drop(batch);
             }
         }
     }

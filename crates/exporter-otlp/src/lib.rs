@@ -9,10 +9,18 @@
 //!   per batch.
 //! - `classify.rs`: HTTP status / transport failure -> retryable or permanent, `Retry-After`,
 //!   the backend's message, `partial_success`.
+//! - `dead_letter.rs`: the local folder for batches rejected for good or out of retries.
 //! - `error.rs`: [`OtlpExporterError`], why an exporter could not be built.
+//!
+//! Delivery tokens ([`tracecast_core::ack`]): a batch is held until its export is final
+//! (delivered, or kept in the dead-letter folder), so its queue entries are acknowledged
+//! only then. At the hard stop, every batch not delivered (in flight, in the sending queue,
+//! or still arriving) is abandoned: its entries stay queued and are replayed at the next
+//! start. A batch whose dead-letter write fails is abandoned too (rather than lost).
 
 pub mod classify;
 pub mod config;
+pub mod dead_letter;
 pub mod encode;
 pub mod error;
 pub mod exporter;

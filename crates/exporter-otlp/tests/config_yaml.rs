@@ -16,6 +16,7 @@ headers: {Authorization: "Bearer xaat-123", X-Axiom-Dataset: my-dataset}
 retry_on_failure: {enabled: true, initial_interval: 1s, max_interval: 20s, max_elapsed_time: 120s}
 sending_queue: {queue_size: 500, num_consumers: 2}
 tls: {ca_file: /etc/tracecast/ca.pem, insecure_skip_verify: false}
+dead_letter_dir: /var/lib/tracecast/dead-letter/axiom
 "#;
 
 #[test]
@@ -45,6 +46,7 @@ fn the_documented_keys_give_the_exact_struct() {
             ca_file: Some("/etc/tracecast/ca.pem".into()),
             insecure_skip_verify: false,
         },
+        dead_letter_dir: Some("/var/lib/tracecast/dead-letter/axiom".into()),
     };
     assert_eq!(c, expected);
     assert_eq!(c.validate(), vec![]);

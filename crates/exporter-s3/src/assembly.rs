@@ -14,6 +14,12 @@
 //! Memory is bounded by span count and encoded bytes: past either bound the oldest traces are
 //! released early (never dropped). The clock is passed in (`now`), so the logic is testable
 //! without sleeping.
+//!
+//! Delivery tokens ([`tracecast_core::ack`]): each trace being assembled holds [`Claims`] on
+//! the queue entries of every batch that contributed a span to it, and hands them to its
+//! [`AssembledTrace`]. The exporter settles them once the file is written or dead-lettered;
+//! claims dropped unsettled (hard stop, a task that died, a dropped assembler) abandon their
+//! entries, so the durable queue replays them: a trace held in memory is never acknowledged.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message;
 use tokio::time::Instant;
+use tracecast_core::ack::DeliveryToken;
 use tracecast_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_core::TraceBatch;
@@ -44,6 +51,54 @@ pub struct SpanOrigin {
 pub struct SpanRecord {
     pub span: Span,
     pub origin: Arc<SpanOrigin>,
+}
+
+/// Claims on the durable-queue entries a trace's spans came from.
+///
+/// Dropping claims abandons their entries (they stay queued and are replayed); only
+/// [`Claims::settle`] lets them count as delivered. So whatever path loses a trace without
+/// writing it (hard stop, panic, runtime shutdown) errs on the side of a replay.
+#[derive(Debug, Default)]
+pub struct Claims(Vec<DeliveryToken>);
+
+impl Claims {
+    /// Adds the tokens of `batch`, skipping entries already claimed.
+    pub fn add_from(&mut self, batch: &TraceBatch) {
+        for t in batch.tokens() {
+            if !self.0.iter().any(|mine| mine.same_entry(t)) {
+                self.0.push(t.clone());
+            }
+        }
+    }
+
+    /// No claim held (the batches carried no tokens: no durable queue in front).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Queue sequence numbers claimed.
+    pub fn seqs(&self) -> Vec<u64> {
+        self.0.iter().map(DeliveryToken::seq).collect()
+    }
+
+    /// The trace reached its final place (written or dead-lettered): release the claims.
+    /// An entry is acknowledged once every other holder has released it too.
+    pub fn settle(mut self) {
+        self.0.clear();
+    }
+
+    /// Gives the entries up explicitly (same as dropping without `settle`).
+    pub fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abandon();
+        }
+    }
 }
 
 /// Why a trace was released.
@@ -71,6 +126,8 @@ pub struct AssembledTrace {
     /// True when an earlier part of this trace was already released.
     pub late_fragment: bool,
     pub release: Release,
+    /// Claims on the queue entries the spans came from; settle after writing.
+    pub claims: Claims,
 }
 
 /// Bounds and timeouts of assembly.
@@ -92,6 +149,7 @@ struct Pending {
     has_root: bool,
     late_fragment: bool,
     api_key_name: Option<Arc<str>>,
+    claims: Claims,
 }
 
 /// Groups spans by trace id. Owned by the exporter's run loop (no locks).
@@ -133,8 +191,10 @@ impl Assembler {
     }
 
     /// Adds a batch's spans; traces pushed past the memory bound are appended to `out`.
+    /// Every trace the batch contributes to claims the batch's delivery tokens.
     pub fn ingest(&mut self, batch: &TraceBatch, now: Instant, out: &mut Vec<AssembledTrace>) {
         let ctx = batch.context();
+        let mut touched: HashSet<&[u8]> = HashSet::new();
         for rs in &batch.request().resource_spans {
             let resource_attributes = rs
                 .resource
@@ -148,6 +208,11 @@ impl Assembler {
                 });
                 for span in &ss.spans {
                     self.add(span, &origin, ctx, now);
+                    if !batch.tokens().is_empty() && touched.insert(&span.trace_id) {
+                        if let Some(p) = self.pending.get_mut(&span.trace_id) {
+                            p.claims.add_from(batch);
+                        }
+                    }
                 }
             }
         }
@@ -175,6 +240,7 @@ impl Assembler {
                 has_root: false,
                 late_fragment: late,
                 api_key_name: None,
+                claims: Claims::default(),
             });
         entry.has_root |= is_root(span);
         entry.last_seen = now;
@@ -254,6 +320,7 @@ impl Assembler {
             first_received: p.first_received,
             late_fragment: p.late_fragment,
             release,
+            claims: p.claims,
         })
     }
 }

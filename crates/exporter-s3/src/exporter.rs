@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracecast_core::retry::{retry, RetryPolicy};
+use tracecast_core::retry::{retry, RetryError, RetryPolicy};
 use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Exporter, TraceBatch};
 
 use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
@@ -58,6 +58,13 @@ pub enum Delivery {
         key: String,
         reason: String,
         file: Option<PathBuf>,
+    },
+    /// The hard stop came before the trace was written and its spans came from the durable
+    /// queue: the entries were abandoned (they stay queued and are replayed at the next
+    /// start). Traces not backed by a queue are dead-lettered instead.
+    Abandoned {
+        key: String,
+        spans: usize,
     },
 }
 
@@ -152,14 +159,38 @@ impl Shared {
         }
     }
 
-    /// Builds, uploads (with retries) and, failing that, dead-letters one trace.
+    /// Builds, uploads (with retries) and, failing that, dead-letters one trace. The trace's
+    /// queue claims are settled once it is written or kept in the dead-letter folder, and
+    /// abandoned (replayed later) when the hard stop comes first or nothing could keep it.
     async fn deliver(
         self: Arc<Self>,
-        trace: AssembledTrace,
+        mut trace: AssembledTrace,
         hard_stop: CancellationToken,
     ) -> Delivery {
+        let claims = std::mem::take(&mut trace.claims);
+        let delivery = self
+            .write_trace(&trace, &hard_stop, !claims.is_empty())
+            .await;
+        match &delivery {
+            Delivery::Written { .. } | Delivery::Replayed { .. } => claims.settle(),
+            Delivery::DeadLettered { file: Some(_), .. } => claims.settle(),
+            Delivery::DeadLettered { file: None, .. } | Delivery::Abandoned { .. } => {
+                claims.abandon()
+            }
+        }
+        delivery
+    }
+
+    /// Builds and uploads one trace; see [`Shared::deliver`]. `queued`: the spans are
+    /// backed by durable-queue entries, so a hard stop abandons rather than dead-letters.
+    async fn write_trace(
+        &self,
+        trace: &AssembledTrace,
+        hard_stop: &CancellationToken,
+        queued: bool,
+    ) -> Delivery {
         let spans = trace.spans.len();
-        let doc = document::build(&trace, self.api_key_name_attribute.as_deref());
+        let doc = document::build(trace, self.api_key_name_attribute.as_deref());
         let key = object_key(
             &self.template,
             KeyVars {
@@ -177,10 +208,10 @@ impl Shared {
         let dest = &self.uploader.destination;
         let component = self.id.as_str();
         let outcome = std::sync::Mutex::new(None);
-        let (shared, outcome_ref, key_ref) = (&*self, &outcome, &key);
+        let (shared, outcome_ref, key_ref) = (self, &outcome, &key);
         let result = retry(
             &self.policy,
-            &hard_stop,
+            hard_stop,
             || {
                 let body = body.clone();
                 async move {
@@ -222,6 +253,16 @@ impl Shared {
             (Ok(_), None) => Delivery::Replayed {
                 key: key.to_string(),
             },
+            (Err(RetryError::Stopped { .. }), _) if queued => {
+                metrics::SPANS_FAILED
+                    .get_or_create(&metrics::reason(component, "shutdown"))
+                    .inc_by(spans as u64);
+                tracing::warn!(exporter = component, key = %key, spans, "shutdown deadline reached before the trace was written; it stays in the queue and is written after the next start");
+                Delivery::Abandoned {
+                    key: key.to_string(),
+                    spans,
+                }
+            }
             (Err(e), _) => {
                 self.dead_letter(&key.to_string(), &body, e.to_string(), spans)
                     .await

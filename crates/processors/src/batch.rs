@@ -11,12 +11,18 @@
 //! - A batch that alone reaches `send_batch_size` while its buffer is empty, and needs no
 //!   split, passes through untouched (its received bytes are kept).
 //! - `flush` (shutdown) sends everything held.
+//! - Delivery tokens ([`tracecast_core::ack`]) travel with the spans: a buffer keeps the
+//!   tokens of every batch merged into it, and each batch it sends carries them. A buffer
+//!   that sends only part of its spans (a `send_batch_max_size` split) keeps its tokens for
+//!   the rest too, so a queue entry counts as delivered only once every part holding any of
+//!   its spans is gone (an entry may be acknowledged a little late, never early).
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 use tracecast_config::{Duration, FieldError, Validate};
+use tracecast_core::ack::DeliveryToken;
 use tracecast_core::batch::span_count;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans};
 use tracecast_core::{
@@ -74,6 +80,17 @@ struct Buffer {
     request: ExportTraceServiceRequest,
     spans: usize,
     deadline: Instant,
+    /// Tokens of the batches whose spans are in `request`.
+    tokens: Vec<DeliveryToken>,
+}
+
+/// Adds `more` to `tokens`, skipping entries already carried.
+fn merge_tokens(tokens: &mut Vec<DeliveryToken>, more: &[DeliveryToken]) {
+    for t in more {
+        if !tokens.iter().any(|mine| mine.same_entry(t)) {
+            tokens.push(t.clone());
+        }
+    }
 }
 
 /// The `batch` processor. See the module docs.
@@ -109,10 +126,12 @@ impl BatchProcessor {
         self.buffers.iter().map(|b| b.spans).sum()
     }
 
+    /// Sends `request` (split by `send_batch_max_size`); every part carries `tokens`.
     fn emit(
         &self,
         ctx: &Arc<BatchContext>,
         mut request: ExportTraceServiceRequest,
+        tokens: &[DeliveryToken],
         out: &mut Vec<TraceBatch>,
     ) {
         let labels = metrics::component(self.id.as_str());
@@ -122,7 +141,7 @@ impl BatchProcessor {
                 metrics::PROCESSOR_SPANS_OUT
                     .get_or_create(&labels)
                     .inc_by(max as u64);
-                out.push(TraceBatch::with_context(ctx.clone(), part));
+                out.push(TraceBatch::with_context(ctx.clone(), part).with_tokens(tokens.to_vec()));
             }
         }
         let n = span_count(&request);
@@ -130,7 +149,7 @@ impl BatchProcessor {
             metrics::PROCESSOR_SPANS_OUT
                 .get_or_create(&labels)
                 .inc_by(n as u64);
-            out.push(TraceBatch::with_context(ctx.clone(), request));
+            out.push(TraceBatch::with_context(ctx.clone(), request).with_tokens(tokens.to_vec()));
         }
     }
 }
@@ -159,9 +178,11 @@ impl Processor for BatchProcessor {
             return;
         }
         let ctx = batch.shared_context().clone();
+        // Cloned before the batch is consumed, so its entries never look delivered.
+        let tokens = batch.tokens().to_vec();
         let request = batch.into_request();
         if self.timeout.is_zero() {
-            self.emit(&ctx, request, out);
+            self.emit(&ctx, request, &tokens, out);
             return;
         }
         let now = Instant::now();
@@ -173,6 +194,7 @@ impl Processor for BatchProcessor {
                     request: ExportTraceServiceRequest::default(),
                     spans: 0,
                     deadline: now + self.timeout,
+                    tokens: Vec::new(),
                 });
                 self.buffers.len() - 1
             }
@@ -183,21 +205,30 @@ impl Processor for BatchProcessor {
         }
         buffer.request.resource_spans.extend(request.resource_spans);
         buffer.spans += n;
+        merge_tokens(&mut buffer.tokens, &tokens);
+        drop(tokens);
         while self.buffers[i].spans >= self.send_batch_size {
             let buffer = &mut self.buffers[i];
             let take = match self.max_size {
                 Some(max) if buffer.spans > max => max,
                 _ => buffer.spans,
             };
-            let part = if take == buffer.spans {
-                std::mem::take(&mut buffer.request)
+            let (part, part_tokens) = if take == buffer.spans {
+                (
+                    std::mem::take(&mut buffer.request),
+                    std::mem::take(&mut buffer.tokens),
+                )
             } else {
-                split_off_front(&mut buffer.request, take)
+                // The spans left behind may belong to any of the tokens: keep them all.
+                (
+                    split_off_front(&mut buffer.request, take),
+                    buffer.tokens.clone(),
+                )
             };
             buffer.spans -= take;
             buffer.deadline = now + self.timeout;
             let ctx = buffer.ctx.clone();
-            self.emit(&ctx, part, out);
+            self.emit(&ctx, part, &part_tokens, out);
         }
     }
 
@@ -214,18 +245,22 @@ impl Processor for BatchProcessor {
         for buffer in &mut self.buffers {
             if buffer.spans > 0 && buffer.deadline <= now {
                 buffer.spans = 0;
-                due.push((buffer.ctx.clone(), std::mem::take(&mut buffer.request)));
+                due.push((
+                    buffer.ctx.clone(),
+                    std::mem::take(&mut buffer.request),
+                    std::mem::take(&mut buffer.tokens),
+                ));
             }
         }
-        for (ctx, request) in due {
-            self.emit(&ctx, request, out);
+        for (ctx, request, tokens) in due {
+            self.emit(&ctx, request, &tokens, out);
         }
     }
 
     fn flush(&mut self, out: &mut Vec<TraceBatch>) {
         for buffer in std::mem::take(&mut self.buffers) {
             if buffer.spans > 0 {
-                self.emit(&buffer.ctx, buffer.request, out);
+                self.emit(&buffer.ctx, buffer.request, &buffer.tokens, out);
             }
         }
     }

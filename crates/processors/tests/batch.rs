@@ -202,3 +202,93 @@ async fn spans_in_and_out_are_counted() {
     assert_eq!(out.iter().map(|b| b.span_count()).sum::<usize>(), 13);
     assert!(out.iter().all(|b| b.span_count() <= 4));
 }
+
+/// Records which queue entries were acknowledged (the durable queue's side of tokens).
+#[derive(Default)]
+struct Acks(std::sync::Mutex<Vec<u64>>);
+
+impl tracecast_core::ack::AckSink for Acks {
+    fn delivered(&self, seq: u64) {
+        self.0.lock().unwrap().push(seq);
+    }
+}
+
+impl Acks {
+    fn seen(&self) -> Vec<u64> {
+        let mut v = self.0.lock().unwrap().clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn tokened(n: usize, tag: &str, seq: u64, acks: &Arc<Acks>) -> TraceBatch {
+    use tracecast_core::ack::DeliveryToken;
+    batch(n, tag, None).with_tokens(vec![DeliveryToken::new(seq, acks.clone())])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_merged_batch_carries_every_token_and_acks_only_when_dropped() {
+    let acks = Arc::new(Acks::default());
+    let mut p = processor("batch/tokens", 10, 0, 200);
+    let mut out = Vec::new();
+    p.process(tokened(4, "a", 1, &acks), &mut out);
+    p.process(tokened(4, "b", 2, &acks), &mut out);
+    assert!(out.is_empty());
+    assert!(acks.seen().is_empty(), "held spans keep their entries open");
+    p.process(tokened(4, "c", 3, &acks), &mut out);
+    assert_eq!(counts(&out), vec![12]);
+    let seqs: Vec<u64> = out[0].tokens().iter().map(|t| t.seq()).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert!(acks.seen().is_empty(), "the merged batch is still alive");
+    // A copy (fan-out to two exporters) keeps the entries open until both are gone.
+    let copy = out[0].clone();
+    out.clear();
+    assert!(acks.seen().is_empty());
+    drop(copy);
+    assert_eq!(acks.seen(), vec![1, 2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn split_parts_all_carry_the_token_and_the_rest_keeps_it() {
+    let acks = Arc::new(Acks::default());
+    let mut p = processor("batch/token-split", 10, 10, 200);
+    let mut out = Vec::new();
+    p.process(tokened(25, "big", 7, &acks), &mut out);
+    assert_eq!(counts(&out), vec![10, 10]);
+    assert!(out
+        .iter()
+        .all(|b| b.tokens().len() == 1 && b.tokens()[0].seq() == 7));
+    out.clear();
+    assert!(acks.seen().is_empty(), "5 spans still held in the buffer");
+    p.flush(&mut out);
+    assert_eq!(counts(&out), vec![5]);
+    assert_eq!(out[0].tokens()[0].seq(), 7);
+    assert!(acks.seen().is_empty());
+    out.clear();
+    assert_eq!(acks.seen(), vec![7]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_and_zero_timeout_sends_carry_tokens_and_abandon_reaches_the_entry() {
+    let acks = Arc::new(Acks::default());
+    let mut p = processor("batch/token-timeout", 100, 0, 200);
+    let mut out = Vec::new();
+    p.process(tokened(3, "a", 1, &acks), &mut out);
+    tokio::time::advance(Duration::from_millis(200)).await;
+    p.on_deadline(Instant::now(), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].tokens()[0].seq(), 1);
+    // An exporter giving up at the hard stop: the entry must stay queued.
+    out[0].abandon();
+    out.clear();
+    assert!(acks.seen().is_empty(), "abandoned: not acknowledged");
+
+    let mut z = processor("batch/token-zero", 5, 5, 0);
+    z.process(tokened(12, "z", 2, &acks), &mut out);
+    assert_eq!(counts(&out), vec![5, 5, 2]);
+    assert!(out.iter().all(|b| b.tokens()[0].seq() == 2));
+    out.truncate(2);
+    assert!(acks.seen().is_empty());
+    out.clear();
+    assert_eq!(acks.seen(), vec![2]);
+}

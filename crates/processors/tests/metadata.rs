@@ -9,7 +9,9 @@ use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::trace::v1::span::Link;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 use tracecast_processors::attrs;
-use tracecast_processors::metadata::{MetadataProcessor, MetadataProcessorConfig};
+use tracecast_processors::metadata::{
+    MetadataProcessor, MetadataProcessorConfig, SPAN_FLAGS_PARENT_IS_REMOTE,
+};
 
 const ROOT: &str = "openrouter.request";
 const GENERATION: &str = "chat openai/gpt-4o";
@@ -145,8 +147,12 @@ fn parent_span_id_becomes_the_root_spans_parent() {
     }));
     let root = span_named(&out, "Chat Handler");
     assert_eq!(hex::encode(&root.parent_span_id), "00f067aa0ba902b7");
+    // "Parent is remote" (OTLP SpanFlags 0x100 | 0x200): trace assembly sees a root.
+    assert_eq!(SPAN_FLAGS_PARENT_IS_REMOTE, 0x300);
+    assert_eq!(root.flags & 0x300, 0x300);
     let route = span_named(&out, "Routing");
     assert_eq!(route.parent_span_id, root.span_id);
+    assert_eq!(route.flags & 0x300, 0, "only the linked root is flagged");
     // Running again keeps the linked root as the root (its parent is outside the batch).
     let again = run(out.clone());
     assert_eq!(again, out);

@@ -28,6 +28,14 @@ impl std::fmt::Display for DestinationResult {
 
 /// Tests every exporter that some pipeline uses, concurrently.
 pub async fn test_destinations(config: &ValidatedConfig) -> Vec<DestinationResult> {
+    test_some_destinations(config, None).await
+}
+
+/// Tests the used exporters, or only those in `only` (a reload tests what changed).
+pub async fn test_some_destinations(
+    config: &ValidatedConfig,
+    only: Option<&[ComponentId]>,
+) -> Vec<DestinationResult> {
     let used = config
         .exporters
         .iter()
@@ -39,6 +47,7 @@ pub async fn test_destinations(config: &ValidatedConfig) -> Vec<DestinationResul
                 .values()
                 .any(|p| p.exporters.contains(id))
         })
+        .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
         .map(|(id, cfg)| (id.clone(), cfg.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (id, cfg)) in used.enumerate() {

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tracecast_core::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::{admin, check, load_config, logging, Service};
+use crate::{
+    admin, check, health, load_config, logging, sd_notify, self_telemetry, Service,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -137,6 +139,13 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
         }
     }
     readiness.destinations_ok.store(true, Ordering::Relaxed);
+    let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    health::spawn(config_rx, readiness.clone(), stop_admin.clone());
+    let self_telemetry = cfg.raw.service.telemetry.otlp.as_ref().and_then(|o| {
+        self_telemetry::start(o)
+            .map_err(|e| error!("self-telemetry disabled: {e}"))
+            .ok()
+    });
     let service = match Service::start(&cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -145,36 +154,100 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
         }
     };
     readiness.listening.store(true, Ordering::Relaxed);
-    wait_for_signal().await;
+    sd_notify::notify_ready();
+    let mut service = service;
+    while let Signal::Reload = wait_for_signal().await {
+        reload(&mut service, config.as_deref()).await;
+    }
     readiness.listening.store(false, Ordering::Relaxed);
     if service.shutdown().await {
         info!("stopped; everything drained");
     } else {
-        error!("stopped; shutdown_timeout passed before every exporter drained");
+        error!("stopped; shutdown_timeout passed before every exporter drained (the rest stays queued for the next start)");
+    }
+    if let Some(t) = self_telemetry {
+        t.shutdown().await;
     }
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
+/// What a signal asks for.
+enum Signal {
+    Terminate,
+    Reload,
+}
+
+/// Re-reads the config file; the new config is taken only if it is valid and every new or
+/// changed destination passes its connection test. Otherwise the running config stays.
+async fn reload(service: &mut Service, path: Option<&std::path::Path>) {
+    let count = |result: &str| {
+        tracecast_core::metrics::CONFIG_RELOADS
+            .get_or_create(&tracecast_core::metrics::reason("service", result))
+            .inc();
+    };
+    let Some(path) = path else {
+        warn!("SIGHUP ignored: tracecast runs on the embedded default config (start it with --config FILE to reload)");
+        count("failed");
+        return;
+    };
+    let new = match load_config(Some(path)) {
+        Ok(c) => c,
+        Err(errors) => {
+            error!("reload refused, the running config stays: invalid config:\n{errors}");
+            count("failed");
+            return;
+        }
+    };
+    let changed = service.changed_exporters(&new);
+    let results = check::test_some_destinations(&new, Some(&changed)).await;
+    let failed: Vec<_> = results.iter().filter(|r| r.outcome.is_err()).collect();
+    if !failed.is_empty() {
+        for r in failed {
+            error!(destination = %r.id, "reload refused, the running config stays: connection test failed: {}", r.outcome.as_ref().err().map_or("", |s| s));
+        }
+        count("failed");
+        return;
+    }
+    match service.reload(&new).await {
+        Ok(summary) => {
+            info!(
+                exporters_started = ?summary.exporters_started.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                pipelines_restarted = ?summary.pipelines_restarted,
+                receivers_restarted = ?summary.receivers_restarted.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "config reloaded from {}", path.display()
+            );
+            count("ok");
+        }
+        Err(e) => {
+            error!("reload failed part-way: {e:#}");
+            count("failed");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Terminate) or SIGHUP (Reload).
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
-                    _ = term.recv() => info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                    _ = term.recv() => { info!("SIGTERM received"); Signal::Terminate }
+                    _ = tokio::signal::ctrl_c() => { info!("SIGINT received"); Signal::Terminate }
+                    _ = hup.recv() => { info!("SIGHUP received: reloading the config"); Signal::Reload }
                 }
             }
-            Err(e) => {
-                error!("cannot listen for SIGTERM ({e}); only Ctrl-C stops tracecast");
+            (Err(e), _) | (_, Err(e)) => {
+                error!("cannot listen for SIGTERM/SIGHUP ({e}); only Ctrl-C stops tracecast");
                 let _ = tokio::signal::ctrl_c().await;
+                Signal::Terminate
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Terminate
     }
 }

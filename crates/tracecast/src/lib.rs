@@ -5,14 +5,21 @@
 //! - `pipeline.rs`: receivers -> pipelines -> exporters, back-pressure and shutdown.
 //! - `check.rs`: connection tests of every destination (`check`, start-up).
 //! - `logging.rs`: `tracing` set-up (text or JSON).
+//! - `admin.rs`: the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
+//! - `health.rs`: periodic re-test of destinations behind `/readyz`.
+//! - `self_telemetry.rs`: tracecast's own metrics over OTLP (`service.telemetry.otlp`).
+//! - `sd_notify.rs`: systemd `READY=1` notification.
 //! - `default_config.yaml`: the embedded default config.
 
 pub mod admin;
 pub mod check;
 pub mod cli;
+pub mod health;
 pub mod logging;
 pub mod pipeline;
 pub mod registry;
+pub mod sd_notify;
+pub mod self_telemetry;
 
 use std::path::Path;
 

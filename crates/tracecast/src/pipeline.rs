@@ -1,270 +1,670 @@
-//! The pipeline runtime: wires receivers -> pipelines (processor chains) -> exporters with
-//! bounded channels, so back-pressure from a slow exporter reaches the receiver as 429.
+//! The pipeline runtime: receivers -> durable queue per pipeline -> processors -> exporters.
 //!
 //! ```text
-//! receiver --FanOutSink--> pipeline task (processors) --> exporter task(s)
-//!             (all-or-nothing reservation on every pipeline the receiver feeds)
+//! receiver --FanOutSink--> queue(pipeline A) --reader--> pipeline task A (processors) --> exporter tasks
+//!                     \--> queue(pipeline B) --reader--> pipeline task B ...
 //! ```
 //!
-//! Shutdown order: receivers stop accepting and answer what is in flight; the pipelines'
-//! inputs close, each pipeline flushes its processors and closes its exporter inputs; each
-//! exporter drains and returns. If `shutdown_timeout` passes first, exporters are told to
-//! stop retrying (`hard_stop`) and report what they could not deliver.
+//! - **Acknowledgement**: the fan-out appends the request (context + protobuf bytes, encoded
+//!   once) to the durable queue of every pipeline the receiver feeds, and the receiver
+//!   answers 2xx only once every append is durable (per `service.queue.fsync`).
+//! - **Delivery**: a pipeline task takes entries in order, runs its processors and hands the
+//!   result to its exporters. Each batch carries the entry's `DeliveryToken`; when the last
+//!   copy is dropped after delivery (or dead-lettering) the queue forgets the entry. Entries
+//!   not delivered before a crash or a shutdown deadline are replayed at the next start.
+//! - **No double decode on the hot path**: the fan-out also leaves the decoded batch in a
+//!   small hand-off map keyed by queue sequence number, so a pipeline that is keeping up
+//!   takes the batch from memory (with the received bytes, so an untouched batch is forwarded
+//!   without re-encoding) and decodes from disk only on replay or when it fell behind.
+//! - **Back-pressure**: a full queue (`service.queue.max_size`) makes the receiver answer
+//!   429 + `Retry-After`; a slow exporter fills its bounded input, its pipelines wait, and
+//!   the backlog stays on disk, not in memory.
+//! - **Reload** ([`Service::reload`]): unchanged pipelines and exporters keep running;
+//!   changed pipelines get a new task on the same queue (the old one flushes first);
+//!   receivers are re-pointed without closing their sockets unless their own config changed.
+//! - **Shutdown**: receivers stop (in-flight requests answered), pipeline tasks stop taking
+//!   entries and flush their processors, exporters drain; after `shutdown_timeout` exporters
+//!   give up and abandon what they hold, which stays queued for the next start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use bytes::Bytes;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracecast_core::{
-    BatchSink, CancellationToken, ComponentId, Processor, SubmitError, TraceBatch,
+    BatchContext, BatchSink, CancellationToken, ComponentId, ExportTraceServiceRequest, Processor,
+    SubmitError, TraceBatch,
 };
-use tracing::{info, warn};
+use tracecast_queue::{DurableQueue, QueueError};
+use tracecast_receiver_otlp::RunningReceiver;
+use tracing::{error, info, warn};
 
-use crate::registry::{self, ValidatedConfig};
+use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
 
-/// Batches a pipeline's input holds before the receiver is told to back off.
-const PIPELINE_CHANNEL_BATCHES: usize = 64;
 /// Batches an exporter's input holds before its pipelines wait.
-const EXPORTER_CHANNEL_BATCHES: usize = 256;
-/// What the receiver tells clients to wait when a pipeline is full.
-const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+const EXPORTER_CHANNEL_BATCHES: usize = 64;
+/// Entries a queue reader reads ahead of its pipeline task.
+const READ_AHEAD_ENTRIES: usize = 16;
+/// Decoded batches kept for pipelines that keep up (beyond it they decode from disk).
+const HANDOFF_CAPACITY: usize = 1024;
+/// What the receiver tells clients to wait when a queue is full or unavailable.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Hands a receiver's batches to every pipeline it feeds, all or nothing: capacity is
-/// reserved on every pipeline first, so a refusal never leaves a copy behind in some of them.
+/// Decoded batches waiting for their pipeline, by queue sequence number.
+#[derive(Default)]
+struct Handoff(Mutex<HashMap<u64, TraceBatch>>);
+
+impl Handoff {
+    fn put(&self, seq: u64, batch: TraceBatch) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() < HANDOFF_CAPACITY {
+                map.insert(seq, batch);
+            }
+        }
+    }
+
+    fn take(&self, seq: u64) -> Option<TraceBatch> {
+        self.0.lock().ok().and_then(|mut map| map.remove(&seq))
+    }
+}
+
+/// One pipeline's input as the fan-out sees it.
+#[derive(Clone)]
+struct PipelineInput {
+    name: String,
+    queue: DurableQueue,
+    handoff: Arc<Handoff>,
+}
+
+/// Hands a receiver's batches to every pipeline it feeds. The target list is swapped on
+/// reload without touching the receiver.
 struct FanOutSink {
-    pipelines: Vec<mpsc::Sender<TraceBatch>>,
+    targets: RwLock<Arc<Vec<PipelineInput>>>,
+}
+
+impl FanOutSink {
+    fn new(targets: Vec<PipelineInput>) -> Self {
+        Self {
+            targets: RwLock::new(Arc::new(targets)),
+        }
+    }
+
+    fn set_targets(&self, targets: Vec<PipelineInput>) {
+        if let Ok(mut t) = self.targets.write() {
+            *t = Arc::new(targets);
+        }
+    }
+
+    fn targets(&self) -> Arc<Vec<PipelineInput>> {
+        self.targets
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
 }
 
 #[async_trait]
 impl BatchSink for FanOutSink {
     async fn submit(&self, batch: TraceBatch) -> Result<(), SubmitError> {
-        let mut permits = Vec::with_capacity(self.pipelines.len());
-        for tx in &self.pipelines {
-            match tx.try_reserve() {
-                Ok(p) => permits.push(p),
-                Err(mpsc::error::TrySendError::Full(())) => {
+        let targets = self.targets();
+        if targets.is_empty() {
+            return Err(SubmitError::Unavailable {
+                reason: "tracecast is shutting down".into(),
+                retry_after: RETRY_AFTER,
+            });
+        }
+        // Encoded once for every pipeline; an untouched batch reuses the received bytes.
+        let entry = tracecast_queue::encode_entry(batch.context(), &batch.to_protobuf());
+        let appends = targets.iter().map(|t| {
+            let entry = entry.clone();
+            async move { t.queue.append(entry).await }
+        });
+        let results = futures_util::future::join_all(appends).await;
+        let mut seqs = Vec::with_capacity(results.len());
+        for (target, res) in targets.iter().zip(results) {
+            match res {
+                Ok(seq) => seqs.push(seq),
+                Err(QueueError::Full { .. }) => {
+                    // Pipelines that did take it will deliver it; the client's retry may
+                    // duplicate it there (at least once, never lost).
                     return Err(SubmitError::Full {
-                        retry_after: FULL_RETRY_AFTER,
-                    })
+                        retry_after: RETRY_AFTER,
+                    });
                 }
-                Err(mpsc::error::TrySendError::Closed(())) => {
+                Err(e) => {
+                    error!(pipeline = %target.name, "cannot queue the request: {e}");
                     return Err(SubmitError::Unavailable {
-                        reason: "tracecast is shutting down".into(),
-                        retry_after: FULL_RETRY_AFTER,
-                    })
+                        reason: format!("cannot store the request durably ({e})"),
+                        retry_after: RETRY_AFTER,
+                    });
                 }
             }
         }
-        let last = permits.len().saturating_sub(1);
-        let mut batch = Some(batch);
-        for (i, permit) in permits.into_iter().enumerate() {
-            // Fan-out shares the decoded request (Arc); a processor that writes copies it.
-            let b = if i == last {
-                batch.take()
-            } else {
-                batch.clone()
-            };
-            if let Some(b) = b {
-                permit.send(b);
-            }
+        for (target, seq) in targets.iter().zip(seqs) {
+            target.handoff.put(seq, batch.clone());
         }
         Ok(())
     }
 }
 
-/// A running service: receivers, pipelines and exporters.
+/// What a pipeline is made of; a change means a new pipeline task on reload.
+#[derive(Debug, Clone, PartialEq)]
+struct PipelineDefinition {
+    processors: Vec<(ComponentId, ProcessorConfig)>,
+    exporters: Vec<(ComponentId, ExporterConfig)>,
+}
+
+impl PipelineDefinition {
+    fn of(config: &ValidatedConfig, name: &str) -> anyhow::Result<Self> {
+        let p = config
+            .raw
+            .service
+            .pipelines
+            .get(name)
+            .with_context(|| format!("pipeline {name} is not configured"))?;
+        let processors = p
+            .processors
+            .iter()
+            .map(|id| {
+                config
+                    .processors
+                    .get(id)
+                    .map(|c| (id.clone(), c.clone()))
+                    .with_context(|| format!("pipeline {name}: processor {id} is not configured"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let exporters = p
+            .exporters
+            .iter()
+            .map(|id| {
+                config
+                    .exporters
+                    .get(id)
+                    .map(|c| (id.clone(), c.clone()))
+                    .with_context(|| format!("pipeline {name}: exporter {id} is not configured"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            processors,
+            exporters,
+        })
+    }
+}
+
+struct ReceiverHandle {
+    config: ReceiverConfig,
+    sink: Arc<FanOutSink>,
+    stop: CancellationToken,
+    running: RunningReceiver,
+}
+
+struct PipelineHandle {
+    definition: PipelineDefinition,
+    input: PipelineInput,
+    /// Entries read from the queue; shared by successive pipeline tasks across reloads.
+    entries: Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Bytes)>>>,
+    reader: JoinHandle<()>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct ExporterHandle {
+    config: ExporterConfig,
+    input: mpsc::Sender<TraceBatch>,
+    task: JoinHandle<()>,
+}
+
+/// A running service: receivers, queues, pipelines and exporters.
 pub struct Service {
-    receiver_addrs: BTreeMap<ComponentId, SocketAddr>,
-    stop_receivers: CancellationToken,
+    config: ValidatedConfig,
+    receivers: BTreeMap<ComponentId, ReceiverHandle>,
+    pipelines: BTreeMap<String, PipelineHandle>,
+    exporters: BTreeMap<ComponentId, ExporterHandle>,
+    /// Tasks of replaced exporters, still draining.
+    retired: Vec<JoinHandle<()>>,
     hard_stop: CancellationToken,
-    receivers: Vec<tracecast_receiver_otlp::RunningReceiver>,
-    pipelines: Vec<JoinHandle<()>>,
-    exporters: Vec<(ComponentId, JoinHandle<()>)>,
-    shutdown_timeout: Duration,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub exporters_started: Vec<ComponentId>,
+    pub pipelines_restarted: Vec<String>,
+    pub receivers_restarted: Vec<ComponentId>,
 }
 
 impl Service {
-    /// Builds every component and starts them: exporters first, receivers last, so nothing
-    /// is accepted before it has somewhere to go.
+    /// Starts everything: exporters first, receivers last, so nothing is accepted before it
+    /// has somewhere to go. Queues replay what a previous run left undelivered.
     pub async fn start(config: &ValidatedConfig) -> anyhow::Result<Self> {
-        let hard_stop = CancellationToken::new();
-        let stop_receivers = CancellationToken::new();
+        let mut service = Service {
+            config: config.clone(),
+            receivers: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            exporters: BTreeMap::new(),
+            retired: Vec::new(),
+            hard_stop: CancellationToken::new(),
+        };
+        service.apply(config).await?;
+        Ok(service)
+    }
+
+    /// Where a receiver listens (useful with port 0).
+    pub fn receiver_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.receivers
+            .iter()
+            .find(|(k, _)| k.as_str() == id)
+            .map(|(_, r)| r.running.local_addr)
+    }
+
+    /// The config the service runs.
+    pub fn config(&self) -> &ValidatedConfig {
+        &self.config
+    }
+
+    /// Exporters of `new` that are new or changed compared with the running config (those a
+    /// reload must connection-test).
+    pub fn changed_exporters(&self, new: &ValidatedConfig) -> Vec<ComponentId> {
+        used_exporters(new)
+            .into_iter()
+            .filter(|id| {
+                self.exporters.get(id).map(|h| &h.config) != new.exporters.get(id)
+            })
+            .collect()
+    }
+
+    /// Switches to `new` without losing acknowledged data (see the module docs).
+    pub async fn reload(&mut self, new: &ValidatedConfig) -> anyhow::Result<ReloadSummary> {
+        let summary = self.apply(new).await?;
+        self.config = new.clone();
+        Ok(summary)
+    }
+
+    /// Brings the running components in line with `config`.
+    async fn apply(&mut self, config: &ValidatedConfig) -> anyhow::Result<ReloadSummary> {
+        let mut summary = ReloadSummary::default();
         let service_cfg = &config.raw.service;
 
-        // Exporters: one instance per id, shared by every pipeline that lists it.
-        let mut exporter_inputs: BTreeMap<ComponentId, mpsc::Sender<TraceBatch>> = BTreeMap::new();
-        let mut exporters = Vec::new();
-        for (id, cfg) in &config.exporters {
-            if !service_cfg
-                .pipelines
-                .values()
-                .any(|p| p.exporters.contains(id))
-            {
-                continue; // configured but unused, as in the Collector
+        // 1. Exporters that are new or changed (built before anything is torn down, so a
+        //    build error leaves the running service as it was).
+        let mut new_exporters = BTreeMap::new();
+        for id in used_exporters(config) {
+            let Some(cfg) = config.exporters.get(&id) else {
+                continue;
+            };
+            if self.exporters.get(&id).map(|h| &h.config) == Some(cfg) {
+                continue;
             }
-            let exporter = registry::build_exporter(id, cfg)
+            let exporter = registry::build_exporter(&id, cfg)
                 .with_context(|| format!("building exporter {id}"))?;
-            let (tx, rx) = mpsc::channel(EXPORTER_CHANNEL_BATCHES);
-            exporter_inputs.insert(id.clone(), tx);
-            let stop = hard_stop.clone();
-            exporters.push((id.clone(), tokio::spawn(exporter.run(rx, stop))));
+            new_exporters.insert(id.clone(), (cfg.clone(), exporter));
         }
-
-        // Pipelines: a task each, owning fresh processor instances.
-        let mut receiver_feeds: BTreeMap<ComponentId, Vec<mpsc::Sender<TraceBatch>>> =
-            BTreeMap::new();
-        let mut pipelines = Vec::new();
-        for (name, p) in &service_cfg.pipelines {
+        // Processors of changed pipelines, also built up front.
+        let mut new_pipelines = BTreeMap::new();
+        for name in service_cfg.pipelines.keys() {
+            let definition = PipelineDefinition::of(config, name)?;
+            let unchanged = self.pipelines.get(name).is_some_and(|p| {
+                p.definition == definition
+                    && definition
+                        .exporters
+                        .iter()
+                        .all(|(id, _)| !new_exporters.contains_key(id))
+            });
+            if unchanged {
+                continue;
+            }
             let mut processors = Vec::new();
-            for pid in &p.processors {
-                let cfg = config
-                    .processors
-                    .get(pid)
-                    .with_context(|| format!("pipeline {name}: processor {pid} missing"))?;
+            for (pid, pcfg) in &definition.processors {
                 processors.push(
-                    registry::build_processor(pid, cfg)
+                    registry::build_processor(pid, pcfg)
                         .with_context(|| format!("building processor {pid}"))?,
                 );
             }
-            let outputs = p
+            new_pipelines.insert(name.clone(), (definition, processors));
+        }
+
+        // 2. Start the new exporters; replaced ones drain once their pipelines let go.
+        for (id, (cfg, exporter)) in new_exporters {
+            let (tx, rx) = mpsc::channel(EXPORTER_CHANNEL_BATCHES);
+            let task = tokio::spawn(exporter.run(rx, self.hard_stop.clone()));
+            summary.exporters_started.push(id.clone());
+            if let Some(old) = self.exporters.insert(
+                id,
+                ExporterHandle {
+                    config: cfg,
+                    input: tx,
+                    task,
+                },
+            ) {
+                self.retired.push(old.task);
+            }
+        }
+
+        // 3. Pipelines: new task on the same queue for changed ones, a new queue for new ones.
+        for (name, (definition, processors)) in new_pipelines {
+            let outputs = definition
                 .exporters
                 .iter()
-                .filter_map(|e| exporter_inputs.get(e).cloned())
+                .filter_map(|(id, _)| self.exporters.get(id).map(|h| h.input.clone()))
                 .collect::<Vec<_>>();
-            let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_BATCHES);
-            for r in &p.receivers {
-                receiver_feeds
-                    .entry(r.clone())
-                    .or_default()
-                    .push(tx.clone());
+            let stop = CancellationToken::new();
+            if let Some(old) = self.pipelines.remove(&name) {
+                old.stop.cancel();
+                let _ = old.task.await;
+                let task = tokio::spawn(run_pipeline(
+                    name.clone(),
+                    processors,
+                    old.entries.clone(),
+                    old.input.clone(),
+                    outputs,
+                    stop.clone(),
+                ));
+                self.pipelines.insert(
+                    name.clone(),
+                    PipelineHandle {
+                        definition,
+                        stop,
+                        task,
+                        ..old
+                    },
+                );
+            } else {
+                let dir = queue_dir(&service_cfg.queue_dir, &name);
+                let options = queue_options(&service_cfg.queue);
+                let (queue, report) = tokio::task::spawn_blocking(move || {
+                    DurableQueue::open(&dir, options).map_err(|e| (dir, e))
+                })
+                .await
+                .context("opening a queue")?
+                .map_err(|(dir, e)| {
+                    anyhow::anyhow!("cannot open the queue of pipeline {name} in {}: {e}", dir.display())
+                })?;
+                if report.replayed_entries > 0 || report.corrupt_bytes() > 0 {
+                    info!(pipeline = %name, "queue recovered: {report}");
+                }
+                let input = PipelineInput {
+                    name: name.clone(),
+                    queue: queue.clone(),
+                    handoff: Arc::new(Handoff::default()),
+                };
+                let (tx, rx) = mpsc::channel(READ_AHEAD_ENTRIES);
+                let reader = tokio::spawn(read_queue(queue, tx));
+                let entries = Arc::new(tokio::sync::Mutex::new(rx));
+                let task = tokio::spawn(run_pipeline(
+                    name.clone(),
+                    processors,
+                    entries.clone(),
+                    input.clone(),
+                    outputs,
+                    stop.clone(),
+                ));
+                self.pipelines.insert(
+                    name.clone(),
+                    PipelineHandle {
+                        definition,
+                        input,
+                        entries,
+                        reader,
+                        stop,
+                        task,
+                    },
+                );
             }
-            pipelines.push(tokio::spawn(run_pipeline(
-                name.clone(),
-                processors,
-                rx,
-                outputs,
-            )));
+            summary.pipelines_restarted.push(name);
         }
-        // The runtime keeps no sender: when the receivers stop, pipelines see their input
-        // close, and when pipelines end, exporters see theirs close.
-        drop(exporter_inputs);
+        // Pipelines no longer configured: stop taking entries; what they hold stays on disk
+        // under their name and is delivered if a pipeline of that name comes back.
+        let removed: Vec<String> = self
+            .pipelines
+            .keys()
+            .filter(|n| !service_cfg.pipelines.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(p) = self.pipelines.remove(&name) {
+                warn!(pipeline = %name, "pipeline removed; its undelivered entries stay queued on disk");
+                close_pipeline(p).await;
+            }
+        }
 
-        let mut receivers = Vec::new();
-        let mut receiver_addrs = BTreeMap::new();
-        for (id, senders) in receiver_feeds {
+        // 4. Exporters no pipeline uses any more: drop our sender so they drain and stop.
+        let used = used_exporters(config);
+        let unused: Vec<ComponentId> = self
+            .exporters
+            .keys()
+            .filter(|id| !used.contains(id))
+            .cloned()
+            .collect();
+        for id in unused {
+            if let Some(h) = self.exporters.remove(&id) {
+                self.retired.push(h.task);
+            }
+        }
+
+        // 5. Receivers: re-point the unchanged, restart the changed, start the new.
+        let mut feeds: BTreeMap<ComponentId, Vec<PipelineInput>> = BTreeMap::new();
+        for (name, p) in &service_cfg.pipelines {
+            if let Some(handle) = self.pipelines.get(name) {
+                for r in &p.receivers {
+                    feeds.entry(r.clone()).or_default().push(handle.input.clone());
+                }
+            }
+        }
+        let stale: Vec<ComponentId> = self
+            .receivers
+            .iter()
+            .filter(|(id, h)| config.receivers.get(*id) != Some(&h.config) || !feeds.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(h) = self.receivers.remove(&id) {
+                h.sink.set_targets(Vec::new());
+                h.stop.cancel();
+                h.running.stopped().await;
+            }
+        }
+        for (id, targets) in feeds {
+            if let Some(h) = self.receivers.get(&id) {
+                h.sink.set_targets(targets);
+                continue;
+            }
             let Some(cfg) = config.receivers.get(&id) else {
                 continue;
             };
-            let sink = Arc::new(FanOutSink { pipelines: senders });
-            let receiver = registry::build_receiver(&id, cfg, sink);
+            let sink = Arc::new(FanOutSink::new(targets));
+            let stop = CancellationToken::new();
+            let receiver = registry::build_receiver(&id, cfg, sink.clone());
             let running = receiver
-                .start(stop_receivers.clone())
+                .start(stop.clone())
                 .await
                 .with_context(|| format!("starting receiver {id}"))?;
             info!(receiver = %id, address = %running.local_addr, "listening");
-            receiver_addrs.insert(id, running.local_addr);
-            receivers.push(running);
+            summary.receivers_restarted.push(id.clone());
+            self.receivers.insert(
+                id,
+                ReceiverHandle {
+                    config: cfg.clone(),
+                    sink,
+                    stop,
+                    running,
+                },
+            );
         }
-
-        Ok(Self {
-            receiver_addrs,
-            stop_receivers,
-            hard_stop,
-            receivers,
-            pipelines,
-            exporters,
-            shutdown_timeout: service_cfg.shutdown_timeout.get(),
-        })
+        Ok(summary)
     }
 
-    /// Where each receiver listens (useful with port 0).
-    pub fn receiver_addr(&self, id: &str) -> Option<SocketAddr> {
-        self.receiver_addrs
-            .iter()
-            .find(|(k, _)| k.as_str() == id)
-            .map(|(_, a)| *a)
-    }
-
-    /// Stops accepting, drains pipelines and exporters within `shutdown_timeout`.
-    /// Returns true when everything drained in time.
+    /// Stops accepting, flushes the pipelines and drains the exporters within
+    /// `shutdown_timeout`. Returns true when everything drained in time; what did not stays
+    /// in the queues for the next start.
     pub async fn shutdown(self) -> bool {
         info!("shutting down: no longer accepting spans, draining");
-        self.stop_receivers.cancel();
-        let drain = async {
-            for r in self.receivers {
-                r.stopped().await;
+        let timeout = self.config.raw.service.shutdown_timeout.get();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (_, r) in self.receivers {
+            r.sink.set_targets(Vec::new());
+            r.stop.cancel();
+            r.running.stopped().await;
+        }
+        // Pipelines stop taking entries and flush what their processors hold.
+        let mut queues = Vec::new();
+        for (_, p) in self.pipelines {
+            p.stop.cancel();
+            let _ = p.task.await;
+            p.reader.abort();
+            queues.push(p.input.queue);
+        }
+        // Exporters see their input close and drain.
+        let mut tasks: Vec<JoinHandle<()>> =
+            self.exporters.into_values().map(|h| h.task).collect();
+        tasks.extend(self.retired);
+        let mut drained = true;
+        for task in &mut tasks {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                drained = false;
+                break;
             }
-            for p in self.pipelines {
-                let _ = p.await;
-            }
-        };
-        let deadline = tokio::time::sleep(self.shutdown_timeout);
-        tokio::pin!(deadline);
-        let mut exporters = self.exporters;
-        let drained = tokio::select! {
-            _ = drain => {
-                let mut all = true;
-                for (id, handle) in exporters.iter_mut() {
-                    tokio::select! {
-                        res = handle => { if res.is_err() { warn!(exporter = %id, "exporter task failed"); } }
-                        _ = &mut deadline => { all = false; break; }
-                    }
-                }
-                all
-            }
-            _ = &mut deadline => false,
-        };
+        }
         if !drained {
             warn!(
-                timeout = ?self.shutdown_timeout,
-                "shutdown_timeout reached: telling exporters to stop retrying"
+                ?timeout,
+                "shutdown_timeout reached: exporters stop retrying; undelivered data stays queued"
             );
             self.hard_stop.cancel();
-            for (_, handle) in exporters {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+            for task in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
             }
+        }
+        for q in queues {
+            q.close();
         }
         drained
     }
 }
 
-/// One pipeline: runs each batch through the processor chain and hands the results to
-/// every exporter of the pipeline. Waiting on a full exporter input is what propagates
-/// back-pressure.
+/// Stops a pipeline task and its reader, and closes its queue.
+async fn close_pipeline(p: PipelineHandle) {
+    p.stop.cancel();
+    let _ = p.task.await;
+    p.reader.abort();
+    p.input.queue.close();
+}
+
+/// Every exporter id some pipeline of `config` uses.
+fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
+    let mut ids: Vec<ComponentId> = config
+        .raw
+        .service
+        .pipelines
+        .values()
+        .flat_map(|p| p.exporters.iter().cloned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// `<queue_dir>/<pipeline name with '/' as '_'>`.
+fn queue_dir(base: &std::path::Path, pipeline: &str) -> PathBuf {
+    base.join(pipeline.replace('/', "_"))
+}
+
+fn queue_options(cfg: &tracecast_config::QueueConfig) -> tracecast_queue::QueueOptions {
+    use tracecast_config::FsyncMode;
+    let fsync = match cfg.fsync {
+        FsyncMode::Always => tracecast_queue::FsyncPolicy::Always,
+        FsyncMode::Interval => tracecast_queue::FsyncPolicy::Interval(cfg.fsync_interval.get()),
+        FsyncMode::Never => tracecast_queue::FsyncPolicy::Never,
+    };
+    tracecast_queue::QueueOptions {
+        fsync,
+        max_bytes: cfg.max_size.get(),
+        segment_bytes: cfg.segment_size.get(),
+        ..Default::default()
+    }
+}
+
+/// Reads a queue in order into a small bounded channel (so a pipeline task can be replaced
+/// without losing its place).
+async fn read_queue(queue: DurableQueue, tx: mpsc::Sender<(u64, Bytes)>) {
+    while let Some(entry) = queue.next().await {
+        if tx.send(entry).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Turns a queue entry into a batch: from the hand-off when the pipeline kept up, else
+/// decoded from the stored bytes (replay).
+fn entry_batch(seq: u64, bytes: &Bytes, input: &PipelineInput) -> Option<TraceBatch> {
+    let batch = match input.handoff.take(seq) {
+        Some(b) => b,
+        None => {
+            let (ctx, protobuf): (BatchContext, Bytes) = match tracecast_queue::decode_entry(bytes) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    error!(pipeline = %input.name, seq, "queue entry unreadable, skipped: {e}");
+                    return None;
+                }
+            };
+            match ExportTraceServiceRequest::decode(protobuf.clone()) {
+                Ok(req) => TraceBatch::new(ctx, req, Some(protobuf)),
+                Err(e) => {
+                    error!(pipeline = %input.name, seq, "queue entry does not decode, skipped: {e}");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(batch.with_tokens(vec![input.queue.token(seq)]))
+}
+
+/// One pipeline task: entries in order through the processor chain, results to every
+/// exporter of the pipeline. Waiting on a full exporter input is what keeps the backlog on
+/// disk instead of in memory.
 async fn run_pipeline(
     name: String,
     mut processors: Vec<Box<dyn Processor>>,
-    mut input: mpsc::Receiver<TraceBatch>,
+    entries: Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Bytes)>>>,
+    input: PipelineInput,
     outputs: Vec<mpsc::Sender<TraceBatch>>,
+    stop: CancellationToken,
 ) {
+    let mut rx = entries.lock().await;
     loop {
         let deadline = processors.iter().filter_map(|p| p.next_deadline()).min();
-        let batch = match deadline {
-            Some(at) => tokio::select! {
-                b = input.recv() => b,
-                _ = tokio::time::sleep_until(at) => {
-                    let out = tick_chain(&mut processors, tokio::time::Instant::now());
-                    deliver(&name, out, &outputs).await;
-                    continue;
-                }
-            },
-            None => input.recv().await,
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
-        match batch {
-            Some(b) => {
-                let out = run_chain(&mut processors, 0, vec![b]);
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = sleep => {
+                let out = tick_chain(&mut processors, tokio::time::Instant::now());
                 deliver(&name, out, &outputs).await;
             }
-            None => break,
+            entry = rx.recv() => match entry {
+                Some((seq, bytes)) => {
+                    if let Some(batch) = entry_batch(seq, &bytes, &input) {
+                        let out = run_chain(&mut processors, 0, vec![batch]);
+                        deliver(&name, out, &outputs).await;
+                    }
+                }
+                None => break,
+            },
         }
     }
-    // Input closed: flush every processor in order; what one releases still passes
-    // through the processors after it (which may hold it until their own flush).
+    // Flush every processor in order; what one releases still passes through the
+    // processors after it (which may hold it until their own flush).
     let mut out = Vec::new();
     for i in 0..processors.len() {
         let mut flushed = Vec::new();
@@ -311,18 +711,15 @@ async fn deliver(pipeline: &str, batches: Vec<TraceBatch>, outputs: &[mpsc::Send
     for b in batches {
         if let Some((last, rest)) = outputs.split_last() {
             for tx in rest {
-                if tx.send(b.clone()).await.is_err() {
-                    warn!(
-                        pipeline,
-                        "an exporter stopped before its pipeline; batch not delivered"
-                    );
+                if let Err(e) = tx.send(b.clone()).await {
+                    // The exporter is gone: keep the entry queued for the next start.
+                    e.0.abandon();
+                    warn!(pipeline, "an exporter stopped before its pipeline; batch kept queued");
                 }
             }
-            if last.send(b).await.is_err() {
-                warn!(
-                    pipeline,
-                    "an exporter stopped before its pipeline; batch not delivered"
-                );
+            if let Err(e) = last.send(b).await {
+                e.0.abandon();
+                warn!(pipeline, "an exporter stopped before its pipeline; batch kept queued");
             }
         }
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use prost::Message;
@@ -13,6 +15,15 @@ use tracecast_core::{
     BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter, TraceBatch,
 };
 use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig, RetryOnFailure};
+
+/// One temporary folder for this test binary's dead letters (never the crate folder).
+static DEAD_LETTERS: LazyLock<tempfile::TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("temporary folder"));
+
+/// A fresh dead-letter folder under the test binary's temporary folder.
+pub fn dead_letter_dir(name: &str) -> PathBuf {
+    DEAD_LETTERS.path().join(name)
+}
 
 /// A config for `endpoint` with short retry waits, so retry tests take well under a second
 /// per retry while still going through real sockets and the real retry loop.
@@ -26,8 +37,16 @@ pub fn config(endpoint: &str) -> OtlpExporterConfig {
             max_elapsed_time: ConfigDuration::from_secs(10),
             ..Default::default()
         },
+        dead_letter_dir: Some(dead_letter_dir(&format!("exporter-{}", fastrand_suffix()))),
         ..Default::default()
     }
+}
+
+/// A process-unique suffix, so configs built in parallel tests get distinct folders.
+fn fastrand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A batch as the receiver makes it: the decoded request plus the received protobuf bytes.

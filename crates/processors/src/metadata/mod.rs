@@ -13,7 +13,7 @@
 //! | `trace.trace_name` | name of the request's root span(s) |
 //! | `trace.span_name` | name of intermediate (non-root, non-generation) spans |
 //! | `trace.generation_name` | name of generation spans (a root that is also a generation takes `trace_name` if set) |
-//! | `trace.parent_span_id` | `parent_span_id` of the root span(s) (16 hex chars) |
+//! | `trace.parent_span_id` | `parent_span_id` of the root span(s) (16 hex chars), and the root's span flags get "parent is remote" (`0x100 \| 0x200`) |
 //! | any other key `k` | attribute `trace.metadata.k` on every span of the request; nested maps flattened with dots (`trace.metadata.a.b`), arrays kept as OTLP arrays, nulls skipped |
 //! | `user` | `user.id` |
 //! | `session_id` | `session.id` |
@@ -52,6 +52,11 @@ pub const USER_ID_ATTRIBUTE: &str = "user.id";
 pub const SESSION_ID_ATTRIBUTE: &str = "session.id";
 /// Span attribute keeping a custom (non-hex) `trace_id` string, for the S3 trace `id`.
 pub const CUSTOM_TRACE_ID_ATTRIBUTE: &str = "tracecast.custom_trace_id";
+/// OTLP `SpanFlags` bits set on a root span given `trace.parent_span_id`:
+/// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK` (0x100) | `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`
+/// (0x200), "the parent is known to be remote". Readers that look for roots (the S3 trace
+/// assembly) then still see the request's root as the root of its trace.
+pub const SPAN_FLAGS_PARENT_IS_REMOTE: u32 = 0x100 | 0x200;
 
 /// The `metadata` processor. See the module docs for the mapping.
 #[derive(Debug)]
@@ -211,6 +216,9 @@ impl MetadataProcessor {
                 if root {
                     if let Some(p) = new_parent {
                         span.parent_span_id = p.to_vec();
+                        // The parent lives in the caller's trace: flag it remote (OTLP
+                        // `SpanFlags`), so the root is still a root to trace assembly.
+                        span.flags |= SPAN_FLAGS_PARENT_IS_REMOTE;
                     }
                 }
                 let name = if root && request.trace_name.is_some() {

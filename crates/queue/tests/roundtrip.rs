@@ -1,0 +1,180 @@
+//! Append, read, acknowledge (in and out of order), and what a reopen replays.
+
+mod common;
+
+use common::*;
+use tracecast_core::ack::DeliveryToken;
+use tracecast_queue::{CursorState, DurableQueue, QueueError};
+
+#[tokio::test]
+async fn entries_come_back_in_order_and_acks_move_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, report) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    assert_eq!(report.cursor, CursorState::Missing);
+    assert_eq!(report.entries_to_replay, 0);
+    append_all(&queue, 0..30).await;
+    let seqs = read_expected(&queue, 30).await;
+    assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+    assert_empty(&queue).await;
+    assert!(
+        common::segment_files(dir.path()).len() > 1,
+        "30 entries span several 1 KiB segments"
+    );
+
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.next_seq, stats.committed_seq, stats.entries_pending),
+        (30, 0, 30)
+    );
+    for seq in seqs {
+        drop(queue.token(seq));
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.committed_seq, stats.entries_pending), (30, 0));
+
+    // Saving the cursor deletes every sealed segment below it.
+    queue.sync().await.unwrap();
+    assert_eq!(queue.stats().persisted_seq, 30);
+    assert!(common::segment_files(dir.path()).len() <= 1);
+
+    // New entries keep flowing after the deletion.
+    append_all(&queue, 30..32).await;
+    assert_eq!(read_expected(&queue, 2).await, vec![30, 31]);
+}
+
+#[tokio::test]
+async fn out_of_order_acks_commit_only_the_contiguous_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    append_all(&queue, 0..10).await;
+    let seqs = read_expected(&queue, 10).await;
+    let mut tokens: Vec<Option<DeliveryToken>> =
+        seqs.iter().map(|&s| Some(queue.token(s))).collect();
+
+    for i in [9, 7, 3, 1] {
+        tokens[i] = None;
+    }
+    assert_eq!(queue.stats().committed_seq, 0);
+    assert_eq!(queue.stats().delivered_above_cursor, 4);
+    tokens[0] = None;
+    assert_eq!(queue.stats().committed_seq, 2);
+    tokens[2] = None;
+    assert_eq!(queue.stats().committed_seq, 4);
+    // A clone keeps the entry pending until the last copy drops.
+    let held = tokens[4].clone().unwrap();
+    tokens[4] = None;
+    assert_eq!(queue.stats().committed_seq, 4);
+    drop(held);
+    assert_eq!(queue.stats().committed_seq, 5);
+    // An abandoned entry stays pending.
+    if let Some(t) = &tokens[5] {
+        t.abandon();
+    }
+    for i in [5, 6, 8] {
+        tokens[i] = None;
+    }
+    let stats = queue.stats();
+    assert_eq!(stats.committed_seq, 5);
+    assert_eq!(stats.entries_pending, 1);
+    assert_eq!(stats.delivered_above_cursor, 4);
+}
+
+#[tokio::test]
+async fn a_reopen_replays_everything_not_committed_and_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+        append_all(&queue, 0..40).await;
+        let seqs = read_expected(&queue, 25).await;
+        // Delivered: 0..20 in order, plus 22 out of order; 20, 21, 23, 24 read but pending.
+        for &s in seqs.iter().filter(|&&s| s < 20 || s == 22) {
+            drop(queue.token(s));
+        }
+        for &s in seqs.iter().filter(|&&s| s >= 20 && s != 22) {
+            queue.token(s).abandon();
+        }
+        queue.close();
+        assert!(matches!(
+            queue.append(payload(99)).await,
+            Err(QueueError::Closed)
+        ));
+        // close(): the rest drains, then None.
+        assert_eq!(
+            read_expected(&queue, 15).await,
+            (25..40).collect::<Vec<_>>()
+        );
+        assert!(queue.next().await.is_none());
+        queue.shutdown().await.unwrap();
+    }
+    let (queue, report) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    assert_eq!(report.cursor, CursorState::Found(20));
+    assert_eq!(report.committed_seq, 20);
+    assert_eq!(report.next_seq, 40);
+    assert_eq!(report.entries_to_replay, 20);
+    assert!(report.corrupt.is_empty());
+    // 22 was delivered out of order above the cursor: replayed too (at least once).
+    assert_eq!(
+        read_expected(&queue, 20).await,
+        (20..40).collect::<Vec<_>>()
+    );
+    assert_empty(&queue).await;
+    // Sequence numbers continue after the replayed ones.
+    assert_eq!(queue.append(payload(40)).await.unwrap(), 40);
+    assert_eq!(read_expected(&queue, 1).await, vec![40]);
+}
+
+#[tokio::test]
+async fn a_fully_delivered_queue_reopens_empty_and_keeps_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+        append_all(&queue, 0..12).await;
+        for s in read_expected(&queue, 12).await {
+            drop(queue.token(s));
+        }
+        queue.shutdown().await.unwrap();
+    }
+    let (queue, report) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    assert_eq!(report.entries_to_replay, 0);
+    assert_eq!(report.segments, 0, "{report:?}");
+    assert!(common::segment_files(dir.path()).is_empty());
+    assert_empty(&queue).await;
+    assert_eq!(queue.append(payload(12)).await.unwrap(), 12);
+}
+
+#[tokio::test]
+async fn the_cursor_is_saved_on_its_own_every_cursor_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = tracecast_queue::QueueOptions {
+        cursor_interval: std::time::Duration::from_millis(20),
+        ..small_options()
+    };
+    let (queue, _) = DurableQueue::open(dir.path(), options).unwrap();
+    append_all(&queue, 0..20).await;
+    for seq in read_expected(&queue, 20).await {
+        drop(queue.token(seq));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while queue.stats().persisted_seq != 20 || common::segment_files(dir.path()).len() > 1 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", queue.stats());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(queue);
+    let (_, report) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    assert_eq!(report.cursor, CursorState::Found(20));
+    assert_eq!(report.entries_to_replay, 0);
+}
+
+#[test]
+fn bad_options_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = tracecast_queue::QueueOptions {
+        max_bytes: 100,
+        ..small_options()
+    };
+    let err = DurableQueue::open(dir.path(), options).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid queue options: max_bytes: must be at least 4096 bytes (got 100)"
+    );
+}

@@ -1,0 +1,311 @@
+//! tracecast's own metrics over OTLP/HTTP (`service.telemetry.otlp`).
+//!
+//! The numbers already live in the prometheus-client families behind `/metrics`; rather
+//! than count twice, every family becomes an OpenTelemetry observable instrument whose
+//! callback reads the same registry. The SDK's periodic reader (its own thread) collects
+//! them every `interval` and the OTLP exporter (blocking reqwest client, see DEPS.md) posts
+//! them straight to the configured endpoint. Nothing here touches tracecast's pipelines, so
+//! its own telemetry can never feed back into the data it carries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::Resource;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tracecast_config::SelfTelemetryOtlpConfig;
+
+use crate::admin;
+
+/// Self-telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfTelemetryError {
+    #[error("service.telemetry.otlp.endpoint {endpoint:?}: {reason}")]
+    Exporter { endpoint: String, reason: String },
+}
+
+/// Running self-telemetry; [`SelfTelemetry::shutdown`] exports a last time.
+pub struct SelfTelemetry {
+    provider: SdkMeterProvider,
+}
+
+/// Starts exporting every tracecast metric family to `config.endpoint`.
+pub fn start(config: &SelfTelemetryOtlpConfig) -> Result<SelfTelemetry, SelfTelemetryError> {
+    let endpoint = metrics_url(&config.endpoint);
+    let exporter = MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint.clone())
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| SelfTelemetryError::Exporter {
+            endpoint: endpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(config.interval.get())
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(reader)
+        .with_resource(
+            Resource::builder_empty()
+                .with_attributes([
+                    KeyValue::new("service.name", "tracecast"),
+                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                ])
+                .build(),
+        )
+        .build();
+    register_instruments(&provider, Arc::new(Snapshot::new(admin::registry())));
+    tracing::info!(endpoint = %endpoint, interval = %config.interval, "exporting tracecast's own metrics over OTLP");
+    Ok(SelfTelemetry { provider })
+}
+
+impl SelfTelemetry {
+    /// Exports a final time and stops the reader thread (blocking work, off the runtime).
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!("self-telemetry: final export failed: {e}");
+        }
+    }
+}
+
+/// `http://host:4318` -> `http://host:4318/v1/metrics`; a URL with a path is kept as is.
+fn metrics_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        trimmed.to_string()
+    } else {
+        format!("{trimmed}/v1/metrics")
+    }
+}
+
+/// One observable instrument per family found in the registry.
+fn register_instruments(provider: &SdkMeterProvider, snapshot: Arc<Snapshot>) {
+    let meter = provider.meter("tracecast");
+    for family in snapshot.families() {
+        let name = family.name.clone();
+        let snap = snapshot.clone();
+        match family.kind {
+            Kind::Counter => {
+                meter
+                    .u64_observable_counter(family.name)
+                    .with_description(family.help)
+                    .with_callback(move |obs| {
+                        for (attrs, v) in snap.samples(&name) {
+                            obs.observe(v.max(0.0) as u64, &attrs);
+                        }
+                    })
+                    .build();
+            }
+            Kind::Gauge => {
+                meter
+                    .i64_observable_gauge(family.name)
+                    .with_description(family.help)
+                    .with_callback(move |obs| {
+                        for (attrs, v) in snap.samples(&name) {
+                            obs.observe(v as i64, &attrs);
+                        }
+                    })
+                    .build();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Family {
+    name: String,
+    help: String,
+    kind: Kind,
+}
+
+type Samples = HashMap<String, Vec<(Vec<KeyValue>, f64)>>;
+
+/// The registry's text encoding, parsed at most once per collection (each instrument's
+/// callback asks for its own family within the same few milliseconds).
+struct Snapshot {
+    registry: Registry,
+    cached: Mutex<Option<(Instant, Arc<Samples>)>>,
+}
+
+/// How long one parse serves callbacks: much shorter than any sensible export interval.
+const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
+
+impl Snapshot {
+    fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            cached: Mutex::new(None),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = encode(&mut text, &self.registry) {
+            tracing::warn!("self-telemetry: encoding metrics failed: {e}");
+        }
+        text
+    }
+
+    fn families(&self) -> Vec<Family> {
+        parse_families(&self.text())
+    }
+
+    fn samples(&self, family: &str) -> Vec<(Vec<KeyValue>, f64)> {
+        let Ok(mut cached) = self.cached.lock() else {
+            return Vec::new();
+        };
+        let fresh = match cached.as_ref() {
+            Some((at, s)) if at.elapsed() < SNAPSHOT_TTL => s.clone(),
+            _ => {
+                let s = Arc::new(parse_samples(&self.text()));
+                *cached = Some((Instant::now(), s.clone()));
+                s
+            }
+        };
+        fresh.get(family).cloned().unwrap_or_default()
+    }
+}
+
+/// Families from `# TYPE` / `# HELP` lines (counters and gauges; tracecast has no others).
+fn parse_families(text: &str) -> Vec<Family> {
+    let mut help: HashMap<&str, &str> = HashMap::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, h)) = rest.split_once(' ') {
+                help.insert(name, h);
+            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let kind = match rest.split_once(' ') {
+                Some((name, "counter")) => Some((name, Kind::Counter)),
+                Some((name, "gauge")) => Some((name, Kind::Gauge)),
+                _ => None,
+            };
+            if let Some((name, kind)) = kind {
+                out.push(Family {
+                    name: name.to_string(),
+                    help: help.get(name).copied().unwrap_or_default().to_string(),
+                    kind,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Samples by family name: `name_total{a="b"} 3` is filed under `name`.
+fn parse_samples(text: &str) -> Samples {
+    let mut out: Samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}').unwrap_or(rest))),
+            None => (series, Vec::new()),
+        };
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        out.entry(family.to_string())
+            .or_default()
+            .push((labels, value));
+    }
+    out
+}
+
+/// `a="x",b="y\"z"` -> attributes (OpenMetrics escapes `\\`, `\"` and `\n`).
+fn parse_labels(s: &str) -> Vec<KeyValue> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() || chars.next() != Some('"') {
+            break;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.push(KeyValue::new(key.trim_start_matches(',').to_string(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_url_appends_the_signal_path_only_to_a_base_url() {
+        assert_eq!(
+            metrics_url("http://c:4318"),
+            "http://c:4318/v1/metrics".to_string()
+        );
+        assert_eq!(metrics_url("http://c:4318/"), "http://c:4318/v1/metrics");
+        assert_eq!(metrics_url("https://c/otlp/v1/metrics"), "https://c/otlp/v1/metrics");
+    }
+
+    #[test]
+    fn parses_families_and_labelled_samples() {
+        let text = "# HELP tracecast_x Spans x\n# TYPE tracecast_x counter\n\
+                    tracecast_x_total{component=\"otlp\",reason=\"a \\\"b\\\"\"} 7\n\
+                    # HELP tracecast_q Queue\n# TYPE tracecast_q gauge\ntracecast_q 3\n# EOF\n";
+        let families = parse_families(text);
+        assert_eq!(
+            families,
+            vec![
+                Family {
+                    name: "tracecast_x".into(),
+                    help: "Spans x".into(),
+                    kind: Kind::Counter
+                },
+                Family {
+                    name: "tracecast_q".into(),
+                    help: "Queue".into(),
+                    kind: Kind::Gauge
+                },
+            ]
+        );
+        let samples = parse_samples(text);
+        assert_eq!(
+            samples["tracecast_x"],
+            vec![(
+                vec![
+                    KeyValue::new("component", "otlp"),
+                    KeyValue::new("reason", "a \"b\"")
+                ],
+                7.0
+            )]
+        );
+        assert_eq!(samples["tracecast_q"], vec![(vec![], 3.0)]);
+    }
+}
