@@ -1,4 +1,5 @@
-//! A stalled backend fills the exporter's queue; the receiver must then answer 429 with
+//! A stalled backend fills the exporter's input and then the pipeline's durable queue
+//! (bounded by `service.queue.max_size`); the receiver must then answer 429 with
 //! `Retry-After` (never a silent drop), and every span it acknowledged must arrive once the
 //! backend recovers.
 
@@ -12,6 +13,7 @@ use tracecast_tests::{fixtures, RecordingOtlpServer};
 async fn stalled_exporter_fills_the_queue_then_429_and_nothing_acked_is_lost() {
     let backend = RecordingOtlpServer::start().await;
     backend.stall();
+    let queue_dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"
 receivers:
@@ -24,13 +26,16 @@ exporters:
     timeout: 60s
     sending_queue: {{queue_size: 4, num_consumers: 1}}
 service:
+  queue_dir: {}
+  queue: {{max_size: 64KiB, segment_size: 16KiB}}
   pipelines:
     traces:
       receivers: [otlp]
       processors: []
       exporters: [otlp/stalled]
 "#,
-        backend.endpoint()
+        backend.endpoint(),
+        queue_dir.path().display()
     );
     let config = tracecast::load_config_str("bp.yaml", &yaml).unwrap();
     let service = Service::start(&config).await.unwrap();

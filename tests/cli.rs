@@ -184,7 +184,7 @@ async fn embedded_default_writes_trace_files_to_a_local_folder() {
     .await
     .unwrap();
     assert_eq!(code, Some(0), "{log}");
-    let files = walk(&dir.path().join("tracecast-data"));
+    let files = walk(&dir.path().join("tracecast-data/traces"));
     let names: Vec<String> = files
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -197,7 +197,7 @@ async fn embedded_default_writes_trace_files_to_a_local_folder() {
         );
     }
     for f in &files {
-        let rel = f.strip_prefix(dir.path().join("tracecast-data")).unwrap();
+        let rel = f.strip_prefix(dir.path().join("tracecast-data/traces")).unwrap();
         assert!(
             rel.to_string_lossy().starts_with("openrouter-traces/"),
             "default path template: {}",

@@ -82,7 +82,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(score < 3.0, "exposure {score}:\n{text}");
 
-    // And verify really checks: a misspelt directive fails it.
+    // And verify really checks: a bad value is reported (as a warning: hence "no output").
     std::fs::write(
         &path,
         unit.replace("/usr/local/bin/tracecast", bin.to_str().unwrap())
@@ -90,7 +90,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     )
     .unwrap();
     let (_, text) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
-    assert!(text.contains("ProtectSystem"), "bad value reported: {text}");
+    assert!(text.contains("strictest"), "bad value reported: {text}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ use tracecast::Service;
 use tracecast_tests::{node_dir, python, repo_root, RecordingOtlpServer};
 
 async fn start(backend: &RecordingOtlpServer, encoding: &str) -> (Service, String) {
+    // Each test gets its own queue folder (kept alive for the test process's life).
+    let queue_dir = tempfile::tempdir().unwrap().keep();
     let yaml = format!(
         r#"
 receivers:
@@ -29,13 +31,15 @@ exporters:
     compression: gzip
     retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms}}
 service:
+  queue_dir: {}
   pipelines:
     traces:
       receivers: [otlp]
       processors: []
       exporters: [otlp/backend]
 "#,
-        backend.endpoint()
+        backend.endpoint(),
+        queue_dir.display()
     );
     let config = tracecast::load_config_str("test.yaml", &yaml).expect("valid config");
     let service = Service::start(&config).await.expect("service starts");

@@ -69,6 +69,16 @@ pub(crate) fn decode_service(
                             service.admin = a;
                         }
                     }
+                    "queue_dir" => {
+                        if let Some(d) = r.decode(value, &path) {
+                            service.queue_dir = d;
+                        }
+                    }
+                    "queue" => {
+                        if let Some(q) = r.decode(value, &path) {
+                            service.queue = q;
+                        }
+                    }
                     other => r.push(At::Key, &path, unknown_key(other, SERVICE_KEYS)),
                 }
             }

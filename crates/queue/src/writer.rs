@@ -366,8 +366,11 @@ impl Writer {
                 self.shared.count(&self.shared.counters.fsyncs, 1);
             }
             // The entries were acknowledged already (interval policy): nothing to refuse.
-            // Keep the segment dirty so the next interval tries again.
-            Err(e) => tracing::error!(error = %e, "durable queue: fsync failed"),
+            // Keep the segment dirty so the next interval (not the next instant) retries.
+            Err(e) => {
+                self.last_sync = Instant::now();
+                tracing::error!(error = %e, "durable queue: fsync failed");
+            }
         }
     }
 

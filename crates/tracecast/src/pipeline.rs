@@ -386,8 +386,22 @@ impl Service {
                 .map_err(|(dir, e)| {
                     anyhow::anyhow!("cannot open the queue of pipeline {name} in {}: {e}", dir.display())
                 })?;
-                if report.replayed_entries > 0 || report.corrupt_bytes() > 0 {
-                    info!(pipeline = %name, "queue recovered: {report}");
+                if report.entries_to_replay > 0 {
+                    info!(pipeline = %name, entries = report.entries_to_replay, "replaying undelivered entries from the queue");
+                }
+                for c in &report.corrupt {
+                    warn!(
+                        pipeline = %name,
+                        segment = %c.segment.display(),
+                        offset = c.offset,
+                        bytes = c.bytes,
+                        kept_at = ?c.moved_to,
+                        "queue: cut off a torn or corrupt region ({}); the intact entries before it are replayed",
+                        c.reason
+                    );
+                    tracecast_core::metrics::WARNINGS
+                        .get_or_create(&tracecast_core::metrics::reason("queue", "corrupt_region"))
+                        .inc();
                 }
                 let input = PipelineInput {
                     name: name.clone(),
