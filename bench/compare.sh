@@ -117,7 +117,6 @@ service:
   telemetry:
     logs:
       level: warn
-  queue_dir: $dir/queue
 ${5:-}
   pipelines:
     traces:
@@ -140,7 +139,9 @@ run_case() {
   log "$name (round $round)"
   local dir=$WORK/$name-$round
   mkdir -p "$dir"
-  taskset -c 1 "$@" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+  # Run inside the run's folder: anything written relative to the working directory (a
+  # default queue folder, say) stays there.
+  (cd "$dir" && exec taskset -c 1 "$@" >"$dir/stdout.log" 2>"$dir/stderr.log") &
   local pid=$!
   PIDS+=("$pid")
   if ! wait_port "$IN_PORT" "$pid"; then
@@ -161,7 +162,7 @@ run_case() {
   local hwm_sat
   hwm_sat=$(hwm_kib "$pid")
   local disk=0
-  [ -d "$WORK/$name/queue" ] && disk=$(du -sk "$WORK/$name/queue" | cut -f1)
+  disk=$(du -sk --exclude='*.log' --exclude='*.json' "$dir" | cut -f1)
   stop_pid "$pid"
   jq -c -n --arg name "$name" --argjson round "$round" \
     --slurpfile fixed "$dir/fixed.json" --slurpfile sat "$dir/sat.json" \
@@ -173,6 +174,11 @@ run_case() {
       queue_kib: $queue_kib}' >>"$RESULTS"
 }
 
+
+rotel_cmd=("$ROTEL" start --otlp-http-endpoint "127.0.0.1:$IN_PORT"
+  --otlp-grpc-endpoint "127.0.0.1:$GRPC_PORT" --exporter otlp
+  --otlp-exporter-protocol http --otlp-exporter-endpoint "http://127.0.0.1:$SINK_PORT"
+  --pid-file "$WORK/rotel.pid" --log-file "$WORK/rotel.log")
 
 # --- configs -------------------------------------------------------------------------------
 PASS=$(tc_config tracecast "" otlp "$(otlp_out protobuf)") || {

@@ -1,10 +1,13 @@
 //! Request bodies, prepared before the run so the generator's own CPU goes to HTTP only.
 //!
-//! Uncompressed bodies are encoded once; each request then gets a copy with fresh trace ids
-//! written over the original ids' positions (found by searching the encoded bytes for
-//! them), so a downstream trace assembler sees distinct traces. Gzip bodies cannot be
-//! patched without recompressing, so a pool of distinct pre-compressed bodies is cycled
-//! instead (ids repeat every `pool` requests).
+//! A pool of distinct bodies (different message text) is encoded up front and cycled, so a
+//! collector that batches many requests and compresses them together (rotel does) cannot
+//! profit from identical consecutive requests: with the default 64 bodies of ~25 KB, a
+//! repeat is megabytes back, far outside gzip's 32 KiB window. Uncompressed bodies also get
+//! fresh trace ids per request, written over the original ids' positions (found by
+//! searching the encoded bytes), so a downstream trace assembler sees distinct traces.
+//! Gzip bodies cannot be patched without recompressing; their ids repeat every `pool`
+//! requests.
 
 use bytes::Bytes;
 use prost::Message;
@@ -107,15 +110,18 @@ impl BodyTemplate {
 /// Where each request's body comes from.
 #[derive(Debug, Clone)]
 pub enum BodySource {
-    /// Patched copies of one template: every request carries new trace ids.
-    Patched { template: BodyTemplate, salt: u64 },
+    /// Patched copies of the templates, cycled: every request carries new trace ids.
+    Patched {
+        templates: Vec<BodyTemplate>,
+        salt: u64,
+    },
     /// Pre-compressed bodies, cycled.
     Pool(Vec<Bytes>),
 }
 
 impl BodySource {
-    /// Prepares bodies of `spec`'s shape. With `gzip_level`, `pool` distinct bodies are
-    /// compressed up front.
+    /// Prepares `pool` distinct bodies of `spec`'s shape, compressed with `gzip_level`
+    /// when given.
     pub fn prepare(
         spec: &PayloadSpec,
         encoding: Encoding,
@@ -124,13 +130,12 @@ impl BodySource {
     ) -> Self {
         let mut rng = fastrand::Rng::with_seed(spec.seed);
         match gzip_level {
-            None => {
-                let template = BodyTemplate::new(&build_request(spec, &mut rng), encoding);
-                BodySource::Patched {
-                    template,
-                    salt: rng.u64(..),
-                }
-            }
+            None => BodySource::Patched {
+                templates: (0..pool.max(1))
+                    .map(|_| BodyTemplate::new(&build_request(spec, &mut rng), encoding))
+                    .collect(),
+                salt: rng.u64(..),
+            },
             Some(level) => BodySource::Pool(
                 (0..pool.max(1))
                     .map(|_| {
@@ -145,7 +150,10 @@ impl BodySource {
     /// The body of request number `seq`.
     pub fn body(&self, seq: u64) -> Bytes {
         match self {
-            BodySource::Patched { template, salt } => Bytes::from(template.render(seq, *salt)),
+            BodySource::Patched { templates, salt } => {
+                let template = &templates[(seq % templates.len() as u64) as usize];
+                Bytes::from(template.render(seq, *salt))
+            }
             BodySource::Pool(bodies) => bodies[(seq % bodies.len() as u64) as usize].clone(),
         }
     }
@@ -153,7 +161,9 @@ impl BodySource {
     /// Size of one body on the wire (the first one, for pools).
     pub fn wire_size(&self) -> usize {
         match self {
-            BodySource::Patched { template, .. } => template.original().len(),
+            BodySource::Patched { templates, .. } => {
+                templates.first().map_or(0, |t| t.original().len())
+            }
             BodySource::Pool(bodies) => bodies.first().map_or(0, Bytes::len),
         }
     }
@@ -213,6 +223,10 @@ mod tests {
         assert_ne!(sa[0].trace_id, sb[0].trace_id);
         assert_eq!(sa[0].name, sb[0].name);
         assert_eq!(sa[1].attributes, sb[1].attributes);
+        let pooled = BodySource::prepare(&spec, encoding, None, 2);
+        // Consecutive requests of a pool differ in content, not only in ids.
+        let (p1, p2) = (decode(&pooled.body(1)), decode(&pooled.body(2)));
+        assert_ne!(spans(&p1)[1].attributes, spans(&p2)[1].attributes);
     }
 
     #[test]

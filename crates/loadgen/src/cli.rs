@@ -28,13 +28,13 @@ pub struct Cli {
     /// Body encoding.
     #[arg(long, value_enum, default_value_t = Encoding::Protobuf)]
     pub encoding: Encoding,
-    /// Gzip request bodies (a pool of --pool distinct bodies is compressed up front).
+    /// Gzip request bodies (compressed up front, see --pool).
     #[arg(long)]
     pub gzip: bool,
     /// Gzip level used with --gzip.
     #[arg(long, default_value_t = 6)]
     pub gzip_level: u32,
-    /// Distinct pre-compressed bodies cycled with --gzip.
+    /// Distinct bodies (different message text) prepared up front and cycled.
     #[arg(long, default_value_t = 64)]
     pub pool: usize,
     /// Spans per export request.

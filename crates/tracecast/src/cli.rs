@@ -10,9 +10,7 @@ use clap::{Parser, Subcommand};
 use tracecast_core::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{
-    admin, check, health, load_config, logging, sd_notify, self_telemetry, Service,
-};
+use crate::{admin, check, health, load_config, logging, sd_notify, self_telemetry, Service};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -230,7 +228,10 @@ async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
             (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
                     _ = term.recv() => { info!("SIGTERM received"); Signal::Terminate }

@@ -116,6 +116,9 @@ mod tests {
             text.contains("tracecast_destination_up{component=\"otlp/health_a\"} 1"),
             "{text}"
         );
-        assert!(!text.contains("otlp/health_b"), "removed destination dropped: {text}");
+        assert!(
+            !text.contains("otlp/health_b"),
+            "removed destination dropped: {text}"
+        );
     }
 }

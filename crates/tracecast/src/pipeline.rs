@@ -274,9 +274,7 @@ impl Service {
     pub fn changed_exporters(&self, new: &ValidatedConfig) -> Vec<ComponentId> {
         used_exporters(new)
             .into_iter()
-            .filter(|id| {
-                self.exporters.get(id).map(|h| &h.config) != new.exporters.get(id)
-            })
+            .filter(|id| self.exporters.get(id).map(|h| &h.config) != new.exporters.get(id))
             .collect()
     }
 
@@ -384,7 +382,10 @@ impl Service {
                 .await
                 .context("opening a queue")?
                 .map_err(|(dir, e)| {
-                    anyhow::anyhow!("cannot open the queue of pipeline {name} in {}: {e}", dir.display())
+                    anyhow::anyhow!(
+                        "cannot open the queue of pipeline {name} in {}: {e}",
+                        dir.display()
+                    )
                 })?;
                 if report.entries_to_replay > 0 {
                     info!(pipeline = %name, entries = report.entries_to_replay, "replaying undelivered entries from the queue");
@@ -467,14 +468,19 @@ impl Service {
         for (name, p) in &service_cfg.pipelines {
             if let Some(handle) = self.pipelines.get(name) {
                 for r in &p.receivers {
-                    feeds.entry(r.clone()).or_default().push(handle.input.clone());
+                    feeds
+                        .entry(r.clone())
+                        .or_default()
+                        .push(handle.input.clone());
                 }
             }
         }
         let stale: Vec<ComponentId> = self
             .receivers
             .iter()
-            .filter(|(id, h)| config.receivers.get(*id) != Some(&h.config) || !feeds.contains_key(*id))
+            .filter(|(id, h)| {
+                config.receivers.get(*id) != Some(&h.config) || !feeds.contains_key(*id)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -535,8 +541,7 @@ impl Service {
             queues.push(p.input.queue);
         }
         // Exporters see their input close and drain.
-        let mut tasks: Vec<JoinHandle<()>> =
-            self.exporters.into_values().map(|h| h.task).collect();
+        let mut tasks: Vec<JoinHandle<()>> = self.exporters.into_values().map(|h| h.task).collect();
         tasks.extend(self.retired);
         let mut drained = true;
         for task in &mut tasks {
@@ -620,7 +625,8 @@ fn entry_batch(seq: u64, bytes: &Bytes, input: &PipelineInput) -> Option<TraceBa
     let batch = match input.handoff.take(seq) {
         Some(b) => b,
         None => {
-            let (ctx, protobuf): (BatchContext, Bytes) = match tracecast_queue::decode_entry(bytes) {
+            let (ctx, protobuf): (BatchContext, Bytes) = match tracecast_queue::decode_entry(bytes)
+            {
                 Ok(parts) => parts,
                 Err(e) => {
                     error!(pipeline = %input.name, seq, "queue entry unreadable, skipped: {e}");
@@ -728,12 +734,18 @@ async fn deliver(pipeline: &str, batches: Vec<TraceBatch>, outputs: &[mpsc::Send
                 if let Err(e) = tx.send(b.clone()).await {
                     // The exporter is gone: keep the entry queued for the next start.
                     e.0.abandon();
-                    warn!(pipeline, "an exporter stopped before its pipeline; batch kept queued");
+                    warn!(
+                        pipeline,
+                        "an exporter stopped before its pipeline; batch kept queued"
+                    );
                 }
             }
             if let Err(e) = last.send(b).await {
                 e.0.abandon();
-                warn!(pipeline, "an exporter stopped before its pipeline; batch kept queued");
+                warn!(
+                    pipeline,
+                    "an exporter stopped before its pipeline; batch kept queued"
+                );
             }
         }
     }

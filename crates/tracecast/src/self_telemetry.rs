@@ -7,11 +7,11 @@
 //! them straight to the configured endpoint. Nothing here touches tracecast's pipelines, so
 //! its own telemetry can never feed back into the data it carries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -19,6 +19,7 @@ use opentelemetry_sdk::Resource;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use tracecast_config::SelfTelemetryOtlpConfig;
+use tracecast_core::CancellationToken;
 
 use crate::admin;
 
@@ -32,7 +33,12 @@ pub enum SelfTelemetryError {
 /// Running self-telemetry; [`SelfTelemetry::shutdown`] exports a last time.
 pub struct SelfTelemetry {
     provider: SdkMeterProvider,
+    stop_discovery: CancellationToken,
+    discovery: tokio::task::JoinHandle<()>,
 }
+
+/// Longest wait before a family that just got its first sample gets an instrument.
+const DISCOVERY_TICK: Duration = Duration::from_secs(1);
 
 /// Starts exporting every tracecast metric family to `config.endpoint`.
 pub fn start(config: &SelfTelemetryOtlpConfig) -> Result<SelfTelemetry, SelfTelemetryError> {
@@ -61,14 +67,44 @@ pub fn start(config: &SelfTelemetryOtlpConfig) -> Result<SelfTelemetry, SelfTele
                 .build(),
         )
         .build();
-    register_instruments(&provider, Arc::new(Snapshot::new(admin::registry())));
+    // prometheus-client encodes a family only once it has a sample, so families are
+    // discovered as they appear (the SDK takes new instruments at any time).
+    let instruments = Instruments {
+        meter: provider.meter("tracecast"),
+        snapshot: Arc::new(Snapshot::new(admin::registry())),
+        registered: HashSet::new(),
+    };
+    let stop_discovery = CancellationToken::new();
+    let discovery = tokio::spawn(discover(
+        instruments,
+        config.interval.get().min(DISCOVERY_TICK),
+        stop_discovery.clone(),
+    ));
     tracing::info!(endpoint = %endpoint, interval = %config.interval, "exporting tracecast's own metrics over OTLP");
-    Ok(SelfTelemetry { provider })
+    Ok(SelfTelemetry {
+        provider,
+        stop_discovery,
+        discovery,
+    })
+}
+
+async fn discover(mut instruments: Instruments, tick: Duration, stop: CancellationToken) {
+    loop {
+        instruments.register_new();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+    // Families that appeared since the last tick still make the final export.
+    instruments.register_new();
 }
 
 impl SelfTelemetry {
     /// Exports a final time and stops the reader thread (blocking work, off the runtime).
     pub async fn shutdown(self) {
+        self.stop_discovery.cancel();
+        let _ = self.discovery.await;
         let provider = self.provider;
         let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         if let Ok(Err(e)) = done {
@@ -88,35 +124,47 @@ fn metrics_url(endpoint: &str) -> String {
     }
 }
 
-/// One observable instrument per family found in the registry.
-fn register_instruments(provider: &SdkMeterProvider, snapshot: Arc<Snapshot>) {
-    let meter = provider.meter("tracecast");
-    for family in snapshot.families() {
-        let name = family.name.clone();
-        let snap = snapshot.clone();
-        match family.kind {
-            Kind::Counter => {
-                meter
-                    .u64_observable_counter(family.name)
-                    .with_description(family.help)
-                    .with_callback(move |obs| {
-                        for (attrs, v) in snap.samples(&name) {
-                            obs.observe(v.max(0.0) as u64, &attrs);
-                        }
-                    })
-                    .build();
+/// One observable instrument per family found in the registry so far.
+struct Instruments {
+    meter: Meter,
+    snapshot: Arc<Snapshot>,
+    registered: HashSet<String>,
+}
+
+impl Instruments {
+    fn register_new(&mut self) {
+        for family in self.snapshot.families() {
+            if self.registered.insert(family.name.clone()) {
+                register(&self.meter, family, self.snapshot.clone());
             }
-            Kind::Gauge => {
-                meter
-                    .i64_observable_gauge(family.name)
-                    .with_description(family.help)
-                    .with_callback(move |obs| {
-                        for (attrs, v) in snap.samples(&name) {
-                            obs.observe(v as i64, &attrs);
-                        }
-                    })
-                    .build();
-            }
+        }
+    }
+}
+
+fn register(meter: &Meter, family: Family, snap: Arc<Snapshot>) {
+    let name = family.name.clone();
+    match family.kind {
+        Kind::Counter => {
+            meter
+                .u64_observable_counter(family.name)
+                .with_description(family.help)
+                .with_callback(move |obs| {
+                    for (attrs, v) in snap.samples(&name) {
+                        obs.observe(v.max(0.0) as u64, &attrs);
+                    }
+                })
+                .build();
+        }
+        Kind::Gauge => {
+            meter
+                .i64_observable_gauge(family.name)
+                .with_description(family.help)
+                .with_callback(move |obs| {
+                    for (attrs, v) in snap.samples(&name) {
+                        obs.observe(v as i64, &attrs);
+                    }
+                })
+                .build();
         }
     }
 }
@@ -252,7 +300,10 @@ fn parse_labels(s: &str) -> Vec<KeyValue> {
                 c => value.push(c),
             }
         }
-        out.push(KeyValue::new(key.trim_start_matches(',').to_string(), value));
+        out.push(KeyValue::new(
+            key.trim_start_matches(',').to_string(),
+            value,
+        ));
         if chars.peek() == Some(&',') {
             chars.next();
         }
@@ -271,7 +322,10 @@ mod tests {
             "http://c:4318/v1/metrics".to_string()
         );
         assert_eq!(metrics_url("http://c:4318/"), "http://c:4318/v1/metrics");
-        assert_eq!(metrics_url("https://c/otlp/v1/metrics"), "https://c/otlp/v1/metrics");
+        assert_eq!(
+            metrics_url("https://c/otlp/v1/metrics"),
+            "https://c/otlp/v1/metrics"
+        );
     }
 
     #[test]
