@@ -42,6 +42,10 @@ def metrics(run):
         "refused": sum(sat["refused"].values()) + sum(fixed["refused"].values()),
         "errors": sum(sat["transport_errors"].values())
         + sum(fixed["transport_errors"].values()),
+        "core0": ((sat.get("generator_cpu_s") or 0) + (run.get("sink_cpu_s") or 0))
+        / sat["elapsed_s"] * 100
+        if sat["elapsed_s"]
+        else None,
         "sink_cpu_per_m": run["sink_cpu_s"] / basis * 1e6
         if run.get("sink_cpu_s") is not None and basis
         else None,
@@ -126,7 +130,9 @@ def main(path):
     priv = summary.get("tracecast-metadata-privacy")
     if tc and priv and tc["spans_s"]:
         cost = 1 - priv["spans_s"] / tc["spans_s"]
-        print(f"- metadata + privacy cost: {cost * 100:.1f}% of passthrough throughput "
+        note = (" (faster than passthrough: Privacy Mode removes the content before gzip)"
+                if cost < 0 else "")
+        print(f"- metadata + privacy cost: {cost * 100:.1f}% of passthrough throughput{note} "
               f"(target <= 15%: {'met' if cost <= 0.15 else 'missed'})")
     floor = floor_spans_per_s()
     if tc and floor:
@@ -139,6 +145,11 @@ def main(path):
         print(f"- harness floor (generator straight into the sink, both on core 0): "
               f"{fmt(direct['spans_s'], 0)} spans/s, p99 at the fixed rate "
               f"{fmt(direct['p99_fixed'], 2)} ms")
+    core0 = [f"{n}: {fmt(summary[n]['core0'], 0)}%" for n in order
+             if summary[n].get("core0") is not None]
+    if core0:
+        print("- core 0 busy during saturation (generator incl. set-up + sink; near 100% means "
+              "the harness, not the collector, limited the run): " + ", ".join(core0))
     sinks = [f"{n}: {fmt(summary[n]['sink_cpu_per_m'], 2)}" for n in order
              if summary[n].get("sink_cpu_per_m") is not None]
     if sinks:

@@ -197,7 +197,9 @@ async fn embedded_default_writes_trace_files_to_a_local_folder() {
         );
     }
     for f in &files {
-        let rel = f.strip_prefix(dir.path().join("tracecast-data/traces")).unwrap();
+        let rel = f
+            .strip_prefix(dir.path().join("tracecast-data/traces"))
+            .unwrap();
         assert!(
             rel.to_string_lossy().starts_with("openrouter-traces/"),
             "default path template: {}",

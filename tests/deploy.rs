@@ -67,7 +67,10 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     )
     .unwrap();
     let (ok, text) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
-    assert!(ok && text.trim().is_empty(), "systemd-analyze verify:\n{text}");
+    assert!(
+        ok && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
 
     // The sandboxing is what the docs claim: systemd's own exposure score stays "OK" (< 3).
     let (ok, text) = run(Command::new("systemd-analyze")
@@ -169,7 +172,10 @@ fn every_kubernetes_manifest_validates_against_the_schemas() {
         "serviceaccount.yaml",
         "pod.yaml",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     let (ok, text) = kubernetes_validate(&files);
     assert!(ok, "kubernetes-validate:\n{text}");

@@ -112,7 +112,11 @@ service:
     }
 
     /// Sends one-span requests (one trace each) until `stop`, recording what was acked.
-    fn spawn_load(&self, next_id: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    fn spawn_load(
+        &self,
+        next_id: Arc<AtomicU64>,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
         let url = format!("http://{}/v1/traces", self.addr());
         let acked = self.acked.clone();
         tokio::spawn(async move {
@@ -217,7 +221,9 @@ fn stop_daemon(mut d: Daemon) -> (Option<i32>, String) {
 }
 
 async fn term(d: Daemon) {
-    let (code, log) = tokio::task::spawn_blocking(move || stop_daemon(d)).await.unwrap();
+    let (code, log) = tokio::task::spawn_blocking(move || stop_daemon(d))
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "clean exit after SIGTERM; log:\n{log}");
 }
 
@@ -225,8 +231,12 @@ async fn term(d: Daemon) {
 async fn otlp_backend_answering_503_for_a_while_loses_nothing() {
     let h = Harness::new().await;
     let daemon = h.start_daemon();
-    h.backend.set_default(Response::status(503).retry_after("0"));
-    let (ids, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    h.backend
+        .set_default(Response::status(503).retry_after("0"));
+    let (ids, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let load = h.spawn_load(ids, stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     h.backend.set_default(Response::ok());
@@ -242,7 +252,10 @@ async fn otlp_backend_answering_503_for_a_while_loses_nothing() {
 async fn s3_server_stopped_and_restarted_loses_nothing() {
     let mut h = Harness::new().await;
     let daemon = h.start_daemon();
-    let (ids, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let (ids, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let load = h.spawn_load(ids, stop.clone());
     tokio::time::sleep(Duration::from_millis(700)).await;
     h.s3.stop().await;
@@ -269,6 +282,11 @@ async fn sigkill_at_random_moments_loses_nothing() {
         let load = h.spawn_load(ids.clone(), stop.clone());
         tokio::time::sleep(Duration::from_millis(fastrand::u64(50..400))).await;
         daemon.signal("KILL");
+        if std::env::var("TRACECAST_FAULT_DEBUG").is_ok() {
+            for l in daemon.log_text().lines().filter(|l| l.contains("replay")) {
+                eprintln!("{l}");
+            }
+        }
         let mut daemon = daemon;
         let _ = tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(10)))
             .await
@@ -278,7 +296,8 @@ async fn sigkill_at_random_moments_loses_nothing() {
     }
     // A last start on the same queue directory delivers what the kills left behind.
     let daemon = h.start_daemon();
-    h.verify(&format!("{kills} x SIGKILL"), Duration::from_secs(90)).await;
+    h.verify(&format!("{kills} x SIGKILL"), Duration::from_secs(90))
+        .await;
     term(daemon).await;
 }
 
@@ -297,4 +316,3 @@ async fn sigterm_mid_load_loses_nothing() {
     h.verify("SIGTERM mid-load", Duration::from_secs(60)).await;
     term(daemon).await;
 }
-

@@ -9,9 +9,7 @@ use prost::Message;
 use tracecast_tests::{fixtures, free_port, wait_for_listener, Daemon, RecordingOtlpServer};
 
 fn config(port: u16, exporters: &[(&str, String)]) -> String {
-    let mut yaml = format!(
-        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n"
-    );
+    let mut yaml = format!("receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n");
     for (id, endpoint) in exporters {
         yaml.push_str(&format!(
             "  {id}:\n    endpoint: {endpoint}\n    encoding: protobuf\n    retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms}}\n"
@@ -65,7 +63,11 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     let path = dir.path().join("tracecast.yaml");
     std::fs::write(&path, config(port, &[("otlp/first", first.endpoint())])).unwrap();
     let daemon = Daemon::spawn(dir.path(), &["run", "--config", path.to_str().unwrap()]);
-    assert!(wait_for_listener(addr, Duration::from_secs(20)), "{}", daemon.log_text());
+    assert!(
+        wait_for_listener(addr, Duration::from_secs(20)),
+        "{}",
+        daemon.log_text()
+    );
     let client = reqwest::Client::new();
 
     let mut to_first = send(&client, addr, "a", 20).await;
@@ -80,7 +82,10 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     let dead = format!("http://127.0.0.1:{}/v1/traces", free_port());
     std::fs::write(
         &path,
-        config(port, &[("otlp/first", first.endpoint()), ("otlp/dead", dead)]),
+        config(
+            port,
+            &[("otlp/first", first.endpoint()), ("otlp/dead", dead)],
+        ),
     )
     .unwrap();
     let log = hup_and_wait(&daemon, "reload refused", 2).await;
@@ -92,7 +97,10 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
         &path,
         config(
             port,
-            &[("otlp/first", first.endpoint()), ("otlp/second", second.endpoint())],
+            &[
+                ("otlp/first", first.endpoint()),
+                ("otlp/second", second.endpoint()),
+            ],
         ),
     )
     .unwrap();
@@ -113,7 +121,10 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     let mut got_first = first.span_names();
     got_first.sort();
     got_first.dedup();
-    assert_eq!(got_first, expect_first, "zero loss on the first destination");
+    assert_eq!(
+        got_first, expect_first,
+        "zero loss on the first destination"
+    );
     let mut got_second = second.span_names();
     got_second.sort();
     let mut expect_second = to_both.clone();

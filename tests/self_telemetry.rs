@@ -175,14 +175,21 @@ async fn own_metrics_reach_the_otlp_endpoint_and_never_the_pipelines() {
     assert_eq!(backend.spans().len(), N);
     for req in backend.requests() {
         assert_eq!(req.path, "/v1/traces");
-        let from_tracecast = req.decoded.iter().flat_map(|r| &r.resource_spans).any(|rs| {
-            rs.resource.iter().flat_map(|r| &r.attributes).any(|kv| {
-                kv.key == "service.name"
-                    && kv.value.as_ref().and_then(|v| v.value.as_ref())
-                        == Some(&Value::StringValue("tracecast".into()))
-            })
-        });
-        assert!(!from_tracecast, "tracecast's own telemetry entered a pipeline");
+        let from_tracecast = req
+            .decoded
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .any(|rs| {
+                rs.resource.iter().flat_map(|r| &r.attributes).any(|kv| {
+                    kv.key == "service.name"
+                        && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                            == Some(&Value::StringValue("tracecast".into()))
+                })
+            });
+        assert!(
+            !from_tracecast,
+            "tracecast's own telemetry entered a pipeline"
+        );
     }
     assert!(
         received.lock().unwrap().len() >= 2,

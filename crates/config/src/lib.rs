@@ -43,8 +43,8 @@ pub use load::{
     load_file, load_file_with_problems, load_str, load_str_with_env, load_str_with_problems,
 };
 pub use model::{
-    AdminConfig, FsyncMode, QueueConfig, Config, LogFormat, LogsConfig, PipelineConfig, RawComponent, SelfTelemetryOtlpConfig,
-    ServiceConfig, TelemetryConfig,
+    AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QueueConfig,
+    RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};
 pub use validate::{FieldError, Validate};

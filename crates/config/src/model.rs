@@ -56,6 +56,9 @@ pub struct ServiceConfig {
     pub queue_dir: PathBuf,
     /// Durability and size of the queues.
     pub queue: QueueConfig,
+    /// Resident memory above which the receivers refuse requests (503 + `Retry-After`)
+    /// until it drops again, like the Collector's `memory_limiter`; `0` disables the check.
+    pub memory_limit: ByteSize,
 }
 
 /// Durable queue settings (shared by every pipeline's queue).
@@ -124,6 +127,7 @@ impl Default for ServiceConfig {
             admin: AdminConfig::default(),
             queue_dir: PathBuf::from("./tracecast-data/queue"),
             queue: QueueConfig::default(),
+            memory_limit: ByteSize(0),
         }
     }
 }

@@ -16,7 +16,15 @@ use crate::model::{
 };
 use crate::positions::{join_index, join_key};
 
-const SERVICE_KEYS: &[&str] = &["pipelines", "telemetry", "shutdown_timeout", "admin", "queue_dir", "queue"];
+const SERVICE_KEYS: &[&str] = &[
+    "pipelines",
+    "telemetry",
+    "shutdown_timeout",
+    "admin",
+    "queue_dir",
+    "queue",
+    "memory_limit",
+];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
 /// Decodes `service` (absent: all defaults, which then fails the "no pipelines" check).
@@ -77,6 +85,11 @@ pub(crate) fn decode_service(
                     "queue" => {
                         if let Some(q) = r.decode(value, &path) {
                             service.queue = q;
+                        }
+                    }
+                    "memory_limit" => {
+                        if let Some(m) = r.decode(value, &path) {
+                            service.memory_limit = m;
                         }
                     }
                     other => r.push(At::Key, &path, unknown_key(other, SERVICE_KEYS)),

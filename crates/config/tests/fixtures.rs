@@ -185,7 +185,7 @@ fn bad_unknown_key() {
         [
             "bad_unknown_key.yaml:5:1: extensions: unknown field `extensions`, expected one of `receivers`, `processors`, `exporters`, `service`",
             "bad_unknown_key.yaml:12:7: service.pipelines.traces.processor: unknown field `processor`, expected one of `receivers`, `processors`, `exporters`",
-            "bad_unknown_key.yaml:13:3: service.extensions: unknown field `extensions`, expected one of `pipelines`, `telemetry`, `shutdown_timeout`",
+            "bad_unknown_key.yaml:13:3: service.extensions: unknown field `extensions`, expected one of `pipelines`, `telemetry`, `shutdown_timeout`, `admin`, `queue_dir`, `queue`, `memory_limit`",
         ]
     );
 }

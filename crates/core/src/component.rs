@@ -20,6 +20,12 @@ use crate::TraceBatch;
 #[async_trait]
 pub trait BatchSink: Send + Sync + 'static {
     async fn submit(&self, batch: TraceBatch) -> Result<(), SubmitError>;
+
+    /// Whether a request may be read at all (checked before the body is read, so an
+    /// overloaded process refuses without buffering it). Default: always.
+    fn ready(&self) -> Result<(), SubmitError> {
+        Ok(())
+    }
 }
 
 /// A processor transforms batches in one pipeline. The pipeline task owns its processors

@@ -24,7 +24,8 @@ pub struct OtlpExporterConfig {
     pub headers: BTreeMap<String, String>,
     /// Backoff for retryable failures (429/502/503/504, connection errors, timeouts).
     pub retry_on_failure: RetryOnFailure,
-    /// In-memory queue in front of the senders. A durable queue comes later.
+    /// In-memory queue between the pipeline and the senders (the durable queue sits in
+    /// front of the pipeline).
     pub sending_queue: SendingQueue,
     /// TLS settings for `https://` endpoints. System roots are always trusted.
     pub tls: TlsSettings,
@@ -129,7 +130,7 @@ impl Default for RetryOnFailure {
 impl Default for SendingQueue {
     fn default() -> Self {
         Self {
-            queue_size: 1000,
+            queue_size: 32,
             num_consumers: 4,
         }
     }

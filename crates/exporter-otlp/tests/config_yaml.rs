@@ -62,7 +62,7 @@ fn only_the_endpoint_is_required_and_defaults_match_the_spec() {
     assert_eq!(
         c.sending_queue,
         SendingQueue {
-            queue_size: 1000,
+            queue_size: 32,
             num_consumers: 4
         }
     );

@@ -38,7 +38,10 @@ async fn concurrent_appends_share_fsyncs() {
         "expected far fewer fsyncs than appends: {stats:?}"
     );
     assert!(stats.write_groups < 50, "{stats:?}");
-    eprintln!("200 concurrent appends: {} write groups, {} fsyncs", stats.write_groups, stats.fsyncs);
+    eprintln!(
+        "200 concurrent appends: {} write groups, {} fsyncs",
+        stats.write_groups, stats.fsyncs
+    );
     // Every entry is readable, in sequence order, with the payload its caller appended
     // (the payload does not tell which caller got which seq, so compare as sets).
     let mut seen = BTreeSet::new();

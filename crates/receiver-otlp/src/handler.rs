@@ -124,6 +124,14 @@ impl Handler {
             }
         };
 
+        if let Err(e) = self.sink.ready() {
+            return Err(Refused {
+                err: refusal(e),
+                spans: 0,
+                unread: Some(body),
+            });
+        }
+
         let received = decode::read_body(body, self.limit, self.read_timeout)
             .await
             .map_err(|(err, unread)| Refused {
@@ -172,23 +180,11 @@ impl Handler {
                     .inc_by(spans as u64);
                 Ok(Accepted { encoding, rejected })
             }
-            Err(e) => {
-                let err = match e {
-                    SubmitError::Full { retry_after } => RequestError::Full { retry_after },
-                    SubmitError::Unavailable {
-                        reason,
-                        retry_after,
-                    } => RequestError::Unavailable {
-                        reason,
-                        retry_after,
-                    },
-                };
-                Err(Refused {
-                    err,
-                    spans,
-                    unread: None,
-                })
-            }
+            Err(e) => Err(Refused {
+                err: refusal(e),
+                spans,
+                unread: None,
+            }),
         }
     }
 
@@ -282,4 +278,18 @@ async fn drain(mut body: Incoming, max_bytes: u64) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
+
+/// The receiver's answer to a pipeline that cannot take a request.
+fn refusal(e: SubmitError) -> RequestError {
+    match e {
+        SubmitError::Full { retry_after } => RequestError::Full { retry_after },
+        SubmitError::Unavailable {
+            reason,
+            retry_after,
+        } => RequestError::Unavailable {
+            reason,
+            retry_after,
+        },
+    }
 }

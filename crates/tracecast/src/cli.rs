@@ -137,7 +137,7 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
         }
     }
     readiness.destinations_ok.store(true, Ordering::Relaxed);
-    let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
     health::spawn(config_rx, readiness.clone(), stop_admin.clone());
     let self_telemetry = cfg.raw.service.telemetry.otlp.as_ref().and_then(|o| {
         self_telemetry::start(o)
@@ -155,7 +155,10 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     sd_notify::notify_ready();
     let mut service = service;
     while let Signal::Reload = wait_for_signal().await {
-        reload(&mut service, config.as_deref()).await;
+        if let Some(taken) = reload(&mut service, config.as_deref()).await {
+            // The periodic destination re-test follows the running config.
+            config_tx.send_replace(Arc::new(taken));
+        }
     }
     readiness.listening.store(false, Ordering::Relaxed);
     if service.shutdown().await {
@@ -177,7 +180,11 @@ enum Signal {
 
 /// Re-reads the config file; the new config is taken only if it is valid and every new or
 /// changed destination passes its connection test. Otherwise the running config stays.
-async fn reload(service: &mut Service, path: Option<&std::path::Path>) {
+/// Returns the config taken.
+async fn reload(
+    service: &mut Service,
+    path: Option<&std::path::Path>,
+) -> Option<crate::ValidatedConfig> {
     let count = |result: &str| {
         tracecast_core::metrics::CONFIG_RELOADS
             .get_or_create(&tracecast_core::metrics::reason("service", result))
@@ -186,14 +193,14 @@ async fn reload(service: &mut Service, path: Option<&std::path::Path>) {
     let Some(path) = path else {
         warn!("SIGHUP ignored: tracecast runs on the embedded default config (start it with --config FILE to reload)");
         count("failed");
-        return;
+        return None;
     };
     let new = match load_config(Some(path)) {
         Ok(c) => c,
         Err(errors) => {
             error!("reload refused, the running config stays: invalid config:\n{errors}");
             count("failed");
-            return;
+            return None;
         }
     };
     let changed = service.changed_exporters(&new);
@@ -204,7 +211,7 @@ async fn reload(service: &mut Service, path: Option<&std::path::Path>) {
             error!(destination = %r.id, "reload refused, the running config stays: connection test failed: {}", r.outcome.as_ref().err().map_or("", |s| s));
         }
         count("failed");
-        return;
+        return None;
     }
     match service.reload(&new).await {
         Ok(summary) => {
@@ -215,10 +222,12 @@ async fn reload(service: &mut Service, path: Option<&std::path::Path>) {
                 "config reloaded from {}", path.display()
             );
             count("ok");
+            Some(new)
         }
         Err(e) => {
             error!("reload failed part-way: {e:#}");
             count("failed");
+            None
         }
     }
 }

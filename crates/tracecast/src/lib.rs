@@ -4,6 +4,7 @@
 //! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
 //! - `pipeline.rs`: receivers -> pipelines -> exporters, back-pressure and shutdown.
 //! - `check.rs`: connection tests of every destination (`check`, start-up).
+//! - `memory.rs`: the memory limiter (`service.memory_limit`).
 //! - `logging.rs`: `tracing` set-up (text or JSON).
 //! - `admin.rs`: the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
 //! - `health.rs`: periodic re-test of destinations behind `/readyz`.
@@ -16,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod health;
 pub mod logging;
+pub mod memory;
 pub mod pipeline;
 pub mod registry;
 pub mod sd_notify;

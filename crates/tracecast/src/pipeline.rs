@@ -46,32 +46,45 @@ use tracecast_queue::{DurableQueue, QueueError};
 use tracecast_receiver_otlp::RunningReceiver;
 use tracing::{error, info, warn};
 
+use crate::memory::MemoryLimiter;
 use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
 
 /// Batches an exporter's input holds before its pipelines wait.
 const EXPORTER_CHANNEL_BATCHES: usize = 64;
 /// Entries a queue reader reads ahead of its pipeline task.
 const READ_AHEAD_ENTRIES: usize = 16;
-/// Decoded batches kept for pipelines that keep up (beyond it they decode from disk).
-const HANDOFF_CAPACITY: usize = 1024;
+/// Bytes of decoded batches kept for pipelines that keep up (beyond it they decode from
+/// disk): a stalled pipeline must not pin the backlog in memory.
+const HANDOFF_BYTES: usize = 16 * 1024 * 1024;
 /// What the receiver tells clients to wait when a queue is full or unavailable.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Decoded batches waiting for their pipeline, by queue sequence number.
+/// Decoded batches waiting for their pipeline, by queue sequence number, with their
+/// approximate size (the queue entry's length).
 #[derive(Default)]
-struct Handoff(Mutex<HashMap<u64, TraceBatch>>);
+struct Handoff(Mutex<HandoffMap>);
+
+#[derive(Default)]
+struct HandoffMap {
+    batches: HashMap<u64, (TraceBatch, usize)>,
+    bytes: usize,
+}
 
 impl Handoff {
-    fn put(&self, seq: u64, batch: TraceBatch) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() < HANDOFF_CAPACITY {
-                map.insert(seq, batch);
+    fn put(&self, seq: u64, batch: TraceBatch, size: usize) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.bytes + size <= HANDOFF_BYTES {
+                m.bytes += size;
+                m.batches.insert(seq, (batch, size));
             }
         }
     }
 
     fn take(&self, seq: u64) -> Option<TraceBatch> {
-        self.0.lock().ok().and_then(|mut map| map.remove(&seq))
+        let mut m = self.0.lock().ok()?;
+        let (batch, size) = m.batches.remove(&seq)?;
+        m.bytes -= size;
+        Some(batch)
     }
 }
 
@@ -87,12 +100,14 @@ struct PipelineInput {
 /// reload without touching the receiver.
 struct FanOutSink {
     targets: RwLock<Arc<Vec<PipelineInput>>>,
+    memory: Arc<MemoryLimiter>,
 }
 
 impl FanOutSink {
-    fn new(targets: Vec<PipelineInput>) -> Self {
+    fn new(targets: Vec<PipelineInput>, memory: Arc<MemoryLimiter>) -> Self {
         Self {
             targets: RwLock::new(Arc::new(targets)),
+            memory,
         }
     }
 
@@ -112,6 +127,19 @@ impl FanOutSink {
 
 #[async_trait]
 impl BatchSink for FanOutSink {
+    fn ready(&self) -> Result<(), SubmitError> {
+        if self.memory.over_limit() {
+            return Err(SubmitError::Unavailable {
+                reason: format!(
+                    "tracecast is over its memory limit ({} bytes, service.memory_limit)",
+                    self.memory.limit()
+                ),
+                retry_after: RETRY_AFTER,
+            });
+        }
+        Ok(())
+    }
+
     async fn submit(&self, batch: TraceBatch) -> Result<(), SubmitError> {
         let targets = self.targets();
         if targets.is_empty() {
@@ -148,7 +176,8 @@ impl BatchSink for FanOutSink {
             }
         }
         for (target, seq) in targets.iter().zip(seqs) {
-            target.handoff.put(seq, batch.clone());
+            // Decoded request + received bytes: about twice the entry.
+            target.handoff.put(seq, batch.clone(), 2 * entry.len());
         }
         Ok(())
     }
@@ -230,6 +259,8 @@ pub struct Service {
     /// Tasks of replaced exporters, still draining.
     retired: Vec<JoinHandle<()>>,
     hard_stop: CancellationToken,
+    memory: Arc<MemoryLimiter>,
+    stop_watchers: CancellationToken,
 }
 
 /// What a reload changed.
@@ -244,6 +275,9 @@ impl Service {
     /// Starts everything: exporters first, receivers last, so nothing is accepted before it
     /// has somewhere to go. Queues replay what a previous run left undelivered.
     pub async fn start(config: &ValidatedConfig) -> anyhow::Result<Self> {
+        let memory = MemoryLimiter::new(config.raw.service.memory_limit.get());
+        let stop_watchers = CancellationToken::new();
+        memory.spawn(stop_watchers.clone());
         let mut service = Service {
             config: config.clone(),
             receivers: BTreeMap::new(),
@@ -251,6 +285,8 @@ impl Service {
             exporters: BTreeMap::new(),
             retired: Vec::new(),
             hard_stop: CancellationToken::new(),
+            memory,
+            stop_watchers,
         };
         service.apply(config).await?;
         Ok(service)
@@ -498,7 +534,7 @@ impl Service {
             let Some(cfg) = config.receivers.get(&id) else {
                 continue;
             };
-            let sink = Arc::new(FanOutSink::new(targets));
+            let sink = Arc::new(FanOutSink::new(targets, self.memory.clone()));
             let stop = CancellationToken::new();
             let receiver = registry::build_receiver(&id, cfg, sink.clone());
             let running = receiver
@@ -563,6 +599,7 @@ impl Service {
         for q in queues {
             q.close();
         }
+        self.stop_watchers.cancel();
         drained
     }
 }
