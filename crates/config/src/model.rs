@@ -75,6 +75,9 @@ pub struct QueueConfig {
     pub max_size: ByteSize,
     /// Size of one segment file; a segment is deleted once every entry in it is delivered.
     pub segment_size: ByteSize,
+    /// How often the delivery cursor is saved: longer means fewer writes and more replay
+    /// after a crash (never loss).
+    pub cursor_interval: Duration,
 }
 
 impl Default for QueueConfig {
@@ -84,6 +87,7 @@ impl Default for QueueConfig {
             fsync_interval: Duration::from_millis(200),
             max_size: ByteSize(1024 * 1024 * 1024),
             segment_size: ByteSize::mib(64),
+            cursor_interval: Duration::from_millis(100),
         }
     }
 }

@@ -29,6 +29,12 @@ pub enum QueueError {
         #[source]
         source: io::Error,
     },
+    /// Another process (or queue handle) has the directory open.
+    #[error(
+        "the queue directory {} is in use by another tracecast process: give each instance its own service.queue_dir",
+        dir.display()
+    )]
+    InUse { dir: PathBuf },
     /// Options that cannot work (checked by `DurableQueue::open`).
     #[error("invalid queue options: {0}")]
     InvalidOptions(String),
@@ -68,6 +74,7 @@ impl QueueError {
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
+            Self::InUse { dir } => Self::InUse { dir: dir.clone() },
             Self::InvalidOptions(m) => Self::InvalidOptions(m.clone()),
             Self::BadEntry(m) => Self::BadEntry(m.clone()),
         }

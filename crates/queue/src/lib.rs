@@ -60,7 +60,8 @@
 //! - `state.rs`: state shared by the threads, the out-of-order ack tracker, the ack sink.
 //! - `format.rs`: segment, record and cursor file formats.
 //! - `entry.rs`: [`encode_entry`] / [`decode_entry`]: a batch context with its protobuf.
-//! - `options.rs`: [`QueueOptions`], [`FsyncPolicy`], and the YAML [`QueueConfig`].
+//! - `options.rs`: [`QueueOptions`] and [`FsyncPolicy`] (the YAML side is
+//!   `tracecast_config::QueueConfig`, mapped by the binary).
 //! - `error.rs`: [`QueueError`].
 
 mod entry;
@@ -76,6 +77,6 @@ mod writer;
 pub use entry::{decode_entry, encode_entry};
 pub use error::QueueError;
 pub use format::CursorState;
-pub use options::{FsyncMode, FsyncPolicy, QueueConfig, QueueOptions};
+pub use options::{FsyncPolicy, QueueOptions};
 pub use queue::{DurableQueue, QueueStats};
 pub use recovery::{CorruptRegion, RecoveryReport};

@@ -1,10 +1,9 @@
-//! Queue options ([`QueueOptions`], what `open` takes) and their YAML form ([`QueueConfig`]).
+//! Queue options ([`QueueOptions`], what `open` takes). Their YAML form is
+//! `tracecast_config::QueueConfig` (`service.queue`), mapped by the binary.
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use tracecast_config::units::{ByteSize, Duration as ConfigDuration};
-use tracecast_config::validate::{FieldError, Validate};
+use tracecast_config::validate::FieldError;
 
 /// Smallest accepted `max_bytes`: below this a single request could not fit.
 pub const MIN_MAX_BYTES: u64 = 4096;
@@ -97,115 +96,19 @@ impl QueueOptions {
     }
 }
 
-/// The `fsync` key of [`QueueConfig`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncMode {
-    Always,
-    Interval,
-    Never,
-}
-
-/// The queue section of the YAML config (`service.queue` or a pipeline's `queue`; where it
-/// sits is the binary's choice). The directory is not here: the runtime gives each pipeline
-/// its own sub-directory of `service.queue_dir`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueueConfig {
-    /// `always` (ack after fsync, the default: nothing acked is lost even on power loss),
-    /// `interval` (fsync every `fsync_interval`: a power loss may lose that much), or
-    /// `never` (leave it to the OS: survives `kill -9` only).
-    pub fsync: FsyncMode,
-    /// With `fsync: interval`, the longest time written data stays unsynced.
-    pub fsync_interval: ConfigDuration,
-    /// Bound of the queue on disk; when reached the receiver answers 429/503 with Retry-After.
-    pub max_bytes: ByteSize,
-    /// Size of one segment file; delivered segments are deleted whole.
-    pub segment_bytes: ByteSize,
-    /// How often the delivery cursor is saved: longer means more replay after a crash.
-    pub cursor_interval: ConfigDuration,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        let options = QueueOptions::default();
-        Self {
-            fsync: FsyncMode::Always,
-            fsync_interval: ConfigDuration::from_millis(200),
-            max_bytes: ByteSize(options.max_bytes),
-            segment_bytes: ByteSize(options.segment_bytes),
-            cursor_interval: ConfigDuration(options.cursor_interval),
-        }
-    }
-}
-
-impl QueueConfig {
-    /// The options `DurableQueue::open` takes.
-    pub fn options(&self) -> QueueOptions {
-        QueueOptions {
-            fsync: match self.fsync {
-                FsyncMode::Always => FsyncPolicy::Always,
-                FsyncMode::Interval => FsyncPolicy::Interval(self.fsync_interval.get()),
-                FsyncMode::Never => FsyncPolicy::Never,
-            },
-            max_bytes: self.max_bytes.get(),
-            segment_bytes: self.segment_bytes.get(),
-            cursor_interval: self.cursor_interval.get(),
-        }
-    }
-}
-
-impl Validate for QueueConfig {
-    fn validate(&self) -> Vec<FieldError> {
-        // `options()` only carries the interval with `fsync: interval`, so a zero interval
-        // elsewhere is (rightly) not reported.
-        self.options().problems()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn yaml_maps_to_options() {
-        let cfg: QueueConfig = serde_yaml::from_str(
-            "fsync: interval\nfsync_interval: 50ms\nmax_bytes: 2GiB\nsegment_bytes: 16MiB\n",
-        )
-        .unwrap();
-        assert!(cfg.validate().is_empty());
-        let options = cfg.options();
-        assert_eq!(
-            options.fsync,
-            FsyncPolicy::Interval(Duration::from_millis(50))
-        );
-        assert_eq!(options.max_bytes, 2 << 30);
-        assert_eq!(options.segment_bytes, 16 << 20);
-        assert_eq!(options.cursor_interval, Duration::from_millis(100));
-
-        let defaults: QueueConfig = serde_yaml::from_str("{}").unwrap();
-        assert_eq!(defaults.options(), QueueOptions::default());
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_reported() {
-        let err = serde_yaml::from_str::<QueueConfig>("fsync: sometimes\n").unwrap_err();
-        assert!(
-            err.to_string().contains("unknown variant `sometimes`"),
-            "{err}"
-        );
-        let err = serde_yaml::from_str::<QueueConfig>("max_size: 1GiB\n").unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field `max_size`"),
-            "{err}"
-        );
-
-        let cfg: QueueConfig =
-            serde_yaml::from_str("fsync: interval\nfsync_interval: 0s\nmax_bytes: 1KiB\n").unwrap();
-        let paths: Vec<String> = cfg.validate().into_iter().map(|e| e.path).collect();
+    fn bad_options_are_reported_with_their_key() {
+        let options = QueueOptions {
+            fsync: FsyncPolicy::Interval(Duration::ZERO),
+            max_bytes: 1024,
+            ..QueueOptions::default()
+        };
+        let paths: Vec<String> = options.problems().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, vec!["max_bytes", "fsync_interval"]);
-        // The interval only matters with `fsync: interval`.
-        let cfg: QueueConfig = serde_yaml::from_str("fsync: always\nfsync_interval: 0s\n").unwrap();
-        assert!(cfg.validate().is_empty());
+        assert!(QueueOptions::default().problems().is_empty());
     }
 }

@@ -31,6 +31,29 @@ struct Handle {
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: tokio::sync::Mutex<Reader>,
     acks: Arc<dyn AckSink>,
+    /// Holds the directory's `LOCK` file locked for the queue's lifetime.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `dir/LOCK` (released by the OS when the process ends, even
+/// on `kill -9`), so two processes never write one queue.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, QueueError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| QueueError::io("creating the queue directory", dir, e))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| QueueError::io("opening the lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(QueueError::InUse {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(QueueError::io("locking", &path, e)),
+    }
 }
 
 impl Drop for Handle {
@@ -96,6 +119,7 @@ impl DurableQueue {
                 .collect();
             return Err(QueueError::InvalidOptions(text.join("; ")));
         }
+        let lock = lock_dir(dir)?;
         let recovered = recovery::recover(dir)?;
         let report = recovered.report;
         let used: u64 = recovered.segments.values().map(|s| s.bytes).sum();
@@ -129,6 +153,7 @@ impl DurableQueue {
                 tx,
                 writer: Mutex::new(Some(thread)),
                 acks,
+                _lock: lock,
             }),
         };
         Ok((queue, report))

@@ -31,6 +31,9 @@ use crate::state::{SegmentInfo, Shared};
 
 /// Upper bound of one write group, so one huge burst does not delay its first callers.
 const GROUP_MAX_BYTES: u64 = 8 << 20;
+/// Longest a write group waits for more appends (see `Writer::gather`): a small fraction
+/// of one fsync.
+const GATHER_WAIT: Duration = Duration::from_micros(200);
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
@@ -70,6 +73,9 @@ pub(crate) struct Writer {
     persisted: Option<u64>,
     closed: bool,
     last_sync: Instant,
+    /// Size of the previous write group, and how long the current one may wait to match it.
+    last_group: usize,
+    gather_deadline: Option<Instant>,
     next_housekeeping: Instant,
 }
 
@@ -95,6 +101,8 @@ impl Writer {
             persisted,
             closed: false,
             last_sync: now,
+            last_group: 0,
+            gather_deadline: None,
         }
     }
 
@@ -132,6 +140,7 @@ impl Writer {
 
     /// Handles `first` and every append already waiting behind it, as one group.
     fn handle(&mut self, first: Command) -> Flow {
+        self.gather_deadline = None;
         let mut group = Vec::new();
         let mut group_bytes = 0;
         let mut next = Some(first);
@@ -150,7 +159,7 @@ impl Writer {
                         group.push((entry, reserved, reply));
                     }
                     if group_bytes < GROUP_MAX_BYTES {
-                        next = self.rx.try_recv().ok();
+                        next = self.rx.try_recv().ok().or_else(|| self.gather(group.len()));
                     }
                 }
                 control => {
@@ -159,8 +168,31 @@ impl Writer {
                 }
             }
         }
+        self.last_group = group.len();
         self.write_group(group);
         Flow::Continue
+    }
+
+    /// With `fsync: always`, waits a little for more appends when the group is smaller than
+    /// the previous one: the callers answered by the last fsync are sending their next
+    /// entries right now, and one fsync for all of them beats one for the first few and
+    /// another for the rest. Bounded by [`GATHER_WAIT`], and only while the group is
+    /// growing towards the last group's size, so a lone caller is not delayed.
+    fn gather(&mut self, have: usize) -> Option<Command> {
+        if self.shared.options.fsync != FsyncPolicy::Always || have >= self.last_group {
+            return None;
+        }
+        let deadline = *self
+            .gather_deadline
+            .get_or_insert_with(|| Instant::now() + GATHER_WAIT);
+        let cmd = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok();
+        if cmd.is_none() {
+            self.gather_deadline = None;
+        }
+        cmd
     }
 
     fn control(&mut self, cmd: Command) -> Flow {

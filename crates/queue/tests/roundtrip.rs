@@ -178,3 +178,15 @@ fn bad_options_are_refused_with_the_reason() {
         "invalid queue options: max_bytes: must be at least 4096 bytes (got 100)"
     );
 }
+
+#[test]
+fn a_directory_in_use_is_refused_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    match DurableQueue::open(dir.path(), small_options()) {
+        Err(QueueError::InUse { dir: d }) => assert_eq!(d, dir.path()),
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    DurableQueue::open(dir.path(), small_options()).expect("the lock goes with the queue");
+}

@@ -411,7 +411,7 @@ impl Service {
                 );
             } else {
                 let dir = queue_dir(&service_cfg.queue_dir, &name);
-                let options = queue_options(&service_cfg.queue);
+                let options = registry::queue_options(&service_cfg.queue);
                 let (queue, report) = tokio::task::spawn_blocking(move || {
                     DurableQueue::open(&dir, options).map_err(|e| (dir, e))
                 })
@@ -598,6 +598,9 @@ impl Service {
         }
         for q in queues {
             q.close();
+            if let Err(e) = q.shutdown().await {
+                warn!("queue shutdown: {e}; the next start replays a little more");
+            }
         }
         self.stop_watchers.cancel();
         drained
@@ -610,6 +613,9 @@ async fn close_pipeline(p: PipelineHandle) {
     let _ = p.task.await;
     p.reader.abort();
     p.input.queue.close();
+    if let Err(e) = p.input.queue.shutdown().await {
+        warn!("queue shutdown: {e}; the next start replays a little more");
+    }
 }
 
 /// Every exporter id some pipeline of `config` uses.
@@ -629,21 +635,6 @@ fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
 /// `<queue_dir>/<pipeline name with '/' as '_'>`.
 fn queue_dir(base: &std::path::Path, pipeline: &str) -> PathBuf {
     base.join(pipeline.replace('/', "_"))
-}
-
-fn queue_options(cfg: &tracecast_config::QueueConfig) -> tracecast_queue::QueueOptions {
-    use tracecast_config::FsyncMode;
-    let fsync = match cfg.fsync {
-        FsyncMode::Always => tracecast_queue::FsyncPolicy::Always,
-        FsyncMode::Interval => tracecast_queue::FsyncPolicy::Interval(cfg.fsync_interval.get()),
-        FsyncMode::Never => tracecast_queue::FsyncPolicy::Never,
-    };
-    tracecast_queue::QueueOptions {
-        fsync,
-        max_bytes: cfg.max_size.get(),
-        segment_bytes: cfg.segment_size.get(),
-        ..Default::default()
-    }
 }
 
 /// Reads a queue in order into a small bounded channel (so a pipeline task can be replaced

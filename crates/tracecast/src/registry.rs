@@ -109,6 +109,14 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
             Err(e) => errors.extend(e.0),
         }
     }
+    for problem in queue_options(&config.service.queue).problems() {
+        let key = match problem.path.as_str() {
+            "max_bytes" => "max_size",
+            "segment_bytes" => "segment_size",
+            other => other,
+        };
+        errors.push(config.error_at_path(&format!("service.queue.{key}"), problem.message));
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors::sorted(errors));
     }
@@ -151,5 +159,21 @@ pub fn build_receiver(
 ) -> OtlpReceiver {
     match config {
         ReceiverConfig::Otlp(c) => OtlpReceiver::new(id.clone(), c.clone(), sink),
+    }
+}
+
+/// The durable queue options for `service.queue`.
+pub fn queue_options(cfg: &tracecast_config::QueueConfig) -> tracecast_queue::QueueOptions {
+    use tracecast_config::FsyncMode;
+    let fsync = match cfg.fsync {
+        FsyncMode::Always => tracecast_queue::FsyncPolicy::Always,
+        FsyncMode::Interval => tracecast_queue::FsyncPolicy::Interval(cfg.fsync_interval.get()),
+        FsyncMode::Never => tracecast_queue::FsyncPolicy::Never,
+    };
+    tracecast_queue::QueueOptions {
+        fsync,
+        max_bytes: cfg.max_size.get(),
+        segment_bytes: cfg.segment_size.get(),
+        cursor_interval: cfg.cursor_interval.get(),
     }
 }
