@@ -1,0 +1,154 @@
+//! Torn-write recovery on the real binary: tracecast is killed with acknowledged entries in
+//! its queue; the last segment is then cut at a sample of byte offsets inside its last record
+//! (as a torn write would leave it). Each time, a fresh start must deliver every intact
+//! record, set the torn bytes aside, and keep running. (The queue crate's own tests cut at
+//! every byte offset; this checks the daemon around it.)
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prost::Message;
+use tracecast_tests::{fixtures, free_port, wait_for_listener, Daemon, RecordingOtlpServer};
+
+fn config(port: u16, backend: &str, queue_dir: &Path) -> String {
+    format!(
+        r#"receivers:
+  otlp:
+    endpoint: 127.0.0.1:{port}
+exporters:
+  otlp/backend:
+    endpoint: {backend}
+    encoding: protobuf
+    timeout: 60s
+service:
+  shutdown_timeout: 5s
+  admin: {{endpoint: ""}}
+  queue_dir: {}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/backend]
+"#,
+        queue_dir.display()
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The newest segment file of the pipeline's queue and the offsets of its last record.
+fn last_record(queue: &Path) -> (PathBuf, u64, u64) {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(queue)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().expect("a segment file");
+    let bytes = std::fs::read(&seg).unwrap();
+    let mut at = 24usize; // segment header
+    let mut last = (at, at);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        last = (at, at + 8 + len);
+        at += 8 + len;
+    }
+    assert_eq!(at, bytes.len(), "the segment ends on a record boundary before the cut");
+    (seg, last.0 as u64, last.1 as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
+    const N: usize = 12;
+    let work = tempfile::tempdir().unwrap();
+    let pristine = work.path().join("queue");
+
+    // 1. Fill a queue: the backend stalls, so nothing is delivered; then SIGKILL.
+    let stalled = RecordingOtlpServer::start().await;
+    stalled.stall();
+    let port = free_port();
+    let cfg = work.path().join("fill.yaml");
+    std::fs::write(&cfg, config(port, &stalled.endpoint(), &pristine)).unwrap();
+    let daemon = Daemon::spawn(work.path(), &["run", "--config", cfg.to_str().unwrap(), "--skip-connection-test"]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(wait_for_listener(addr, Duration::from_secs(20)), "{}", daemon.log_text());
+    let client = reqwest::Client::new();
+    for i in 0..N {
+        let body = fixtures::request_with_named_spans(&format!("t{i:02}"), 1).encode_to_vec();
+        let resp = client
+            .post(format!("http://{addr}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    daemon.signal("KILL");
+    let mut daemon = daemon;
+    tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    drop(stalled);
+
+    let (_, start, end) = last_record(&pristine.join("traces"));
+    let len = end - start;
+    let cuts = [start + 1, start + 4, start + 8, start + 8 + len / 2, end - 1];
+    let intact: Vec<String> = (0..N - 1).map(|i| format!("t{i:02}-0")).collect();
+
+    for (run, cut) in cuts.into_iter().enumerate() {
+        // 2. A copy of the queue with the last record torn at `cut`.
+        let queue = work.path().join(format!("queue-{run}"));
+        copy_dir(&pristine, &queue);
+        let (seg, _, _) = last_record(&queue.join("traces"));
+        std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+
+        // 3. Start on it: every intact record arrives, the daemon keeps serving.
+        let backend = RecordingOtlpServer::start().await;
+        let port = free_port();
+        let cfg = work.path().join(format!("run-{run}.yaml"));
+        std::fs::write(&cfg, config(port, &backend.endpoint(), &queue)).unwrap();
+        let daemon = Daemon::spawn(work.path(), &["run", "--config", cfg.to_str().unwrap(), "--skip-connection-test"]);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert!(wait_for_listener(addr, Duration::from_secs(20)), "cut at {cut}: {}", daemon.log_text());
+        let spans = backend.wait_for_spans(N - 1, Duration::from_secs(20)).await;
+        let mut names: Vec<String> = spans.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names, intact, "cut at byte {cut} of the last record [{start}, {end})");
+        // Still serving: a new request goes through.
+        let body = fixtures::request_with_named_spans(&format!("after{run}"), 1).encode_to_vec();
+        let resp = client
+            .post(format!("http://{addr}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(!backend.wait_for_spans(N, Duration::from_secs(20)).await.is_empty());
+        let log = daemon.log_text();
+        assert!(log.contains("torn or corrupt"), "the cut is reported: {log}");
+        assert!(
+            queue.join("traces/corrupt").read_dir().is_ok_and(|mut d| d.next().is_some()),
+            "the torn bytes are kept aside for inspection"
+        );
+        let mut daemon = daemon;
+        daemon.signal("TERM");
+        let code = tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(0));
+    }
+}
