@@ -108,6 +108,7 @@ receivers:
 processors:
   metadata:
   privacy:
+  batch:          # Collector defaults (8192 spans / 200 ms), as rotel batches by default
 exporters:
   $3:
 $4
@@ -181,16 +182,16 @@ rotel_cmd=("$ROTEL" start --otlp-http-endpoint "127.0.0.1:$IN_PORT"
   --pid-file "$WORK/rotel.pid" --log-file "$WORK/rotel.log")
 
 # --- configs -------------------------------------------------------------------------------
-PASS=$(tc_config tracecast "" otlp "$(otlp_out protobuf)") || {
+PASS=$(tc_config tracecast "batch" otlp "$(otlp_out protobuf)") || {
   cat "$WORK/tracecast/validate.err" >&2; exit 1; }
-PRIV=$(tc_config tracecast-metadata-privacy "metadata, privacy" otlp "$(otlp_out protobuf)")
-JSON=$(tc_config tracecast-json "" otlp "$(otlp_out json)")
+PRIV=$(tc_config tracecast-metadata-privacy "metadata, privacy, batch" otlp "$(otlp_out protobuf)")
+JSON=$(tc_config tracecast-json "batch" otlp "$(otlp_out json)")
 S3=$(tc_config tracecast-s3-local "" s3 "    url: file://$WORK/s3-out
     trace_idle_timeout: 1s
     dead_letter_dir: $WORK/dead-letter") || { log "no S3 exporter config accepted; skipping"; S3=""; }
 FSYNC=()
 for mode in always interval never; do
-  if cfg=$(tc_config "tracecast-fsync-$mode" "" otlp "$(otlp_out protobuf)" "  queue:
+  if cfg=$(tc_config "tracecast-fsync-$mode" "batch" otlp "$(otlp_out protobuf)" "  queue:
     fsync: $mode"); then
     FSYNC+=("$mode:$cfg")
   else

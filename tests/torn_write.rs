@@ -64,7 +64,11 @@ fn last_record(queue: &Path) -> (PathBuf, u64, u64) {
         last = (at, at + 8 + len);
         at += 8 + len;
     }
-    assert_eq!(at, bytes.len(), "the segment ends on a record boundary before the cut");
+    assert_eq!(
+        at,
+        bytes.len(),
+        "the segment ends on a record boundary before the cut"
+    );
     (seg, last.0 as u64, last.1 as u64)
 }
 
@@ -80,9 +84,21 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
     let port = free_port();
     let cfg = work.path().join("fill.yaml");
     std::fs::write(&cfg, config(port, &stalled.endpoint(), &pristine)).unwrap();
-    let daemon = Daemon::spawn(work.path(), &["run", "--config", cfg.to_str().unwrap(), "--skip-connection-test"]);
+    let daemon = Daemon::spawn(
+        work.path(),
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--skip-connection-test",
+        ],
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(wait_for_listener(addr, Duration::from_secs(20)), "{}", daemon.log_text());
+    assert!(
+        wait_for_listener(addr, Duration::from_secs(20)),
+        "{}",
+        daemon.log_text()
+    );
     let client = reqwest::Client::new();
     for i in 0..N {
         let body = fixtures::request_with_named_spans(&format!("t{i:02}"), 1).encode_to_vec();
@@ -104,7 +120,13 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
 
     let (_, start, end) = last_record(&pristine.join("traces"));
     let len = end - start;
-    let cuts = [start + 1, start + 4, start + 8, start + 8 + len / 2, end - 1];
+    let cuts = [
+        start + 1,
+        start + 4,
+        start + 8,
+        start + 8 + len / 2,
+        end - 1,
+    ];
     let intact: Vec<String> = (0..N - 1).map(|i| format!("t{i:02}-0")).collect();
 
     for (run, cut) in cuts.into_iter().enumerate() {
@@ -112,21 +134,41 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
         let queue = work.path().join(format!("queue-{run}"));
         copy_dir(&pristine, &queue);
         let (seg, _, _) = last_record(&queue.join("traces"));
-        std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
 
         // 3. Start on it: every intact record arrives, the daemon keeps serving.
         let backend = RecordingOtlpServer::start().await;
         let port = free_port();
         let cfg = work.path().join(format!("run-{run}.yaml"));
         std::fs::write(&cfg, config(port, &backend.endpoint(), &queue)).unwrap();
-        let daemon = Daemon::spawn(work.path(), &["run", "--config", cfg.to_str().unwrap(), "--skip-connection-test"]);
+        let daemon = Daemon::spawn(
+            work.path(),
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--skip-connection-test",
+            ],
+        );
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(wait_for_listener(addr, Duration::from_secs(20)), "cut at {cut}: {}", daemon.log_text());
+        assert!(
+            wait_for_listener(addr, Duration::from_secs(20)),
+            "cut at {cut}: {}",
+            daemon.log_text()
+        );
         let spans = backend.wait_for_spans(N - 1, Duration::from_secs(20)).await;
         let mut names: Vec<String> = spans.into_iter().map(|s| s.name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names, intact, "cut at byte {cut} of the last record [{start}, {end})");
+        assert_eq!(
+            names, intact,
+            "cut at byte {cut} of the last record [{start}, {end})"
+        );
         // Still serving: a new request goes through.
         let body = fixtures::request_with_named_spans(&format!("after{run}"), 1).encode_to_vec();
         let resp = client
@@ -137,11 +179,20 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(!backend.wait_for_spans(N, Duration::from_secs(20)).await.is_empty());
+        assert!(!backend
+            .wait_for_spans(N, Duration::from_secs(20))
+            .await
+            .is_empty());
         let log = daemon.log_text();
-        assert!(log.contains("torn or corrupt"), "the cut is reported: {log}");
         assert!(
-            queue.join("traces/corrupt").read_dir().is_ok_and(|mut d| d.next().is_some()),
+            log.contains("torn or corrupt"),
+            "the cut is reported: {log}"
+        );
+        assert!(
+            queue
+                .join("traces/corrupt")
+                .read_dir()
+                .is_ok_and(|mut d| d.next().is_some()),
             "the torn bytes are kept aside for inspection"
         );
         let mut daemon = daemon;

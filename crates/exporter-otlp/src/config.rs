@@ -18,6 +18,10 @@ pub struct OtlpExporterConfig {
     pub encoding: Encoding,
     /// Body compression: `gzip` (default) or `none`.
     pub compression: Compression,
+    /// gzip level, 1 (fastest) to 9 (smallest). The default, 2, gives on gateway payloads
+    /// about 1.18x the bytes of level 6 for a fifth of its CPU (measured in the README's
+    /// Performance section); raise it where bandwidth costs more than CPU.
+    pub compression_level: u32,
     /// Timeout of one request, from connect to the end of the response.
     pub timeout: Duration,
     /// Headers sent with every request (authentication, dataset). Values are never logged.
@@ -100,6 +104,7 @@ impl Default for OtlpExporterConfig {
             endpoint: String::new(),
             encoding: Encoding::default(),
             compression: Compression::default(),
+            compression_level: 2,
             timeout: Duration::from_secs(10),
             headers: BTreeMap::new(),
             retry_on_failure: RetryOnFailure::default(),
@@ -207,6 +212,15 @@ impl Validate for OtlpExporterConfig {
         let mut errors = Vec::new();
         if let Err(message) = parse_endpoint(&self.endpoint) {
             errors.push(FieldError::new("endpoint", message));
+        }
+        if !(1..=9).contains(&self.compression_level) {
+            errors.push(FieldError::new(
+                "compression_level",
+                format!(
+                    "compression_level {} is out of range: use 1 (fastest) to 9 (smallest)",
+                    self.compression_level
+                ),
+            ));
         }
         if self.timeout.get().is_zero() {
             errors.push(FieldError::new(

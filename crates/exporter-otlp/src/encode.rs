@@ -44,14 +44,13 @@ pub fn encode_request(request: &ExportTraceServiceRequest, encoding: Encoding) -
 
 /// Compresses a body. (Compressing into memory does not fail in practice; the error is
 /// passed on rather than hidden.)
-pub fn compress(body: Bytes, compression: Compression) -> std::io::Result<Bytes> {
+pub fn compress(body: Bytes, compression: Compression, level: u32) -> std::io::Result<Bytes> {
     match compression {
         Compression::None => Ok(body),
         Compression::Gzip => {
-            // Level 5: most of level 6's ratio for noticeably less CPU on JSON.
             let mut enc = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4 + 64),
-                flate2::Compression::new(5),
+                flate2::Compression::new(level),
             );
             enc.write_all(&body)?;
             Ok(Bytes::from(enc.finish()?))
@@ -67,13 +66,13 @@ mod tests {
     #[test]
     fn gzip_round_trips() {
         let body = Bytes::from_static(b"{\"resourceSpans\":[]}");
-        let packed = compress(body.clone(), Compression::Gzip).unwrap();
+        let packed = compress(body.clone(), Compression::Gzip, 2).unwrap();
         assert_ne!(packed, body);
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&packed[..])
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, body);
-        assert_eq!(compress(body.clone(), Compression::None).unwrap(), body);
+        assert_eq!(compress(body.clone(), Compression::None, 2).unwrap(), body);
     }
 }

@@ -58,6 +58,7 @@ struct Sender {
     headers: HeaderMap,
     encoding: Encoding,
     compression: Compression,
+    compression_level: u32,
     policy: RetryPolicy,
     timeout: Duration,
     dead_letter: DeadLetter,
@@ -174,6 +175,7 @@ impl OtlpExporter {
                 headers,
                 encoding: config.encoding,
                 compression: config.compression,
+                compression_level: config.compression_level,
                 policy: config.retry_on_failure.policy(),
                 timeout,
                 dead_letter,
@@ -196,7 +198,7 @@ impl Exporter for OtlpExporter {
     async fn test_connection(&self) -> Result<(), ExportError> {
         let s = &self.sender;
         let body = encode::encode_request(&ExportTraceServiceRequest::default(), s.encoding);
-        let body = encode::compress(body, s.compression).map_err(|e| {
+        let body = encode::compress(body, s.compression, s.compression_level).map_err(|e| {
             ExportError::permanent(format!("cannot compress the test request: {e}"))
         })?;
         let answer = s.post(body, true).await?;
@@ -356,7 +358,7 @@ impl Sender {
         let spans = batch.span_count();
         let body = encode::encode_batch(&batch, self.encoding);
         let batch = Unsettled(Some(batch));
-        let body = match encode::compress(body, self.compression) {
+        let body = match encode::compress(body, self.compression, self.compression_level) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch");

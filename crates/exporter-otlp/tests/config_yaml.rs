@@ -26,6 +26,7 @@ fn the_documented_keys_give_the_exact_struct() {
         endpoint: "https://api.axiom.co/v1/traces".into(),
         encoding: Encoding::Protobuf,
         compression: Compression::None,
+        compression_level: 2,
         timeout: Duration::from_secs(15),
         headers: BTreeMap::from([
             ("Authorization".into(), "Bearer xaat-123".into()),
