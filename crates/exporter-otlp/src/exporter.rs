@@ -348,6 +348,9 @@ async fn consume(
     }
 }
 
+/// Batches from this many spans are encoded and compressed on the blocking pool.
+const BLOCKING_ENCODE_SPANS: usize = 256;
+
 impl Sender {
     /// Exports one batch with retries; logs and counts the outcome. Returns the spans not
     /// delivered because of the hard stop (0 otherwise: failures are counted, not returned).
@@ -356,9 +359,22 @@ impl Sender {
     async fn deliver(&self, batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
         let id = self.id.as_str();
         let spans = batch.span_count();
-        let body = encode::encode_batch(&batch, self.encoding);
+        let (encoding, compression, level) =
+            (self.encoding, self.compression, self.compression_level);
+        // Encoding and compressing a large batch takes milliseconds of CPU: off the async
+        // workers, so the receiver keeps answering meanwhile.
+        let packed = if spans >= BLOCKING_ENCODE_SPANS {
+            let b = batch.clone();
+            tokio::task::spawn_blocking(move || {
+                encode::compress(encode::encode_batch(&b, encoding), compression, level)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("encoding task failed: {e}"))))
+        } else {
+            encode::compress(encode::encode_batch(&batch, encoding), compression, level)
+        };
         let batch = Unsettled(Some(batch));
-        let body = match encode::compress(body, self.compression, self.compression_level) {
+        let body = match packed {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch");
