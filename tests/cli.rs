@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use prost::Message;
 use tracecast_tests::{
-    fixtures, free_port, tracecast_bin, wait_for_listener, Daemon, RecordingOtlpServer,
+    fixtures, free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon,
+    RecordingOtlpServer,
 };
 
 fn forward_config(receiver_port: u16, backend: &str) -> String {
@@ -110,38 +110,21 @@ async fn check_reports_reachable_and_unreachable_destinations() {
 async fn sigterm_drains_everything_accepted_and_exits_zero() {
     let backend = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = dir.path().join("run.yaml");
-    std::fs::write(&path, forward_config(port, &backend.endpoint())).unwrap();
-    let mut daemon = Daemon::spawn(dir.path(), &["run", "--config", path.to_str().unwrap()]);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(addr, Duration::from_secs(20)),
-        "tracecast did not listen: {}",
-        daemon.log_text()
-    );
+    let addr = local(free_port());
+    let yaml = forward_config(addr.port(), &backend.endpoint());
+    let daemon = Daemon::run_config(dir.path(), "run", &yaml, &[], addr);
     let client = reqwest::Client::new();
     let mut sent = 0;
     for _ in 0..20 {
         let req = fixtures::request_with_spans(5);
-        let resp = client
-            .post(format!("http://{addr}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            post_protobuf(&client, addr, &req).await.unwrap().status(),
+            200
+        );
         sent += 5;
     }
-    daemon.signal("TERM");
-    let code = tokio::task::spawn_blocking(move || {
-        let code = daemon.wait_exit(Duration::from_secs(30));
-        (code, daemon.log_text())
-    })
-    .await
-    .unwrap();
-    assert_eq!(code.0, Some(0), "exit code; log:\n{}", code.1);
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "exit code; log:\n{log}");
     assert_eq!(
         backend.spans().len(),
         sent,
@@ -157,7 +140,7 @@ async fn embedded_default_writes_trace_files_to_a_local_folder() {
         std::net::TcpStream::connect(addr).is_err(),
         "port 4318 is taken; the embedded default listens there"
     );
-    let mut daemon = Daemon::spawn(dir.path(), &["run"]);
+    let daemon = Daemon::spawn(dir.path(), &["run"]);
     assert!(
         wait_for_listener(addr, Duration::from_secs(20)),
         "tracecast did not listen: {}",
@@ -169,20 +152,11 @@ async fn embedded_default_writes_trace_files_to_a_local_folder() {
         .iter()
         .map(|s| hex_lower(&s.trace_id))
         .collect();
-    let resp = reqwest::Client::new()
-        .post("http://127.0.0.1:4318/v1/traces")
-        .header("content-type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .send()
+    let resp = post_protobuf(&reqwest::Client::new(), addr, &req)
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    daemon.signal("TERM");
-    let (code, log) = tokio::task::spawn_blocking(move || {
-        (daemon.wait_exit(Duration::from_secs(30)), daemon.log_text())
-    })
-    .await
-    .unwrap();
+    let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
     let files = walk(&dir.path().join("tracecast-data/traces"));
     let names: Vec<String> = files

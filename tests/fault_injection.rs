@@ -214,16 +214,8 @@ service:
     }
 }
 
-fn stop_daemon(mut d: Daemon) -> (Option<i32>, String) {
-    d.signal("TERM");
-    let code = d.wait_exit(Duration::from_secs(30));
-    (code, d.log_text())
-}
-
 async fn term(d: Daemon) {
-    let (code, log) = tokio::task::spawn_blocking(move || stop_daemon(d))
-        .await
-        .unwrap();
+    let (code, log) = d.terminate().await;
     assert_eq!(code, Some(0), "clean exit after SIGTERM; log:\n{log}");
 }
 
@@ -281,16 +273,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
         let stop = Arc::new(AtomicBool::new(false));
         let load = h.spawn_load(ids.clone(), stop.clone());
         tokio::time::sleep(Duration::from_millis(fastrand::u64(50..400))).await;
-        daemon.signal("KILL");
-        if std::env::var("TRACECAST_FAULT_DEBUG").is_ok() {
-            for l in daemon.log_text().lines().filter(|l| l.contains("replay")) {
-                eprintln!("{l}");
-            }
-        }
-        let mut daemon = daemon;
-        let _ = tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(10)))
-            .await
-            .unwrap();
+        daemon.kill().await;
         stop.store(true, Ordering::Relaxed);
         load.await.unwrap();
     }

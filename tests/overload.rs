@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracecast_tests::fixtures::{attr_str, request_from_spans, span};
-use tracecast_tests::{free_port, wait_for_listener, Daemon, RecordingOtlpServer};
+use tracecast_tests::{free_port, local, Daemon, RecordingOtlpServer};
+
+const SKIP_TEST: &[&str] = &["--skip-connection-test"];
 
 fn config(port: u16, backend: &str, queue_dir: &Path, extra_service: &str) -> String {
     format!(
@@ -138,13 +140,7 @@ async fn finish(daemon: Daemon, backend: &RecordingOtlpServer, acked: &[String])
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    let mut daemon = daemon;
-    daemon.signal("TERM");
-    let (code, log) = tokio::task::spawn_blocking(move || {
-        (daemon.wait_exit(Duration::from_secs(60)), daemon.log_text())
-    })
-    .await
-    .unwrap();
+    let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
 
@@ -154,34 +150,14 @@ async fn overload_refuses_instead_of_growing_and_loses_nothing() {
     let backend = RecordingOtlpServer::start().await;
     backend.stall();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = dir.path().join("tracecast.yaml");
-    std::fs::write(
-        &path,
-        config(
-            port,
-            &backend.endpoint(),
-            &dir.path().join("queue"),
-            &format!("  memory_limit: {LIMIT}\n  queue: {{max_size: 48MiB, segment_size: 4MiB}}\n"),
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::spawn(
-        dir.path(),
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--skip-connection-test",
-        ],
+    let addr = local(free_port());
+    let yaml = config(
+        addr.port(),
+        &backend.endpoint(),
+        &dir.path().join("queue"),
+        &format!("  memory_limit: {LIMIT}\n  queue: {{max_size: 48MiB, segment_size: 4MiB}}\n"),
     );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(addr, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
-    );
-
+    let daemon = Daemon::run_config(dir.path(), "tracecast", &yaml, SKIP_TEST, addr);
     let f = flood(addr, 12, 256, Duration::from_secs(6)).await;
     let peak = peak_rss_bytes(daemon.child.id());
     eprintln!(
@@ -235,25 +211,9 @@ async fn disk_full_answers_503_instead_of_acking() {
         eprintln!("tmpfs mount not permitted here: testing the queue bound instead");
         "  queue: {max_size: 2MiB, segment_size: 256KiB}\n".to_string()
     };
-    let port = free_port();
-    let path = dir.path().join("tracecast.yaml");
-    std::fs::write(&path, config(port, &backend.endpoint(), &queue, &extra)).unwrap();
-    let daemon = Daemon::spawn(
-        dir.path(),
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--skip-connection-test",
-        ],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(addr, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
-    );
-
+    let addr = local(free_port());
+    let yaml = config(addr.port(), &backend.endpoint(), &queue, &extra);
+    let daemon = Daemon::run_config(dir.path(), "tracecast", &yaml, SKIP_TEST, addr);
     let f = flood(addr, 4, 64, Duration::from_secs(4)).await;
     eprintln!("disk full: codes {:?}, acked {}", f.codes, f.acked.len());
     let refused = if real_disk { 503 } else { 429 };

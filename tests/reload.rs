@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prost::Message;
-use tracecast_tests::{fixtures, free_port, wait_for_listener, Daemon, RecordingOtlpServer};
+use tracecast_tests::{fixtures, free_port, local, post_protobuf, Daemon, RecordingOtlpServer};
 
 fn config(port: u16, exporters: &[(&str, String)]) -> String {
     let mut yaml = format!("receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n");
@@ -28,13 +27,7 @@ async fn send(client: &reqwest::Client, addr: SocketAddr, prefix: &str, n: usize
     for i in 0..n {
         let name = format!("{prefix}{i}");
         let req = fixtures::request_with_named_spans(&name, 1);
-        let resp = client
-            .post(format!("http://{addr}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
+        let resp = post_protobuf(client, addr, &req).await.unwrap();
         assert_eq!(resp.status(), 200, "request {name} refused during reload");
         names.push(format!("{name}-0"));
     }
@@ -58,15 +51,14 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     let first = RecordingOtlpServer::start().await;
     let second = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = local(free_port());
     let path = dir.path().join("tracecast.yaml");
-    std::fs::write(&path, config(port, &[("otlp/first", first.endpoint())])).unwrap();
-    let daemon = Daemon::spawn(dir.path(), &["run", "--config", path.to_str().unwrap()]);
-    assert!(
-        wait_for_listener(addr, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
+    let daemon = Daemon::run_config(
+        dir.path(),
+        "tracecast",
+        &config(addr.port(), &[("otlp/first", first.endpoint())]),
+        &[],
+        addr,
     );
     let client = reqwest::Client::new();
 
@@ -83,7 +75,7 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     std::fs::write(
         &path,
         config(
-            port,
+            addr.port(),
             &[("otlp/first", first.endpoint()), ("otlp/dead", dead)],
         ),
     )
@@ -96,7 +88,7 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     std::fs::write(
         &path,
         config(
-            port,
+            addr.port(),
             &[
                 ("otlp/first", first.endpoint()),
                 ("otlp/second", second.endpoint()),
@@ -107,13 +99,7 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     hup_and_wait(&daemon, "config reloaded", 1).await;
     let to_both = send(&client, addr, "d", 20).await;
 
-    daemon.signal("TERM");
-    let mut daemon = daemon;
-    let (code, log) = tokio::task::spawn_blocking(move || {
-        (daemon.wait_exit(Duration::from_secs(30)), daemon.log_text())
-    })
-    .await
-    .unwrap();
+    let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 
     let mut expect_first: Vec<String> = to_first.iter().chain(&to_both).cloned().collect();

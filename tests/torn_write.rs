@@ -4,12 +4,12 @@
 //! record, set the torn bytes aside, and keep running. (The queue crate's own tests cut at
 //! every byte offset; this checks the daemon around it.)
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prost::Message;
-use tracecast_tests::{fixtures, free_port, wait_for_listener, Daemon, RecordingOtlpServer};
+use tracecast_tests::{fixtures, free_port, local, post_protobuf, Daemon, RecordingOtlpServer};
+
+const SKIP_TEST: &[&str] = &["--skip-connection-test"];
 
 fn config(port: u16, backend: &str, queue_dir: &Path) -> String {
     format!(
@@ -77,45 +77,22 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
     const N: usize = 12;
     let work = tempfile::tempdir().unwrap();
     let pristine = work.path().join("queue");
+    let client = reqwest::Client::new();
 
     // 1. Fill a queue: the backend stalls, so nothing is delivered; then SIGKILL.
     let stalled = RecordingOtlpServer::start().await;
     stalled.stall();
-    let port = free_port();
-    let cfg = work.path().join("fill.yaml");
-    std::fs::write(&cfg, config(port, &stalled.endpoint(), &pristine)).unwrap();
-    let daemon = Daemon::spawn(
-        work.path(),
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--skip-connection-test",
-        ],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(addr, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
-    );
-    let client = reqwest::Client::new();
+    let addr = local(free_port());
+    let yaml = config(addr.port(), &stalled.endpoint(), &pristine);
+    let daemon = Daemon::run_config(work.path(), "fill", &yaml, SKIP_TEST, addr);
     for i in 0..N {
-        let body = fixtures::request_with_named_spans(&format!("t{i:02}"), 1).encode_to_vec();
-        let resp = client
-            .post(format!("http://{addr}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let req = fixtures::request_with_named_spans(&format!("t{i:02}"), 1);
+        assert_eq!(
+            post_protobuf(&client, addr, &req).await.unwrap().status(),
+            200
+        );
     }
-    daemon.signal("KILL");
-    let mut daemon = daemon;
-    tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    daemon.kill().await;
     drop(stalled);
 
     let (_, start, end) = last_record(&pristine.join("traces"));
@@ -143,24 +120,9 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
 
         // 3. Start on it: every intact record arrives, the daemon keeps serving.
         let backend = RecordingOtlpServer::start().await;
-        let port = free_port();
-        let cfg = work.path().join(format!("run-{run}.yaml"));
-        std::fs::write(&cfg, config(port, &backend.endpoint(), &queue)).unwrap();
-        let daemon = Daemon::spawn(
-            work.path(),
-            &[
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--skip-connection-test",
-            ],
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(
-            wait_for_listener(addr, Duration::from_secs(20)),
-            "cut at {cut}: {}",
-            daemon.log_text()
-        );
+        let addr = local(free_port());
+        let yaml = config(addr.port(), &backend.endpoint(), &queue);
+        let daemon = Daemon::run_config(work.path(), &format!("run-{run}"), &yaml, SKIP_TEST, addr);
         let spans = backend.wait_for_spans(N - 1, Duration::from_secs(20)).await;
         let mut names: Vec<String> = spans.into_iter().map(|s| s.name).collect();
         names.sort();
@@ -170,24 +132,15 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
             "cut at byte {cut} of the last record [{start}, {end})"
         );
         // Still serving: a new request goes through.
-        let body = fixtures::request_with_named_spans(&format!("after{run}"), 1).encode_to_vec();
-        let resp = client
-            .post(format!("http://{addr}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let req = fixtures::request_with_named_spans(&format!("after{run}"), 1);
+        assert_eq!(
+            post_protobuf(&client, addr, &req).await.unwrap().status(),
+            200
+        );
         assert!(!backend
             .wait_for_spans(N, Duration::from_secs(20))
             .await
             .is_empty());
-        let log = daemon.log_text();
-        assert!(
-            log.contains("torn or corrupt"),
-            "the cut is reported: {log}"
-        );
         assert!(
             queue
                 .join("traces/corrupt")
@@ -195,11 +148,11 @@ async fn a_torn_last_record_is_cut_and_every_intact_record_is_delivered() {
                 .is_ok_and(|mut d| d.next().is_some()),
             "the torn bytes are kept aside for inspection"
         );
-        let mut daemon = daemon;
-        daemon.signal("TERM");
-        let code = tokio::task::spawn_blocking(move || daemon.wait_exit(Duration::from_secs(30)))
-            .await
-            .unwrap();
-        assert_eq!(code, Some(0));
+        let (code, log) = daemon.terminate().await;
+        assert!(
+            log.contains("torn or corrupt"),
+            "the cut is reported: {log}"
+        );
+        assert_eq!(code, Some(0), "{log}");
     }
 }

@@ -85,6 +85,26 @@ pub fn wait_for_listener(addr: SocketAddr, timeout: Duration) -> bool {
     false
 }
 
+/// `127.0.0.1:<port>`.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Posts `request` as uncompressed OTLP protobuf to `http://<addr>/v1/traces`.
+pub async fn post_protobuf(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    request: &tracecast_core::ExportTraceServiceRequest,
+) -> reqwest::Result<reqwest::Response> {
+    use prost::Message;
+    client
+        .post(format!("http://{addr}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+}
+
 /// A `tracecast` process, killed on drop if still running.
 pub struct Daemon {
     pub child: Child,
@@ -106,6 +126,46 @@ impl Daemon {
             .spawn()
             .expect("spawn tracecast");
         Daemon { child, log }
+    }
+
+    /// Writes `yaml` to `<dir>/<name>.yaml`, runs `tracecast run --config <file> <extra...>`
+    /// in `dir` and waits until `addr` accepts connections.
+    pub fn run_config(
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+        extra: &[&str],
+        addr: SocketAddr,
+    ) -> Daemon {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).expect("write the config");
+        let mut args = vec!["run", "--config", path.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::spawn(dir, &args);
+        assert!(
+            wait_for_listener(addr, Duration::from_secs(30)),
+            "tracecast did not listen on {addr}: {}",
+            daemon.log_text()
+        );
+        daemon
+    }
+
+    /// SIGTERM, then waits (off the async runtime) for the exit; returns (code, log).
+    pub async fn terminate(mut self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        tokio::task::spawn_blocking(move || {
+            (self.wait_exit(Duration::from_secs(60)), self.log_text())
+        })
+        .await
+        .expect("waiting for tracecast")
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    pub async fn kill(mut self) {
+        self.signal("KILL");
+        tokio::task::spawn_blocking(move || self.wait_exit(Duration::from_secs(10)))
+            .await
+            .expect("waiting for tracecast");
     }
 
     /// Sends a signal (e.g. "TERM", "KILL") with kill(1).

@@ -9,6 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Label set naming one component.
@@ -22,6 +23,24 @@ pub struct ComponentLabels {
 pub struct ReasonLabels {
     pub component: String,
     pub reason: String,
+}
+
+/// Label set naming a pipeline (its durable queue).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub pipeline: String,
+}
+
+/// Label set of `tracecast_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+pub fn pipeline(name: &str) -> PipelineLabels {
+    PipelineLabels {
+        pipeline: name.to_string(),
+    }
 }
 
 pub fn component(id: &str) -> ComponentLabels {
@@ -60,6 +79,41 @@ family!(CONFIG_RELOADS, ReasonLabels, Counter);
 // 1 when a destination's last connection test passed, 0 when it failed (re-tested every
 // `service.admin.recheck_interval`).
 family!(DESTINATION_UP, ComponentLabels, Gauge);
+// Durable queue per pipeline, refreshed from `DurableQueue::stats()` about every second by
+// the daemon (counters advance by the difference since the last refresh).
+family!(QUEUE_ENTRIES, PipelineLabels, Gauge);
+family!(QUEUE_BYTES, PipelineLabels, Gauge);
+family!(QUEUE_APPENDS, PipelineLabels, Counter);
+family!(QUEUE_FSYNCS, PipelineLabels, Counter);
+// Batches (otlp) or traces (s3) an exporter gave up on and kept in its dead-letter folder.
+family!(DEAD_LETTERS, ComponentLabels, Counter);
+// Traces the S3 exporter is assembling (spans held in memory, not yet written).
+family!(S3_TRACES_HELD, ComponentLabels, Gauge);
+// Objects the S3 exporter created (a replay finding its object already there is not one).
+family!(S3_OBJECTS_WRITTEN, ComponentLabels, Counter);
+// Always 1; the `version` label says which build runs.
+family!(BUILD_INFO, BuildLabels, Gauge);
+
+/// A family of histograms whose buckets are set by a constructor.
+pub type HistogramFamily = Family<ComponentLabels, Histogram, fn() -> Histogram>;
+
+/// Buckets of [`REQUEST_DURATION`]: 1 ms doubling up to about 33 s (16 buckets), which
+/// covers a local backend's sub-millisecond answers up to the longest request timeouts.
+fn request_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Seconds one export request took (one HTTP attempt of the otlp exporter, one upload
+/// attempt of the s3 exporter), whatever its outcome. Connection tests are not counted.
+pub static REQUEST_DURATION: LazyLock<HistogramFamily> =
+    LazyLock::new(|| Family::new_with_constructor(request_duration_histogram));
+
+/// Records one export request of `component` that took `elapsed`.
+pub fn observe_request(component: &str, elapsed: std::time::Duration) {
+    REQUEST_DURATION
+        .get_or_create(&self::component(component))
+        .observe(elapsed.as_secs_f64());
+}
 
 /// Registers every family under the `tracecast_` prefix.
 pub fn register(registry: &mut Registry) {
@@ -129,4 +183,59 @@ pub fn register(registry: &mut Registry) {
         "1 when the destination's last connection test passed, else 0",
         DESTINATION_UP.clone(),
     );
+    r.register(
+        "queue_entries",
+        "Entries in a pipeline's durable queue not yet delivered",
+        QUEUE_ENTRIES.clone(),
+    );
+    r.register(
+        "queue_bytes",
+        "Bytes of a pipeline's durable queue segment files on disk (bounded by service.queue.max_size)",
+        QUEUE_BYTES.clone(),
+    );
+    r.register(
+        "queue_appends",
+        "Entries appended to a pipeline's durable queue",
+        QUEUE_APPENDS.clone(),
+    );
+    r.register(
+        "queue_fsyncs",
+        "fdatasync calls on a pipeline's queue segments (group commit shares one among concurrent appends)",
+        QUEUE_FSYNCS.clone(),
+    );
+    r.register(
+        "dead_letters",
+        "Batches (otlp) or traces (s3) an exporter gave up on and kept in its dead-letter folder",
+        DEAD_LETTERS.clone(),
+    );
+    r.register(
+        "s3_traces_held",
+        "Traces the S3 exporter is assembling in memory",
+        S3_TRACES_HELD.clone(),
+    );
+    r.register(
+        "s3_objects_written",
+        "Objects (trace files) the S3 exporter created",
+        S3_OBJECTS_WRITTEN.clone(),
+    );
+    r.register_with_unit(
+        "exporter_request_duration",
+        "Duration of one export request (HTTP attempt or S3 upload), whatever its outcome",
+        prometheus_client::registry::Unit::Seconds,
+        REQUEST_DURATION.clone(),
+    );
+    r.register(
+        "build_info",
+        "Always 1; the version label names the running build",
+        BUILD_INFO.clone(),
+    );
+}
+
+/// Sets `tracecast_build_info{version}` to 1.
+pub fn set_build_info(version: &str) {
+    BUILD_INFO
+        .get_or_create(&BuildLabels {
+            version: version.to_string(),
+        })
+        .set(1);
 }

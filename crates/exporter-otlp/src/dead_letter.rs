@@ -6,7 +6,9 @@
 //! Layout: `<dir>/<unix_nanos>-<n>.pb` (an `ExportTraceServiceRequest`, uncompressed) and
 //! `<dir>/<unix_nanos>-<n>.pb.reason.txt`. `n` counts per exporter instance, so two batches
 //! kept in the same nanosecond still get distinct names; files are created new, never
-//! overwritten.
+//! overwritten. `tracecast dead-letters resend` moves the batches it is sending into the
+//! [`RESENDING_DIR`] subfolder first, so a crash mid-resend leaves each batch either in
+//! place or there (and the next `resend` picks those up): nothing is lost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracecast_core::ComponentId;
+
+use crate::config::OtlpExporterConfig;
 
 /// Where a dead-lettered batch is written.
 #[derive(Debug)]
@@ -26,6 +30,108 @@ pub struct DeadLetter {
 /// becomes `_`, as for the `s3` exporter).
 pub fn default_dir(id: &ComponentId) -> PathBuf {
     PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
+}
+
+/// The folder exporter `id` keeps its dead letters in: `dead_letter_dir` when set, else
+/// [`default_dir`]. The one rule, shared by the exporter and `tracecast dead-letters`.
+pub fn effective_dir(id: &ComponentId, config: &OtlpExporterConfig) -> PathBuf {
+    config
+        .dead_letter_dir
+        .clone()
+        .unwrap_or_else(|| default_dir(id))
+}
+
+/// Subfolder of the dead-letter folder holding the batches a `resend` is sending.
+pub const RESENDING_DIR: &str = "resending";
+
+/// One dead-lettered batch on disk, as listed by [`list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The `.pb` file (in the folder or its [`RESENDING_DIR`] subfolder).
+    pub path: PathBuf,
+    /// Span count, from the reason file (no decoding).
+    pub spans: Option<usize>,
+    /// `<outcome>: <error>` from the reason file, or why it cannot be read.
+    pub reason: String,
+}
+
+/// The reason file beside a batch file: `<file>.reason.txt`.
+pub fn reason_path(batch: &Path) -> PathBuf {
+    let mut p = batch.as_os_str().to_owned();
+    p.push(".reason.txt");
+    PathBuf::from(p)
+}
+
+/// The dead letters in `dir` and its [`RESENDING_DIR`] subfolder, oldest first (by name,
+/// `<unix_nanos>-<n>`). A folder that does not exist holds none.
+pub fn list(dir: &Path) -> std::io::Result<Vec<StoredBatch>> {
+    let mut paths = batch_files(dir)?;
+    paths.extend(batch_files(&dir.join(RESENDING_DIR))?);
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let (spans, reason) = match std::fs::read_to_string(reason_path(&path)) {
+                Ok(text) => summarize(&text),
+                Err(e) => (None, format!("(no reason file: {e})")),
+            };
+            StoredBatch {
+                path,
+                spans,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// The `.pb` files directly in `dir`, sorted by `(unix_nanos, n)`; none if `dir` is missing.
+pub fn batch_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pb") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by_key(|p| order_key(p));
+    Ok(files)
+}
+
+/// `(unix_nanos, n)` of a `<unix_nanos>-<n>.pb` name; other names sort last, by name.
+fn order_key(path: &Path) -> (u128, u64, String) {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parsed = stem
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    let (nanos, n) = parsed.unwrap_or((u128::MAX, u64::MAX));
+    (nanos, n, stem)
+}
+
+/// `(spans, "<outcome>: <error>")` from a reason file's text.
+fn summarize(text: &str) -> (Option<usize>, String) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+    };
+    let spans = field("spans").and_then(|s| s.trim().parse().ok());
+    let reason = match (field("outcome"), field("error")) {
+        (Some(o), Some(e)) => format!("{o}: {e}"),
+        (Some(o), None) => o.to_string(),
+        (None, Some(e)) => e.to_string(),
+        (None, None) => text
+            .lines()
+            .next()
+            .unwrap_or("(empty reason file)")
+            .to_string(),
+    };
+    (spans, reason)
 }
 
 /// What goes into the `.reason.txt` file.
@@ -120,5 +226,45 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("spans: 3"));
+    }
+
+    #[tokio::test]
+    async fn lists_batches_in_order_with_their_reason_including_resending() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list(&dir.path().join("missing")).unwrap().is_empty());
+        let dl = DeadLetter::new(dir.path().to_path_buf());
+        let reason = |spans| Reason {
+            outcome: "rejected",
+            error: "HTTP 400 Bad Request: bad span",
+            endpoint: "http://127.0.0.1:1/v1/traces",
+            spans,
+        };
+        let first = dl.keep(b"one", &reason(2)).await.unwrap();
+        let second = dl.keep(b"two", &reason(5)).await.unwrap();
+        let resending = dir.path().join(RESENDING_DIR);
+        std::fs::create_dir(&resending).unwrap();
+        let moved = resending.join("1-1.pb");
+        std::fs::write(&moved, b"three").unwrap();
+        let listed = list(dir.path()).unwrap();
+        let paths: Vec<_> = listed.iter().map(|b| b.path.clone()).collect();
+        assert_eq!(paths, vec![first, second, moved]);
+        assert_eq!(listed[0].spans, Some(2));
+        assert_eq!(listed[1].spans, Some(5));
+        assert_eq!(listed[0].reason, "rejected: HTTP 400 Bad Request: bad span");
+        assert_eq!(listed[2].spans, None);
+        assert!(
+            listed[2].reason.starts_with("(no reason file"),
+            "{:?}",
+            listed[2]
+        );
+    }
+
+    #[test]
+    fn effective_dir_prefers_the_config() {
+        let id = ComponentId::parse("otlp/a").unwrap();
+        let mut cfg = OtlpExporterConfig::default();
+        assert_eq!(effective_dir(&id, &cfg), default_dir(&id));
+        cfg.dead_letter_dir = Some(PathBuf::from("/tmp/dl"));
+        assert_eq!(effective_dir(&id, &cfg), PathBuf::from("/tmp/dl"));
     }
 }

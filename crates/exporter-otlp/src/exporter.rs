@@ -159,12 +159,7 @@ impl OtlpExporter {
             None => host,
         };
         let shown = format!("{}://{}{}", url.scheme(), target, url.path());
-        let dead_letter = DeadLetter::new(
-            config
-                .dead_letter_dir
-                .clone()
-                .unwrap_or_else(|| dead_letter::default_dir(&id)),
-        );
+        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config));
         Ok(Self {
             sender: Arc::new(Sender {
                 id,
@@ -490,6 +485,7 @@ impl Sender {
             Ok(file) => {
                 tracing::error!(exporter = %id, spans, file = %file.display(), "batch kept in the dead-letter folder: {outcome}: {error}");
                 self.failed(cause, spans);
+                metrics::DEAD_LETTERS.get_or_create(&component(id)).inc();
                 batch.settle();
             }
             Err(e) => {
@@ -508,8 +504,13 @@ impl Sender {
 
     /// One attempt: 2xx is success (with its `partial_success`, if any); anything else is
     /// classified for the retry loop.
+    /// Each attempt is one observation of `tracecast_exporter_request_duration_seconds`,
+    /// failed ones included (a slow timeout is what an operator looks for).
     async fn attempt(&self, body: Bytes) -> Result<Option<PartialSuccess>, ExportError> {
-        let answer = self.post(body, false).await?;
+        let started = std::time::Instant::now();
+        let answer = self.post(body, false).await;
+        metrics::observe_request(self.id.as_str(), started.elapsed());
+        let answer = answer?;
         if answer.status.is_success() {
             Ok(classify::partial_success(&answer.headers, &answer.body))
         } else {

@@ -186,6 +186,11 @@ impl Assembler {
         self.spans
     }
 
+    /// Traces being assembled (what `tracecast_s3_traces_held` reports).
+    pub fn held_traces(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

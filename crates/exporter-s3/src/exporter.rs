@@ -19,8 +19,10 @@ use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
 use crate::config::{Compression, S3ExporterConfig};
 use crate::document::{self, DEFAULT_API_KEY_NAME};
 use crate::error::{S3ExporterError, StoreProblem};
-use crate::key::{object_key, render_prefix, KeyVars, PathTemplate};
-use crate::upload::{DeadLetter, Uploader, Written};
+use crate::key::{object_key, render_prefix, KeyVars, ObjectKey, PathTemplate};
+use crate::upload::{
+    object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, Uploader, Written,
+};
 
 /// What one upload task needs; shared by all of them.
 #[derive(Debug)]
@@ -85,9 +87,7 @@ impl S3Exporter {
             )
         })?;
         let uploader = Uploader::new(config, &validated.target)?;
-        let dead_letter_dir = config.dead_letter_dir.clone().unwrap_or_else(|| {
-            PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
-        });
+        let dead_letter_dir = crate::upload::dead_letter_dir(&id, config);
         Ok(Self {
             shared: Arc::new(Shared {
                 id,
@@ -205,38 +205,12 @@ impl Shared {
             Ok(b) => b,
             Err(reason) => return self.dead_letter(&key.to_string(), &[], reason, spans).await,
         };
-        let dest = &self.uploader.destination;
         let component = self.id.as_str();
-        let outcome = std::sync::Mutex::new(None);
-        let (shared, outcome_ref, key_ref) = (self, &outcome, &key);
-        let result = retry(
-            &self.policy,
-            hard_stop,
-            || {
-                let body = body.clone();
-                async move {
-                    let written = shared
-                        .uploader
-                        .write_unique(key_ref, body)
-                        .await
-                        .map_err(|p| p.to_export_error(dest))?;
-                    if let Ok(mut slot) = outcome_ref.lock() {
-                        *slot = Some(written);
-                    }
-                    Ok(())
-                }
-            },
-            |err, wait| {
-                metrics::EXPORT_RETRIES
+        match self.upload(&key, &body, hard_stop).await {
+            (Ok(_), Some(Written::Created(k))) => {
+                metrics::S3_OBJECTS_WRITTEN
                     .get_or_create(&metrics::component(component))
                     .inc();
-                tracing::warn!(exporter = component, key = %key, error = %err, retry_in = ?wait, "trace upload failed; retrying");
-            },
-        )
-        .await;
-        let outcome = outcome.into_inner().ok().flatten();
-        match (result, outcome) {
-            (Ok(_), Some(Written::Created(k))) => {
                 metrics::SPANS_EXPORTED
                     .get_or_create(&metrics::component(component))
                     .inc_by(spans as u64);
@@ -270,6 +244,47 @@ impl Shared {
         }
     }
 
+    /// Writes `body` create-only under `key` (see [`Uploader::write_unique`]) with the
+    /// shared retry loop; the write's outcome is `None` only if it never succeeded.
+    async fn upload(
+        &self,
+        key: &ObjectKey,
+        body: &Bytes,
+        hard_stop: &CancellationToken,
+    ) -> (Result<u32, RetryError>, Option<Written>) {
+        let dest = &self.uploader.destination;
+        let component = self.id.as_str();
+        let outcome = std::sync::Mutex::new(None);
+        let (shared, outcome_ref) = (self, &outcome);
+        let result = retry(
+            &self.policy,
+            hard_stop,
+            || {
+                let body = body.clone();
+                async move {
+                    // One observation per upload attempt (a PutObject; plus a GET when the
+                    // name is taken), failed ones included.
+                    let started = std::time::Instant::now();
+                    let written = shared.uploader.write_unique(key, body).await;
+                    metrics::observe_request(component, started.elapsed());
+                    let written = written.map_err(|p| p.to_export_error(dest))?;
+                    if let Ok(mut slot) = outcome_ref.lock() {
+                        *slot = Some(written);
+                    }
+                    Ok(())
+                }
+            },
+            |err, wait| {
+                metrics::EXPORT_RETRIES
+                    .get_or_create(&metrics::component(component))
+                    .inc();
+                tracing::warn!(exporter = component, key = %key, error = %err, retry_in = ?wait, "trace upload failed; retrying");
+            },
+        )
+        .await;
+        (result, outcome.into_inner().ok().flatten())
+    }
+
     async fn dead_letter(&self, key: &str, body: &[u8], reason: String, spans: usize) -> Delivery {
         let component = self.id.as_str();
         metrics::SPANS_FAILED
@@ -277,6 +292,9 @@ impl Shared {
             .inc_by(spans as u64);
         match self.dead_letter.keep(key, body, &reason).await {
             Ok(file) => {
+                metrics::DEAD_LETTERS
+                    .get_or_create(&metrics::component(component))
+                    .inc();
                 tracing::error!(exporter = component, key, reason = %reason, file = %file.display(), "trace not written; kept in the dead-letter folder");
                 Delivery::DeadLettered {
                     key: key.to_string(),
@@ -317,6 +335,9 @@ impl S3Exporter {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;
         let mut released = Vec::new();
+        let held = metrics::S3_TRACES_HELD
+            .get_or_create(&metrics::component(self.shared.id.as_str()))
+            .clone();
         loop {
             // Backpressure: stop reading while the ready queue is long.
             let accepting = open && ready.len() < self.max_concurrent * 2;
@@ -337,6 +358,7 @@ impl S3Exporter {
                 }
             }
             ready.extend(released.drain(..));
+            held.set(i64::try_from(assembler.held_traces()).unwrap_or(i64::MAX));
             while uploads.len() < self.max_concurrent {
                 let Some(trace) = ready.pop_front() else {
                     break;
@@ -347,6 +369,64 @@ impl S3Exporter {
                 break;
             }
         }
+        held.set(0);
+    }
+}
+
+impl S3Exporter {
+    /// Puts a dead-lettered trace (listed by [`crate::upload::list_dead_letters`]) back
+    /// under its original key, with the same create-only write and retry loop as a fresh
+    /// trace: the same bytes already there count as written, a different object gets the
+    /// next distinct name. On success the file and its reason file are removed; on failure
+    /// both stay where they are, so nothing is lost.
+    pub async fn resend_dead_letter(
+        &self,
+        stored: &StoredTrace,
+        hard_stop: &CancellationToken,
+    ) -> Result<Written, ResendError> {
+        let path = stored.path.display().to_string();
+        let Some(key) = stored.key.as_deref() else {
+            return Err(ResendError::NoKey { path });
+        };
+        let body = tokio::fs::read(&stored.path)
+            .await
+            .map_err(|source| ResendError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        if body.is_empty() {
+            return Err(ResendError::Empty { path });
+        }
+        let body = Bytes::from(body);
+        let (result, outcome) = self
+            .shared
+            .upload(&object_key_of(key), &body, hard_stop)
+            .await;
+        let written = match (result, outcome) {
+            (Ok(_), Some(w)) => w,
+            (Ok(_), None) => Written::AlreadyPresent(key.to_string()),
+            (Err(e), _) => {
+                return Err(ResendError::Upload {
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let written_key = match &written {
+            Written::Created(k) | Written::AlreadyPresent(k) => k.clone(),
+        };
+        let remove = |source| ResendError::Remove {
+            key: written_key.clone(),
+            path: path.clone(),
+            source,
+        };
+        // The reason first: a crash in between leaves the trace, never a reason alone.
+        match tokio::fs::remove_file(reason_path(&stored.path)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(remove(e)),
+            _ => {}
+        }
+        tokio::fs::remove_file(&stored.path).await.map_err(remove)?;
+        Ok(written)
     }
 }
 

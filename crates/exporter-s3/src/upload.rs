@@ -18,6 +18,7 @@ use object_store::{
 use crate::config::{non_empty, S3ExporterConfig, Target};
 use crate::error::{classify, Destination, S3ExporterError, StoreProblem};
 use crate::key::ObjectKey;
+use tracecast_core::ComponentId;
 
 /// How many distinct names (`-2` ... ) are tried before a clash counts as a failure.
 const MAX_SUFFIX: u32 = 1000;
@@ -219,8 +220,18 @@ impl Uploader {
     }
 }
 
+/// The folder exporter `id` keeps its dead letters in: `dead_letter_dir` when set, else
+/// `./tracecast-data/dead-letter/<id>` (`/` in the id becomes `_`). The one rule, shared by
+/// the exporter and `tracecast dead-letters`.
+pub fn dead_letter_dir(id: &ComponentId, config: &S3ExporterConfig) -> PathBuf {
+    config.dead_letter_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
+    })
+}
+
 /// Keeps traces that could not be written on local disk: `<dir>/<key with / as _>` plus a
-/// `.reason.txt` beside it, so an operator can see why and replay them.
+/// `.reason.txt` beside it, so an operator can see why and replay them
+/// (`tracecast dead-letters resend`, see [`crate::S3Exporter::resend_dead_letter`]).
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub dir: PathBuf,
@@ -238,6 +249,111 @@ impl DeadLetter {
     }
 }
 
+/// One dead-lettered trace on disk, as listed by [`list_dead_letters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTrace {
+    /// The trace file (the document exactly as it would have been uploaded).
+    pub path: PathBuf,
+    /// The object key it was meant for (relative to the bucket's base folder), from the
+    /// reason file; `None` when the reason file is missing or has no `key:` line.
+    pub key: Option<String>,
+    /// The first line of the reason, or why the reason file cannot be read.
+    pub reason: String,
+    /// Size of the trace file; 0 when the trace could not even be encoded.
+    pub bytes: u64,
+}
+
+/// The reason file beside a dead-lettered trace: `<file>.reason.txt`.
+pub fn reason_path(file: &Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(".reason.txt");
+    PathBuf::from(p)
+}
+
+/// The dead-lettered traces in `dir`, sorted by file name. A missing folder holds none.
+pub fn list_dead_letters(dir: &Path) -> std::io::Result<Vec<StoredTrace>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut traces = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        if !meta.is_file() || path.to_string_lossy().ends_with(".reason.txt") {
+            continue;
+        }
+        let (key, reason) = match std::fs::read_to_string(reason_path(&path)) {
+            Ok(text) => parse_reason(&text),
+            Err(e) => (None, format!("(no reason file: {e})")),
+        };
+        traces.push(StoredTrace {
+            path,
+            key,
+            reason,
+            bytes: meta.len(),
+        });
+    }
+    traces.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(traces)
+}
+
+/// `(key, first line of the reason)` from a reason file (`key: ...\nreason: ...`).
+fn parse_reason(text: &str) -> (Option<String>, String) {
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .map(str::to_string)
+        .filter(|k| !k.is_empty());
+    let reason = text
+        .lines()
+        .find_map(|l| l.strip_prefix("reason: "))
+        .unwrap_or("(no reason line)")
+        .to_string();
+    (key, reason)
+}
+
+/// Splits a stored key back into an [`ObjectKey`], so a resend gets the same create-only,
+/// distinct-name-on-clash write as the first attempt.
+pub fn object_key_of(key: &str) -> ObjectKey {
+    let (folder, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let ext = [".json.gz", ".json"]
+        .into_iter()
+        .find(|e| name.ends_with(e) && name.len() > e.len())
+        .unwrap_or("");
+    ObjectKey {
+        folder: folder.to_string(),
+        stem: name[..name.len() - ext.len()].to_string(),
+        ext: ext.to_string(),
+    }
+}
+
+/// Why a stored dead letter could not be put back.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error("{path}: no object key (the .reason.txt beside it is missing or has no `key:` line); upload it by hand")]
+    NoKey { path: String },
+    #[error(
+        "{path}: empty file (the trace could not be encoded when it was kept); nothing to upload"
+    )]
+    Empty { path: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("upload of {key} failed: {message}")]
+    Upload { key: String, message: String },
+    #[error("{key} was written but {path} could not be removed ({source}); remove it by hand")]
+    Remove {
+        key: String,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 async fn unique_path(dir: &Path, name: &str) -> PathBuf {
     let mut candidate = dir.join(name);
     let mut n = 2;
@@ -251,6 +367,47 @@ async fn unique_path(dir: &Path, name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_keys_split_back_into_object_keys() {
+        let k = object_key_of("prod/2025-01-02/abc.json.gz");
+        assert_eq!(
+            (k.folder.as_str(), k.stem.as_str(), k.ext.as_str()),
+            ("prod/2025-01-02", "abc", ".json.gz")
+        );
+        assert_eq!(k.nth(1), "prod/2025-01-02/abc.json.gz");
+        assert_eq!(k.nth(2), "prod/2025-01-02/abc-2.json.gz");
+        let k = object_key_of("abc.json");
+        assert_eq!(k.nth(1), "abc.json");
+        assert_eq!(object_key_of("odd").nth(2), "odd-2");
+    }
+
+    #[tokio::test]
+    async fn lists_kept_traces_with_key_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list_dead_letters(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+        let dl = DeadLetter {
+            dir: dir.path().to_path_buf(),
+        };
+        let file = dl
+            .keep("p/2025/t1.json", b"{}", "bucket \"b\" does not exist\nmore")
+            .await
+            .unwrap();
+        let again = dl.keep("p/2025/t1.json", b"{ }", "denied").await.unwrap();
+        std::fs::write(dir.path().join("orphan.json"), b"x").unwrap();
+        let listed = list_dead_letters(dir.path()).unwrap();
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        let first = listed.iter().find(|t| t.path == file).unwrap();
+        assert_eq!(first.key.as_deref(), Some("p/2025/t1.json"));
+        assert_eq!(first.reason, "bucket \"b\" does not exist");
+        assert_eq!(first.bytes, 2);
+        let second = listed.iter().find(|t| t.path == again).unwrap();
+        assert_eq!(second.reason, "denied");
+        let orphan = listed.iter().find(|t| t.key.is_none()).unwrap();
+        assert!(orphan.reason.starts_with("(no reason file"), "{orphan:?}");
+    }
 
     #[test]
     fn endpoint_styles() {

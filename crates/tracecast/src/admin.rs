@@ -31,10 +31,12 @@ impl Readiness {
     }
 }
 
-/// The process-wide registry with every tracecast metric family.
+/// The process-wide registry with every tracecast metric family, with
+/// `tracecast_build_info{version}` set to 1 for this build.
 pub fn registry() -> Registry {
     let mut registry = Registry::default();
     tracecast_core::metrics::register(&mut registry);
+    tracecast_core::metrics::set_build_info(env!("CARGO_PKG_VERSION"));
     registry
 }
 

@@ -1,4 +1,4 @@
-//! Command line: `tracecast run | validate | check`.
+//! Command line: `tracecast run | validate | check | dead-letters`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use tracecast_core::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{admin, check, health, load_config, logging, sd_notify, self_telemetry, Service};
+use crate::{
+    admin, check, dead_letters, health, load_config, logging, sd_notify, self_telemetry, Service,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +47,9 @@ pub enum Command {
         #[arg(short, long, env = "TRACECAST_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// List or re-send what exporters kept in their dead-letter folders.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::Action),
 }
 
 /// Exit codes: 0 ok, 1 a destination failed its test or the daemon failed, 2 bad config.
@@ -85,6 +90,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             config,
             skip_connection_test,
         } => run(config, skip_connection_test).await,
+        Command::DeadLetters(action) => dead_letters::main(action).await,
     }
 }
 

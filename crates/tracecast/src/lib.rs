@@ -1,6 +1,7 @@
 //! The `tracecast` daemon: CLI, the component registry and the pipeline runtime.
 //!
-//! - `cli.rs`: the `run`, `validate` and `check` commands.
+//! - `cli.rs`: the `run`, `validate`, `check` and `dead-letters` commands.
+//! - `dead_letters.rs`: `dead-letters list | resend`: each exporter's dead-letter folder.
 //! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
 //! - `pipeline.rs`: receivers -> pipelines -> exporters, back-pressure and shutdown.
 //! - `check.rs`: connection tests of every destination (`check`, start-up).
@@ -8,6 +9,7 @@
 //! - `logging.rs`: `tracing` set-up (text or JSON).
 //! - `admin.rs`: the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
 //! - `health.rs`: periodic re-test of destinations behind `/readyz`.
+//! - `queue_metrics.rs`: copies each pipeline queue's stats to `/metrics` every second.
 //! - `self_telemetry.rs`: tracecast's own metrics over OTLP (`service.telemetry.otlp`).
 //! - `sd_notify.rs`: systemd `READY=1` notification.
 //! - `default_config.yaml`: the embedded default config.
@@ -15,10 +17,12 @@
 pub mod admin;
 pub mod check;
 pub mod cli;
+pub mod dead_letters;
 pub mod health;
 pub mod logging;
 pub mod memory;
 pub mod pipeline;
+pub mod queue_metrics;
 pub mod registry;
 pub mod sd_notify;
 pub mod self_telemetry;

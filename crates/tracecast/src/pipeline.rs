@@ -242,6 +242,8 @@ struct PipelineHandle {
     reader: JoinHandle<()>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// Stops the queue's metrics refresher ([`crate::queue_metrics`]) when the queue closes.
+    queue_metrics: CancellationToken,
 }
 
 struct ExporterHandle {
@@ -445,6 +447,8 @@ impl Service {
                     queue: queue.clone(),
                     handoff: Arc::new(Handoff::default()),
                 };
+                let queue_metrics = CancellationToken::new();
+                crate::queue_metrics::spawn(name.clone(), queue.clone(), queue_metrics.clone());
                 let (tx, rx) = mpsc::channel(READ_AHEAD_ENTRIES);
                 let reader = tokio::spawn(read_queue(queue, tx));
                 let entries = Arc::new(tokio::sync::Mutex::new(rx));
@@ -465,6 +469,7 @@ impl Service {
                         reader,
                         stop,
                         task,
+                        queue_metrics,
                     },
                 );
             }
@@ -574,6 +579,7 @@ impl Service {
             p.stop.cancel();
             let _ = p.task.await;
             p.reader.abort();
+            p.queue_metrics.cancel();
             queues.push(p.input.queue);
         }
         // Exporters see their input close and drain.
@@ -612,6 +618,7 @@ async fn close_pipeline(p: PipelineHandle) {
     p.stop.cancel();
     let _ = p.task.await;
     p.reader.abort();
+    p.queue_metrics.cancel();
     p.input.queue.close();
     if let Err(e) = p.input.queue.shutdown().await {
         warn!("queue shutdown: {e}; the next start replays a little more");

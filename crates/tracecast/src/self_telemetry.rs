@@ -166,6 +166,32 @@ fn register(meter: &Meter, family: Family, snap: Arc<Snapshot>) {
                 })
                 .build();
         }
+        // The OpenTelemetry API has no observable histogram (histograms are recorded
+        // synchronously), so a histogram goes out as its `_count` and `_sum` counters:
+        // enough for request rate and mean latency; the bucket series stay on `/metrics`.
+        Kind::Histogram => {
+            let count = format!("{name}_count");
+            let count_snap = snap.clone();
+            meter
+                .u64_observable_counter(count.clone())
+                .with_description(format!("{} (observations)", family.help))
+                .with_callback(move |obs| {
+                    for (attrs, v) in count_snap.samples(&count) {
+                        obs.observe(v.max(0.0) as u64, &attrs);
+                    }
+                })
+                .build();
+            let sum = format!("{name}_sum");
+            meter
+                .f64_observable_counter(sum.clone())
+                .with_description(format!("{} (sum of observed values)", family.help))
+                .with_callback(move |obs| {
+                    for (attrs, v) in snap.samples(&sum) {
+                        obs.observe(v.max(0.0), &attrs);
+                    }
+                })
+                .build();
+        }
     }
 }
 
@@ -173,6 +199,7 @@ fn register(meter: &Meter, family: Family, snap: Arc<Snapshot>) {
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +257,8 @@ impl Snapshot {
     }
 }
 
-/// Families from `# TYPE` / `# HELP` lines (counters and gauges; tracecast has no others).
+/// Families from `# TYPE` / `# HELP` lines: counters, gauges and histograms (tracecast has
+/// no others; any other type would be skipped).
 fn parse_families(text: &str) -> Vec<Family> {
     let mut help: HashMap<&str, &str> = HashMap::new();
     let mut out = Vec::new();
@@ -243,6 +271,7 @@ fn parse_families(text: &str) -> Vec<Family> {
             let kind = match rest.split_once(' ') {
                 Some((name, "counter")) => Some((name, Kind::Counter)),
                 Some((name, "gauge")) => Some((name, Kind::Gauge)),
+                Some((name, "histogram")) => Some((name, Kind::Histogram)),
                 _ => None,
             };
             if let Some((name, kind)) = kind {
@@ -361,5 +390,39 @@ mod tests {
             )]
         );
         assert_eq!(samples["tracecast_q"], vec![(vec![], 3.0)]);
+    }
+
+    #[test]
+    fn every_family_of_the_registry_is_mapped_including_histograms() {
+        use tracecast_core::metrics;
+        let c = metrics::component("otlp/st_map");
+        metrics::observe_request("otlp/st_map", Duration::from_millis(3));
+        metrics::observe_request("otlp/st_map", Duration::from_millis(5));
+        metrics::DEAD_LETTERS.get_or_create(&c).inc();
+        metrics::S3_TRACES_HELD.get_or_create(&c).set(2);
+        metrics::QUEUE_ENTRIES
+            .get_or_create(&metrics::pipeline("st_map"))
+            .set(1);
+        let snapshot = Snapshot::new(admin::registry());
+        let text = snapshot.text();
+        let families = parse_families(&text);
+        assert_eq!(
+            families.len(),
+            text.lines().filter(|l| l.starts_with("# TYPE ")).count(),
+            "a family type self-telemetry does not map: {text}"
+        );
+        let hist = "tracecast_exporter_request_duration_seconds";
+        assert!(families
+            .iter()
+            .any(|f| f.name == hist && f.kind == Kind::Histogram));
+        assert!(families.iter().any(|f| f.name == "tracecast_build_info"));
+        let attrs = vec![KeyValue::new("component", "otlp/st_map")];
+        assert_eq!(
+            snapshot.samples(&format!("{hist}_count")),
+            vec![(attrs.clone(), 2.0)]
+        );
+        let sum = snapshot.samples(&format!("{hist}_sum"));
+        assert_eq!(sum.len(), 1);
+        assert!((sum[0].1 - 0.008).abs() < 1e-9, "{sum:?}");
     }
 }
