@@ -134,6 +134,7 @@ exporters:
     encoding: protobuf
 service:
   shutdown_timeout: 10s
+  admin: {{endpoint: "127.0.0.1:0"}}
   pipelines:
     traces:
       receivers: [otlp]
@@ -274,6 +275,7 @@ exporters:
     dead_letter_dir: {dl}
 service:
   shutdown_timeout: 10s
+  admin: {{endpoint: "127.0.0.1:0"}}
   pipelines:
     traces:
       receivers: [otlp]
