@@ -40,11 +40,13 @@ use crate::{load_config, logging};
 pub enum Action {
     /// List every exporter's dead letters: exporter, file, spans, reason. Exit 0.
     List {
+        /// Pipeline config file (YAML); the embedded default config when absent.
         #[arg(short, long, env = "TRACECAST_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Send dead letters again through their exporter; exit 1 if any failed again.
     Resend {
+        /// Pipeline config file (YAML); the embedded default config when absent.
         #[arg(short, long, env = "TRACECAST_CONFIG")]
         config: Option<PathBuf>,
         /// Only this exporter (e.g. `otlp/axiom`); default: every exporter.
@@ -281,6 +283,8 @@ async fn resend_otlp(
     if waiting.is_empty() && otlp_dl::batch_files(&resending)?.is_empty() {
         return Ok(ResendSummary::default());
     }
+    // Built first: a config the exporter refuses leaves every file where it was.
+    let exporter = registry::build_exporter(id, config)?;
     std::fs::create_dir_all(&resending)?;
     for path in &waiting {
         if let Some(name) = path.file_name() {
@@ -322,7 +326,6 @@ async fn resend_otlp(
     }
     // Dead letters the exporter writes from here on are batches rejected again.
     let before = file_names(&otlp_dl::batch_files(dir)?);
-    let exporter = registry::build_exporter(id, config)?;
     let (tx, rx) = mpsc::channel(16);
     let run = tokio::spawn(exporter.run(rx, stop.clone()));
     let mut pending = batches.into_iter();
