@@ -3,7 +3,8 @@
 //! - `cli.rs`: the `run`, `validate`, `check` and `dead-letters` commands.
 //! - `dead_letters.rs`: `dead-letters list | resend`: each exporter's dead-letter folder.
 //! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
-//! - `pipeline.rs`: receivers -> pipelines -> exporters, back-pressure and shutdown.
+//! - `pipeline/`: receivers -> durable queues -> pipelines -> exporters (`mod.rs`: the
+//!   service, reload and shutdown; `fanout.rs`: the receivers' sink; `task.rs`: a pipeline's task).
 //! - `check.rs`: connection tests of every destination (`check`, start-up).
 //! - `memory.rs`: the memory limiter (`service.memory_limit`).
 //! - `logging.rs`: `tracing` set-up (text or JSON).

@@ -26,162 +26,33 @@
 //!   entries and flush their processors, exporters drain; after `shutdown_timeout` exporters
 //!   give up and abandon what they hold, which stays queued for the next start.
 
-use std::collections::{BTreeMap, HashMap};
+mod fanout;
+mod task;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use bytes::Bytes;
-use prost::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracecast_core::{
-    BatchContext, BatchSink, CancellationToken, ComponentId, ExportTraceServiceRequest, Processor,
-    SubmitError, TraceBatch,
-};
-use tracecast_queue::{DurableQueue, QueueError};
+use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
+use tracecast_queue::DurableQueue;
 use tracecast_receiver_otlp::RunningReceiver;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::memory::MemoryLimiter;
 use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
+use fanout::{FanOutSink, Handoff, PipelineInput};
+use task::{read_queue, run_pipeline};
 
 /// Batches an exporter's input holds before its pipelines wait.
 const EXPORTER_CHANNEL_BATCHES: usize = 64;
 /// Entries a queue reader reads ahead of its pipeline task.
 const READ_AHEAD_ENTRIES: usize = 16;
-/// Bytes of decoded batches kept for pipelines that keep up (beyond it they decode from
-/// disk): a stalled pipeline must not pin the backlog in memory.
-const HANDOFF_BYTES: usize = 16 * 1024 * 1024;
-/// What the receiver tells clients to wait when a queue is full or unavailable.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// Decoded batches waiting for their pipeline, by queue sequence number, with their
-/// approximate size (the queue entry's length).
-#[derive(Default)]
-struct Handoff(Mutex<HandoffMap>);
-
-#[derive(Default)]
-struct HandoffMap {
-    batches: HashMap<u64, (TraceBatch, usize)>,
-    bytes: usize,
-}
-
-impl Handoff {
-    fn put(&self, seq: u64, batch: TraceBatch, size: usize) {
-        if let Ok(mut m) = self.0.lock() {
-            if m.bytes + size <= HANDOFF_BYTES {
-                m.bytes += size;
-                m.batches.insert(seq, (batch, size));
-            }
-        }
-    }
-
-    fn take(&self, seq: u64) -> Option<TraceBatch> {
-        let mut m = self.0.lock().ok()?;
-        let (batch, size) = m.batches.remove(&seq)?;
-        m.bytes -= size;
-        Some(batch)
-    }
-}
-
-/// One pipeline's input as the fan-out sees it.
-#[derive(Clone)]
-struct PipelineInput {
-    name: String,
-    queue: DurableQueue,
-    handoff: Arc<Handoff>,
-}
-
-/// Hands a receiver's batches to every pipeline it feeds. The target list is swapped on
-/// reload without touching the receiver.
-struct FanOutSink {
-    targets: RwLock<Arc<Vec<PipelineInput>>>,
-    memory: Arc<MemoryLimiter>,
-}
-
-impl FanOutSink {
-    fn new(targets: Vec<PipelineInput>, memory: Arc<MemoryLimiter>) -> Self {
-        Self {
-            targets: RwLock::new(Arc::new(targets)),
-            memory,
-        }
-    }
-
-    fn set_targets(&self, targets: Vec<PipelineInput>) {
-        if let Ok(mut t) = self.targets.write() {
-            *t = Arc::new(targets);
-        }
-    }
-
-    fn targets(&self) -> Arc<Vec<PipelineInput>> {
-        self.targets
-            .read()
-            .map(|t| t.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
-    }
-}
-
-#[async_trait]
-impl BatchSink for FanOutSink {
-    fn ready(&self) -> Result<(), SubmitError> {
-        if self.memory.over_limit() {
-            return Err(SubmitError::Unavailable {
-                reason: format!(
-                    "tracecast is over its memory limit ({} bytes, service.memory_limit)",
-                    self.memory.limit()
-                ),
-                retry_after: RETRY_AFTER,
-            });
-        }
-        Ok(())
-    }
-
-    async fn submit(&self, batch: TraceBatch) -> Result<(), SubmitError> {
-        let targets = self.targets();
-        if targets.is_empty() {
-            return Err(SubmitError::Unavailable {
-                reason: "tracecast is shutting down".into(),
-                retry_after: RETRY_AFTER,
-            });
-        }
-        // Encoded once for every pipeline; an untouched batch reuses the received bytes.
-        let entry = tracecast_queue::encode_entry(batch.context(), &batch.to_protobuf());
-        let appends = targets.iter().map(|t| {
-            let entry = entry.clone();
-            async move { t.queue.append(entry).await }
-        });
-        let results = futures_util::future::join_all(appends).await;
-        let mut seqs = Vec::with_capacity(results.len());
-        for (target, res) in targets.iter().zip(results) {
-            match res {
-                Ok(seq) => seqs.push(seq),
-                Err(QueueError::Full { .. }) => {
-                    // Pipelines that did take it will deliver it; the client's retry may
-                    // duplicate it there (at least once, never lost).
-                    return Err(SubmitError::Full {
-                        retry_after: RETRY_AFTER,
-                    });
-                }
-                Err(e) => {
-                    error!(pipeline = %target.name, "cannot queue the request: {e}");
-                    return Err(SubmitError::Unavailable {
-                        reason: format!("cannot store the request durably ({e})"),
-                        retry_after: RETRY_AFTER,
-                    });
-                }
-            }
-        }
-        for (target, seq) in targets.iter().zip(seqs) {
-            // Decoded request + received bytes: about twice the entry.
-            target.handoff.put(seq, batch.clone(), 2 * entry.len());
-        }
-        Ok(())
-    }
-}
 
 /// What a pipeline is made of; a change means a new pipeline task on reload.
 #[derive(Debug, Clone, PartialEq)]
@@ -642,146 +513,4 @@ fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
 /// `<queue_dir>/<pipeline name with '/' as '_'>`.
 fn queue_dir(base: &std::path::Path, pipeline: &str) -> PathBuf {
     base.join(pipeline.replace('/', "_"))
-}
-
-/// Reads a queue in order into a small bounded channel (so a pipeline task can be replaced
-/// without losing its place).
-async fn read_queue(queue: DurableQueue, tx: mpsc::Sender<(u64, Bytes)>) {
-    while let Some(entry) = queue.next().await {
-        if tx.send(entry).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// Turns a queue entry into a batch: from the hand-off when the pipeline kept up, else
-/// decoded from the stored bytes (replay).
-fn entry_batch(seq: u64, bytes: &Bytes, input: &PipelineInput) -> Option<TraceBatch> {
-    let batch = match input.handoff.take(seq) {
-        Some(b) => b,
-        None => {
-            let (ctx, protobuf): (BatchContext, Bytes) = match tracecast_queue::decode_entry(bytes)
-            {
-                Ok(parts) => parts,
-                Err(e) => {
-                    error!(pipeline = %input.name, seq, "queue entry unreadable, skipped: {e}");
-                    return None;
-                }
-            };
-            match ExportTraceServiceRequest::decode(protobuf.clone()) {
-                Ok(req) => TraceBatch::new(ctx, req, Some(protobuf)),
-                Err(e) => {
-                    error!(pipeline = %input.name, seq, "queue entry does not decode, skipped: {e}");
-                    return None;
-                }
-            }
-        }
-    };
-    Some(batch.with_tokens(vec![input.queue.token(seq)]))
-}
-
-/// One pipeline task: entries in order through the processor chain, results to every
-/// exporter of the pipeline. Waiting on a full exporter input is what keeps the backlog on
-/// disk instead of in memory.
-async fn run_pipeline(
-    name: String,
-    mut processors: Vec<Box<dyn Processor>>,
-    entries: Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Bytes)>>>,
-    input: PipelineInput,
-    outputs: Vec<mpsc::Sender<TraceBatch>>,
-    stop: CancellationToken,
-) {
-    let mut rx = entries.lock().await;
-    loop {
-        let deadline = processors.iter().filter_map(|p| p.next_deadline()).min();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = sleep => {
-                let out = tick_chain(&mut processors, tokio::time::Instant::now());
-                deliver(&name, out, &outputs).await;
-            }
-            entry = rx.recv() => match entry {
-                Some((seq, bytes)) => {
-                    if let Some(batch) = entry_batch(seq, &bytes, &input) {
-                        let out = run_chain(&mut processors, 0, vec![batch]);
-                        deliver(&name, out, &outputs).await;
-                    }
-                }
-                None => break,
-            },
-        }
-    }
-    // Flush every processor in order; what one releases still passes through the
-    // processors after it (which may hold it until their own flush).
-    let mut out = Vec::new();
-    for i in 0..processors.len() {
-        let mut flushed = Vec::new();
-        processors[i].flush(&mut flushed);
-        out.extend(run_chain(&mut processors, i + 1, flushed));
-    }
-    deliver(&name, out, &outputs).await;
-}
-
-/// Runs `batches` through `processors[from..]`.
-fn run_chain(
-    processors: &mut [Box<dyn Processor>],
-    from: usize,
-    mut batches: Vec<TraceBatch>,
-) -> Vec<TraceBatch> {
-    for p in processors.iter_mut().skip(from) {
-        let mut next = Vec::with_capacity(batches.len());
-        for b in batches {
-            p.process(b, &mut next);
-        }
-        batches = next;
-        if batches.is_empty() {
-            break;
-        }
-    }
-    batches
-}
-
-/// Gives every processor whose deadline passed its tick; what it releases continues down
-/// the chain.
-fn tick_chain(processors: &mut [Box<dyn Processor>], now: tokio::time::Instant) -> Vec<TraceBatch> {
-    let mut out = Vec::new();
-    for i in 0..processors.len() {
-        let mut released = Vec::new();
-        if processors[i].next_deadline().is_some_and(|d| d <= now) {
-            processors[i].on_deadline(now, &mut released);
-        }
-        out.extend(run_chain(processors, i + 1, released));
-    }
-    out
-}
-
-async fn deliver(pipeline: &str, batches: Vec<TraceBatch>, outputs: &[mpsc::Sender<TraceBatch>]) {
-    for b in batches {
-        if let Some((last, rest)) = outputs.split_last() {
-            for tx in rest {
-                if let Err(e) = tx.send(b.clone()).await {
-                    // The exporter is gone: keep the entry queued for the next start.
-                    e.0.abandon();
-                    warn!(
-                        pipeline,
-                        "an exporter stopped before its pipeline; batch kept queued"
-                    );
-                }
-            }
-            if let Err(e) = last.send(b).await {
-                e.0.abandon();
-                warn!(
-                    pipeline,
-                    "an exporter stopped before its pipeline; batch kept queued"
-                );
-            }
-        }
-    }
 }
