@@ -12,10 +12,13 @@
 #   base | batch=N (send_batch_size) | batchto=DUR (timeout) | nobatch | fsync=always|interval|never
 #   | gzip=none|1..9 | consumers=N
 # e.g. bench/profile.sh base batch=1024 nobatch fsync=never gzip=none nobatch,fsync=never
-# PERF: record `perf record -F 999 -g` during the fixed-rate (fixed) and/or saturation (sat)
+# PERF: record `perf record -F 999 -g` (PERF_FREQ, PERF_CG="--call-graph dwarf,16384" to change) during the fixed-rate (fixed) and/or saturation (sat)
 # phase, into $OUTDIR/<variant>/perf-<phase>.data (+ a `perf report` top list .txt).
 # SCHED=1: `perf sched record` during the fixed phase (scheduling delay per thread).
 # SYSCALLS=1: `perf trace -s` during the fixed phase (syscall counts and times per thread).
+# RT=1: during the fixed-rate phase only, tracecast, the sink and the generator run SCHED_RR
+# (`chrt -r 1`), so other work on the shared machine cannot delay them: what latency is
+# left is tracecast's own. (Not during saturation, where it would starve the machine.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -63,7 +66,9 @@ SINK_PID=$!
 wait_port "$SINK_PORT" "$SINK_PID" || { echo "sink did not start" >&2; exit 1; }
 
 loadgen() {
-  taskset -c 0 "$LG" --endpoint "http://127.0.0.1:$IN_PORT/v1/traces" \
+  local rt=()
+  [ -n "${LG_RT:-}" ] && rt=(chrt -r 1)
+  taskset -c 0 "${rt[@]}" "$LG" --endpoint "http://127.0.0.1:$IN_PORT/v1/traces" \
     --spans-per-request 10 --content-kb 2 --duration "$DUR" \
     --sink-stats "127.0.0.1:$SINK_PORT" --drain 5s --json "$@"
 }
@@ -131,7 +136,7 @@ phase() { # name dir phase-args...
   shift 2
   local rec=()
   if [[ ",$PERF," == *",$phase,"* ]]; then
-    perf record -F 999 -g -p "$TC_PID" -o "$dir/perf-$phase.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    perf record -F ${PERF_FREQ:-999} ${PERF_CG:--g} -p "$TC_PID" -o "$dir/perf-$phase.data" -- sleep "$SECS" >/dev/null 2>&1 &
     rec+=($!)
   fi
   if [ "$phase" = fixed ] && [ -n "${SCHED:-}" ]; then
@@ -142,7 +147,13 @@ phase() { # name dir phase-args...
     perf trace -s -p "$TC_PID" -o "$dir/syscalls.txt" -- sleep "$SECS" >/dev/null 2>&1 &
     rec+=($!)
   fi
-  loadgen "$@" >"$dir/$phase.json"
+  if [ "$phase" = fixed ] && [ -n "${RT:-}" ]; then
+    chrt -a -r -p 1 "$TC_PID" >/dev/null; chrt -a -r -p 1 "$SINK_PID" >/dev/null
+    LG_RT=1 loadgen "$@" >"$dir/$phase.json"
+    chrt -a -o -p 0 "$TC_PID" >/dev/null; chrt -a -o -p 0 "$SINK_PID" >/dev/null
+  else
+    loadgen "$@" >"$dir/$phase.json"
+  fi
   for r in "${rec[@]:-}"; do [ -n "$r" ] && wait "$r" || true; done
 }
 
