@@ -316,7 +316,7 @@ impl Service {
                 let input = PipelineInput {
                     name: name.clone(),
                     queue: queue.clone(),
-                    handoff: Arc::new(Handoff::default()),
+                    handoff: Arc::new(Handoff::new(report.next_seq)),
                 };
                 let queue_metrics = CancellationToken::new();
                 crate::queue_metrics::spawn(name.clone(), queue.clone(), queue_metrics.clone());

@@ -26,8 +26,8 @@ pub(super) async fn read_queue(queue: DurableQueue, tx: mpsc::Sender<(u64, Bytes
 
 /// Turns a queue entry into a batch: from the hand-off when the pipeline kept up, else
 /// decoded from the stored bytes (replay).
-fn entry_batch(seq: u64, bytes: &Bytes, input: &PipelineInput) -> Option<TraceBatch> {
-    let batch = match input.handoff.take(seq) {
+async fn entry_batch(seq: u64, bytes: &Bytes, input: &PipelineInput) -> Option<TraceBatch> {
+    let batch = match input.handoff.take(seq).await {
         Some(b) => b,
         None => {
             let (ctx, protobuf): (BatchContext, Bytes) = match tracecast_queue::decode_entry(bytes)
@@ -79,7 +79,7 @@ pub(super) async fn run_pipeline(
             }
             entry = rx.recv() => match entry {
                 Some((seq, bytes)) => {
-                    if let Some(batch) = entry_batch(seq, &bytes, &input) {
+                    if let Some(batch) = entry_batch(seq, &bytes, &input).await {
                         let out = run_chain(&mut processors, 0, vec![batch]);
                         deliver(&name, out, &outputs).await;
                     }
