@@ -50,6 +50,26 @@ fn validate_accepts_the_example_and_rejects_a_bad_file_with_its_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Without its secrets, each unset variable is named once, with no follow-on type error.
+    let out = Command::new(tracecast_bin())
+        .args(["validate", "--config"])
+        .arg(&example)
+        .env_remove("TRACECAST_INGEST_TOKEN")
+        .env_remove("AXIOM_TOKEN")
+        .env("AWS_ACCESS_KEY_ID", "a")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("TRACECAST_INGEST_TOKEN is not set").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("AXIOM_TOKEN is not set").count(), 1, "{err}");
+    assert!(!err.contains("unit value"), "{err}");
+
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,

@@ -67,6 +67,7 @@ fn unknown_type(config: &Config, raw: &RawComponent, known: &[&str]) -> ConfigEr
 /// those the loader already found (graph, service), merged with the components' own.
 pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfig, ConfigErrors> {
     let mut errors = problems.0;
+    let loader_problems = errors.len();
     let mut receivers = BTreeMap::new();
     for (id, raw) in &config.receivers {
         let decoded = match raw.id.type_name() {
@@ -117,6 +118,17 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
         };
         errors.push(config.error_at_path(&format!("service.queue.{key}"), problem.message));
     }
+    // A value the loader already reported (an unset `${env:X}`, say) also fails its typed
+    // decode; one message per key is enough.
+    let reported: std::collections::BTreeSet<String> = errors[..loader_problems]
+        .iter()
+        .map(|e| e.path.clone())
+        .collect();
+    let mut i = 0;
+    errors.retain(|e| {
+        i += 1;
+        i <= loader_problems || !reported.contains(&e.path)
+    });
     if !errors.is_empty() {
         return Err(ConfigErrors::sorted(errors));
     }
