@@ -1,5 +1,6 @@
-//! `service.telemetry.otlp`: tracecast's own metrics reach a recording OTLP/HTTP metrics
-//! server, with the right values, and never enter tracecast's own pipelines.
+//! `service.telemetry.otlp`: tracecast's own metrics (and sampled export spans) reach a
+//! recording OTLP/HTTP server, with the right values, and never enter tracecast's own
+//! pipelines.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use prost::Message;
@@ -22,6 +24,9 @@ use tracecast_tests::{fixtures, free_port, tracecast_bin, wait_for_listener, Rec
 
 /// One received metrics export: path and decoded body.
 type Received = Arc<Mutex<Vec<(String, ExportMetricsServiceRequest)>>>;
+
+/// Spans tracecast exported about itself (`/v1/traces`).
+static OWN_SPANS: Mutex<Vec<ExportTraceServiceRequest>> = Mutex::new(Vec::new());
 
 /// A minimal OTLP/HTTP metrics receiver: decodes every POST body as an
 /// `ExportMetricsServiceRequest` (protobuf, as opentelemetry-otlp's http-proto sends).
@@ -39,8 +44,13 @@ async fn start_metrics_server() -> (SocketAddr, Received) {
                     async move {
                         let path = req.uri().path().to_string();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let decoded = ExportMetricsServiceRequest::decode(body).unwrap();
-                        store.lock().unwrap().push((path, decoded));
+                        if path == "/v1/traces" {
+                            let spans = ExportTraceServiceRequest::decode(body).unwrap();
+                            OWN_SPANS.lock().unwrap().push(spans);
+                        } else {
+                            let decoded = ExportMetricsServiceRequest::decode(body).unwrap();
+                            store.lock().unwrap().push((path, decoded));
+                        }
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
                     }
                 });
@@ -98,7 +108,7 @@ async fn own_metrics_reach_the_otlp_endpoint_and_never_the_pipelines() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = format!(
-        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n  otlp/backend:\n    endpoint: {}\n    encoding: protobuf\nservice:\n  shutdown_timeout: 5s\n  admin: {{endpoint: \"\"}}\n  telemetry:\n    otlp:\n      endpoint: http://{metrics_addr}\n      interval: 300ms\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/backend]\n",
+        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n  otlp/backend:\n    endpoint: {}\n    encoding: protobuf\nservice:\n  shutdown_timeout: 5s\n  admin: {{endpoint: \"\"}}\n  telemetry:\n    otlp:\n      endpoint: http://{metrics_addr}\n      interval: 300ms\n      traces_sampling_ratio: 1.0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/backend]\n",
         backend.endpoint()
     );
     let path = dir.path().join("c.yaml");
@@ -194,5 +204,31 @@ async fn own_metrics_reach_the_otlp_endpoint_and_never_the_pipelines() {
     assert!(
         received.lock().unwrap().len() >= 2,
         "periodic exports, not one"
+    );
+    // Sampled (here: every) export traced as a span of service `tracecast`, sent to
+    // /v1/traces beside the metrics, not into the pipeline (checked above).
+    let own = OWN_SPANS.lock().unwrap();
+    let export = own
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .find(|s| s.name == "tracecast.export")
+        .expect("a tracecast.export span");
+    let attr = |k: &str| {
+        export
+            .attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    assert_eq!(
+        attr("tracecast.component"),
+        Some(Value::StringValue("otlp/backend".into()))
+    );
+    assert_eq!(attr("tracecast.spans"), Some(Value::IntValue(N as i64)));
+    assert_eq!(
+        attr("tracecast.outcome"),
+        Some(Value::StringValue("delivered".into()))
     );
 }

@@ -161,7 +161,7 @@ fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ComponentId>, D::Error> {
 }
 
 /// tracecast's own telemetry.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// Log output settings.
@@ -171,15 +171,18 @@ pub struct TelemetryConfig {
     pub otlp: Option<SelfTelemetryOtlpConfig>,
 }
 
-/// Where tracecast sends its own metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Where tracecast sends its own metrics and (sampled) export spans.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SelfTelemetryOtlpConfig {
     /// OTLP/HTTP (protobuf) endpoint: a base URL like `http://collector:4318` (tracecast
-    /// appends `/v1/metrics`) or the full metrics URL.
+    /// appends `/v1/metrics` and `/v1/traces`) or the full metrics URL.
     pub endpoint: String,
     /// How often the metrics are exported.
     pub interval: Duration,
+    /// Share of export operations (one HTTP export, one S3 upload) traced as a span, from
+    /// 0 (none) to 1 (all); sampled so tracing tracecast never costs much.
+    pub traces_sampling_ratio: f64,
 }
 
 impl Default for SelfTelemetryOtlpConfig {
@@ -187,6 +190,7 @@ impl Default for SelfTelemetryOtlpConfig {
         Self {
             endpoint: String::new(),
             interval: Duration::from_secs(30),
+            traces_sampling_ratio: 0.01,
         }
     }
 }

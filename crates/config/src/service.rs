@@ -128,6 +128,13 @@ fn check_self_telemetry(otlp: &SelfTelemetryOtlpConfig, path: &str, r: &mut Repo
             "interval must be more than 0 (e.g. 30s)",
         );
     }
+    if !(0.0..=1.0).contains(&otlp.traces_sampling_ratio) {
+        r.push(
+            At::Value,
+            &join_key(&otlp_path, "traces_sampling_ratio"),
+            "traces_sampling_ratio must be between 0 (no spans) and 1 (every export)",
+        );
+    }
 }
 
 fn decode_pipelines(

@@ -17,6 +17,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use opentelemetry::trace::{Span as _, Tracer as _};
+use opentelemetry::KeyValue;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -354,6 +356,11 @@ impl Sender {
     async fn deliver(&self, batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
         let id = self.id.as_str();
         let spans = batch.span_count();
+        // Sampled span of this export for tracecast's own telemetry (a no-op unless
+        // `service.telemetry.otlp` installed a tracer provider); it ends when dropped.
+        let mut trace = opentelemetry::global::tracer("tracecast").start("tracecast.export");
+        trace.set_attribute(KeyValue::new("tracecast.component", id.to_string()));
+        trace.set_attribute(KeyValue::new("tracecast.spans", spans as i64));
         let (encoding, compression, level) =
             (self.encoding, self.compression, self.compression_level);
         // Encoding and compressing a large batch takes milliseconds of CPU: off the async
@@ -403,6 +410,16 @@ impl Sender {
         )
         .await;
 
+        let outcome = match &result {
+            Ok(_) => "delivered",
+            Err(RetryError::Permanent(_)) => "rejected",
+            Err(RetryError::Exhausted { .. }) => "retries_exhausted",
+            Err(RetryError::Stopped { .. }) => "stopped",
+        };
+        trace.set_attribute(KeyValue::new("tracecast.outcome", outcome));
+        if outcome != "delivered" {
+            trace.set_status(opentelemetry::trace::Status::error(outcome));
+        }
         match result {
             Ok(_) => {
                 let partial = partial.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,8 @@
 //! `S3Exporter`: the run loop (assembly -> documents -> concurrent uploads with retry and
 //! dead-letter) and the connection test.
 
+use opentelemetry::trace::{Span as _, Tracer as _};
+use opentelemetry::KeyValue;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -254,6 +256,11 @@ impl Shared {
     ) -> (Result<u32, RetryError>, Option<Written>) {
         let dest = &self.uploader.destination;
         let component = self.id.as_str();
+        // Sampled span of this upload for tracecast's own telemetry (a no-op unless
+        // `service.telemetry.otlp` installed a tracer provider); it ends when dropped.
+        let mut trace = opentelemetry::global::tracer("tracecast").start("tracecast.s3.upload");
+        trace.set_attribute(KeyValue::new("tracecast.component", component.to_string()));
+        trace.set_attribute(KeyValue::new("tracecast.bytes", body.len() as i64));
         let outcome = std::sync::Mutex::new(None);
         let (shared, outcome_ref) = (self, &outcome);
         let result = retry(
@@ -282,6 +289,11 @@ impl Shared {
             },
         )
         .await;
+        let status = if result.is_ok() { "written" } else { "failed" };
+        trace.set_attribute(KeyValue::new("tracecast.outcome", status));
+        if result.is_err() {
+            trace.set_status(opentelemetry::trace::Status::error(status));
+        }
         (result, outcome.into_inner().ok().flatten())
     }
 

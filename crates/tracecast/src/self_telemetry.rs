@@ -6,6 +6,12 @@
 //! them every `interval` and the OTLP exporter (blocking reqwest client, see DEPS.md) posts
 //! them straight to the configured endpoint. Nothing here touches tracecast's pipelines, so
 //! its own telemetry can never feed back into the data it carries.
+//!
+//! Spans: with `traces_sampling_ratio` above 0, a tracer provider (ratio sampler, batch
+//! span processor with the blocking client) is installed as the global one, and the
+//! exporters trace each export operation (`tracecast.export`, `tracecast.s3.upload`) through
+//! `opentelemetry::global` (a no-op without it). They go to `<endpoint>/v1/traces`, again
+//! never through a pipeline.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig};
+use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
@@ -33,6 +40,7 @@ pub enum SelfTelemetryError {
 /// Running self-telemetry; [`SelfTelemetry::shutdown`] exports a last time.
 pub struct SelfTelemetry {
     provider: SdkMeterProvider,
+    tracer_provider: Option<SdkTracerProvider>,
     stop_discovery: CancellationToken,
     discovery: tokio::task::JoinHandle<()>,
 }
@@ -56,17 +64,38 @@ pub fn start(config: &SelfTelemetryOtlpConfig) -> Result<SelfTelemetry, SelfTele
     let reader = PeriodicReader::builder(exporter)
         .with_interval(config.interval.get())
         .build();
+    let resource = Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", "tracecast"),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        ])
+        .build();
     let provider = SdkMeterProvider::builder()
         .with_reader(reader)
-        .with_resource(
-            Resource::builder_empty()
-                .with_attributes([
-                    KeyValue::new("service.name", "tracecast"),
-                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                ])
-                .build(),
-        )
+        .with_resource(resource.clone())
         .build();
+    let tracer_provider = if config.traces_sampling_ratio > 0.0 {
+        let url = signal_url(&config.endpoint, "traces");
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(url.clone())
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SelfTelemetryError::Exporter {
+                endpoint: url,
+                reason: e.to_string(),
+            })?;
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::TraceIdRatioBased(config.traces_sampling_ratio))
+            .with_resource(resource)
+            .build();
+        opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+        Some(tracer_provider)
+    } else {
+        None
+    };
     // prometheus-client encodes a family only once it has a sample, so families are
     // discovered as they appear (the SDK takes new instruments at any time).
     let instruments = Instruments {
@@ -83,6 +112,7 @@ pub fn start(config: &SelfTelemetryOtlpConfig) -> Result<SelfTelemetry, SelfTele
     tracing::info!(endpoint = %endpoint, interval = %config.interval, "exporting tracecast's own metrics over OTLP");
     Ok(SelfTelemetry {
         provider,
+        tracer_provider,
         stop_discovery,
         discovery,
     })
@@ -110,10 +140,28 @@ impl SelfTelemetry {
         if let Ok(Err(e)) = done {
             tracing::warn!("self-telemetry: final export failed: {e}");
         }
+        if let Some(tracer_provider) = self.tracer_provider {
+            let done = tokio::task::spawn_blocking(move || tracer_provider.shutdown()).await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!("self-telemetry: final span export failed: {e}");
+            }
+        }
     }
 }
 
 /// `http://host:4318` -> `http://host:4318/v1/metrics`; a URL with a path is kept as is.
+/// The traces URL beside the metrics endpoint: `<base>/v1/traces` where `<base>` is the
+/// endpoint without a trailing `/v1/metrics`, or its scheme and host when it has another path.
+fn signal_url(endpoint: &str, signal: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    if let Some(base) = trimmed.strip_suffix("/v1/metrics") {
+        return format!("{base}/v1/{signal}");
+    }
+    let (scheme, rest) = trimmed.split_once("://").unwrap_or(("http", trimmed));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/v1/{signal}")
+}
+
 fn metrics_url(endpoint: &str) -> String {
     let trimmed = endpoint.trim_end_matches('/');
     let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
@@ -343,6 +391,22 @@ fn parse_labels(s: &str) -> Vec<KeyValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_url_sits_beside_the_metrics_url() {
+        assert_eq!(
+            signal_url("http://c:4318", "traces"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            signal_url("http://c:4318/v1/metrics", "traces"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            signal_url("https://c/custom/path", "traces"),
+            "https://c/v1/traces"
+        );
+    }
 
     #[test]
     fn metrics_url_appends_the_signal_path_only_to_a_base_url() {
