@@ -65,12 +65,18 @@ pub fn node_dir() -> PathBuf {
     d
 }
 
-/// A free port on 127.0.0.1 (bound then released; fine for tests).
+/// A free port on 127.0.0.1 for a daemon to listen on, chosen below the kernel's ephemeral
+/// range (32768+ by default): servers that bind port 0 (recording servers, a daemon's admin
+/// endpoint) take ephemeral ports, so they can never grab it between this check and the
+/// daemon's bind. Random, so parallel tests rarely pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    for _ in 0..1000 {
+        let port = fastrand::u16(20000..32000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 on 127.0.0.1")
 }
 
 /// Waits until something accepts TCP connections on `addr`.
