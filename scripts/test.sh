@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-test-deps.sh
+# One clean build: incremental artifacts would only cost disk (several GB) and time.
+export CARGO_INCREMENTAL=0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests in tests/ run the tracecast binary: build it first.
