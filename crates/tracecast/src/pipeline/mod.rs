@@ -69,33 +69,30 @@ impl PipelineDefinition {
             .pipelines
             .get(name)
             .with_context(|| format!("pipeline {name} is not configured"))?;
-        let processors = p
-            .processors
-            .iter()
-            .map(|id| {
-                config
-                    .processors
-                    .get(id)
-                    .map(|c| (id.clone(), c.clone()))
-                    .with_context(|| format!("pipeline {name}: processor {id} is not configured"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let exporters = p
-            .exporters
-            .iter()
-            .map(|id| {
-                config
-                    .exporters
-                    .get(id)
-                    .map(|c| (id.clone(), c.clone()))
-                    .with_context(|| format!("pipeline {name}: exporter {id} is not configured"))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let processors = pick(&p.processors, &config.processors, name, "processor")?;
+        let exporters = pick(&p.exporters, &config.exporters, name, "exporter")?;
         Ok(Self {
             processors,
             exporters,
         })
     }
+}
+
+/// The configs of `ids`, in order (validation guarantees they exist; an error otherwise).
+fn pick<C: Clone>(
+    ids: &[ComponentId],
+    configs: &BTreeMap<ComponentId, C>,
+    pipeline: &str,
+    kind: &str,
+) -> anyhow::Result<Vec<(ComponentId, C)>> {
+    ids.iter()
+        .map(|id| {
+            configs
+                .get(id)
+                .map(|c| (id.clone(), c.clone()))
+                .with_context(|| format!("pipeline {pipeline}: {kind} {id} is not configured"))
+        })
+        .collect()
 }
 
 struct ReceiverHandle {
