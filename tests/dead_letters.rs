@@ -3,7 +3,6 @@
 //! running daemon, listed with their reason, and delivered by `resend` once the destination
 //! is fixed; a resend against a still-failing backend keeps the dead letter and exits 1.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -12,8 +11,8 @@ use prost::Message;
 use tracecast_core::ExportTraceServiceRequest;
 use tracecast_tests::fixtures::{child_span, request_from_spans, request_with_named_spans, span};
 use tracecast_tests::{
-    free_port, tracecast_bin, wait_for_listener, Daemon, RecordingOtlpServer, Response,
-    S3TestServer,
+    free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon, RecordingOtlpServer,
+    Response, S3TestServer,
 };
 
 const AK: &str = "dl-access-key";
@@ -77,7 +76,7 @@ async fn dead_letter_one(
     dead_letter: &Path,
     suffix: &str,
 ) {
-    let mut daemon = Daemon::spawn(
+    let daemon = Daemon::spawn(
         cwd,
         &[
             "run",
@@ -86,17 +85,13 @@ async fn dead_letter_one(
             config.to_str().unwrap(),
         ],
     );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = local(port);
     assert!(
         wait_for_listener(addr, Duration::from_secs(20)),
         "tracecast did not listen: {}",
         daemon.log_text()
     );
-    let answer = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
+    let answer = post_protobuf(&reqwest::Client::new(), addr, request)
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
@@ -106,12 +101,7 @@ async fn dead_letter_one(
         !files(&dl, &suffix_owned).is_empty()
     })
     .await;
-    daemon.signal("TERM");
-    let (code, log) = tokio::task::spawn_blocking(move || {
-        (daemon.wait_exit(Duration::from_secs(30)), daemon.log_text())
-    })
-    .await
-    .unwrap();
+    let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
 

@@ -6,11 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_tests::fixtures::{child_span, request_from_spans, span};
 use tracecast_tests::{
-    free_port, wait_for_listener, Daemon, RecordingOtlpServer, Response, S3TestServer,
+    free_port, local, post_protobuf, Daemon, RecordingOtlpServer, Response, S3TestServer,
 };
 
 const AK: &str = "metrics-access-key";
@@ -50,15 +49,9 @@ async fn wait_for(admin: SocketAddr, daemon: &Daemon, series: &str, want: u64) -
 }
 
 async fn post(receiver: SocketAddr, spans: Vec<Span>) {
-    let status = reqwest::Client::new()
-        .post(format!("http://{receiver}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request_from_spans(spans).encode_to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    let req = request_from_spans(spans);
+    let resp = post_protobuf(&reqwest::Client::new(), receiver, &req).await;
+    assert_eq!(resp.unwrap().status(), 200);
 }
 
 /// A trace of `n` spans: the root first, then its children.
@@ -67,14 +60,6 @@ fn trace(n: usize) -> Vec<Span> {
     let mut spans = vec![root.clone()];
     spans.extend((1..n).map(|i| child_span(&root, &format!("child-{i}"))));
     spans
-}
-
-fn start(dir: &std::path::Path, config: &str, args: &[&str]) -> Daemon {
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut full = vec!["run", "--config", path.to_str().unwrap()];
-    full.extend_from_slice(args);
-    Daemon::spawn(dir, &full)
 }
 
 /// Export requests the backend saw (connection tests excluded).
@@ -130,14 +115,9 @@ service:
         backend = backend.endpoint(),
         s3 = s3.endpoint(),
     );
-    let daemon = start(dir.path(), &cfg, &[]);
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let receiver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(receiver, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
-    );
+    let admin = local(admin_port);
+    let receiver = local(port);
+    let daemon = Daemon::run_config(dir.path(), "config", &cfg, &[], receiver);
 
     // K = 5 traces of 2..=6 spans (N = 20) in R = 4 requests; trace 3 is split over two.
     let traces: Vec<Vec<Span>> = (2..=6).map(trace).collect();
@@ -280,13 +260,14 @@ service:
         s3 = s3.endpoint(),
     );
     // The S3 key is wrong: start anyway and fail at export.
-    let daemon = start(dir.path(), &cfg, &["--skip-connection-test"]);
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let receiver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for_listener(receiver, Duration::from_secs(20)),
-        "{}",
-        daemon.log_text()
+    let admin = local(admin_port);
+    let receiver = local(port);
+    let daemon = Daemon::run_config(
+        dir.path(),
+        "config",
+        &cfg,
+        &["--skip-connection-test"],
+        receiver,
     );
     post(receiver, trace(3)).await;
 
