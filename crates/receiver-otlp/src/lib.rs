@@ -28,3 +28,13 @@ pub use config::{ApiKey, OtlpReceiverConfig};
 pub use error::{ReceiverError, RequestError};
 pub use server::{OtlpReceiver, RunningReceiver};
 pub use status::Status;
+
+/// The request decode path (decompression, decoding, invalid-id filtering), for the fuzz
+/// targets in `fuzz/` and the corpus replay test only: not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::decode::{
+        decode, decompress, drop_invalid_spans, BodyEncoding, ContentEncoding, Rejected,
+    };
+}
