@@ -86,7 +86,7 @@ pub fn decode_request_limited(
     limits: DecodeLimits,
 ) -> Result<ExportTraceServiceRequest, LimitedDecodeError> {
     let cx = de::Cx::limited(limits, body.len() as u64);
-    decode_with(cx, body).map_err(|(cx, err)| match cx.exceeded() {
+    decode_with(&cx, body).map_err(|err| match cx.exceeded() {
         Some(exceeded) => LimitedDecodeError::OverLimit(exceeded),
         None => LimitedDecodeError::Invalid(cx.into_error(err)),
     })
@@ -113,17 +113,18 @@ pub fn encode_response(response: &ExportTraceServiceResponse) -> Vec<u8> {
 }
 
 fn decode_document<M: de::Msg>(body: &[u8]) -> Result<M, JsonDecodeError> {
-    decode_with(de::Cx::default(), body).map_err(|(cx, err)| cx.into_error(err))
+    let cx = de::Cx::default();
+    decode_with(&cx, body).map_err(|err| cx.into_error(err))
 }
 
-fn decode_with<M: de::Msg>(cx: de::Cx, body: &[u8]) -> Result<M, (de::Cx, serde_json::Error)> {
+fn decode_with<M: de::Msg>(cx: &de::Cx, body: &[u8]) -> Result<M, serde_json::Error> {
     let mut reader = serde_json::Deserializer::from_slice(body);
-    let result = de::OptObj::<M>::root(&cx)
+    let result = de::OptObj::<M>::root(cx)
         .deserialize(&mut reader)
         .and_then(|msg| reader.end().map(|()| msg));
     match result {
         // The root seed turns `null` into an error, so `None` does not occur.
         Ok(msg) => Ok(msg.unwrap_or_default()),
-        Err(err) => Err((cx, err)),
+        Err(err) => Err(err),
     }
 }
