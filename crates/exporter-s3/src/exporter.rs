@@ -21,7 +21,7 @@ use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
 use crate::config::{Compression, S3ExporterConfig};
 use crate::document::{self, DEFAULT_API_KEY_NAME};
 use crate::error::{S3ExporterError, StoreProblem};
-use crate::key::{object_key, render_prefix, KeyVars, ObjectKey, PathTemplate};
+use crate::key::{object_key_within, render_prefix, KeyVars, ObjectKey, PathTemplate};
 use crate::upload::{
     object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, Uploader, Written,
 };
@@ -193,7 +193,7 @@ impl Shared {
     ) -> Delivery {
         let spans = trace.spans.len();
         let doc = document::build(trace, self.api_key_name_attribute.as_deref());
-        let key = object_key(
+        let key = object_key_within(
             &self.template,
             KeyVars {
                 prefix: &self.prefix,
@@ -202,6 +202,7 @@ impl Shared {
             &doc.id,
             doc.start,
             self.ext(),
+            self.uploader.max_key_bytes,
         );
         let body = match self.encode(&doc) {
             Ok(b) => b,

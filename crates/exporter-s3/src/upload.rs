@@ -17,7 +17,7 @@ use object_store::{
 
 use crate::config::{non_empty, S3ExporterConfig, Target};
 use crate::error::{classify, Destination, S3ExporterError, StoreProblem};
-use crate::key::ObjectKey;
+use crate::key::{shorten, ObjectKey, MAX_KEY_BYTES};
 use tracecast_core::ComponentId;
 
 /// How many distinct names (`-2` ... ) are tried before a clash counts as a failure.
@@ -28,6 +28,9 @@ const MAX_SUFFIX: u32 = 1000;
 pub struct Uploader {
     store: Arc<dyn ObjectStore>,
     pub destination: Destination,
+    /// Longest key this store takes from tracecast: S3's 1,024 bytes minus the bucket's
+    /// base folder (a `PrefixStore` adds it to every key).
+    pub max_key_bytes: usize,
 }
 
 /// What a successful write did.
@@ -71,6 +74,7 @@ impl Uploader {
                 let display = format!("file://{}", dir.display());
                 Ok(Self {
                     store: Arc::new(store),
+                    max_key_bytes: MAX_KEY_BYTES,
                     destination: Destination {
                         display: display.clone(),
                         bucket: None,
@@ -157,6 +161,7 @@ impl Uploader {
         };
         Ok(Self {
             store,
+            max_key_bytes: MAX_KEY_BYTES.saturating_sub(base.map_or(0, |b| b.len() + 1)),
             destination: Destination {
                 display,
                 bucket: Some(bucket.to_string()),
@@ -230,8 +235,10 @@ pub fn dead_letter_dir(id: &ComponentId, config: &S3ExporterConfig) -> PathBuf {
 }
 
 /// Keeps traces that could not be written on local disk: `<dir>/<key with / as _>` plus a
-/// `.reason.txt` beside it, so an operator can see why and replay them
-/// (`tracecast dead-letters resend`, see [`crate::S3Exporter::resend_dead_letter`]).
+/// `.reason.txt` beside it holding the full key, so an operator can see why and replay them
+/// (`tracecast dead-letters resend`, see [`crate::S3Exporter::resend_dead_letter`]). A
+/// flattened key longer than [`DEAD_LETTER_NAME_BYTES`] is shortened like a long trace id
+/// (a prefix plus a hash of the full key), so the name always fits a file system.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub dir: PathBuf,
@@ -240,13 +247,35 @@ pub struct DeadLetter {
 impl DeadLetter {
     pub async fn keep(&self, key: &str, body: &[u8], reason: &str) -> std::io::Result<PathBuf> {
         tokio::fs::create_dir_all(&self.dir).await?;
-        let file = unique_path(&self.dir, &key.replace('/', "_")).await;
+        let file = unique_path(&self.dir, &dead_letter_name(key)).await;
         tokio::fs::write(&file, body).await?;
         let mut reason_file = file.clone().into_os_string();
         reason_file.push(".reason.txt");
         tokio::fs::write(&reason_file, format!("key: {key}\nreason: {reason}\n")).await?;
         Ok(file)
     }
+}
+
+/// Longest dead-letter file name before the `<n>-` clash prefix: 255 bytes (the file-system
+/// limit) minus `.reason.txt` and room for the prefix.
+pub const DEAD_LETTER_NAME_BYTES: usize = 200;
+
+/// The dead-letter file name of `key`: `/` becomes `_`, and a long result keeps its readable
+/// start and extension around a hash of the full key (`<start>-<hash>.json`).
+pub fn dead_letter_name(key: &str) -> String {
+    let flat = key.replace('/', "_");
+    if flat.len() <= DEAD_LETTER_NAME_BYTES {
+        return flat;
+    }
+    let ext = [".json.gz", ".json"]
+        .into_iter()
+        .find(|e| flat.ends_with(e))
+        .unwrap_or("");
+    let stem = &flat[..flat.len() - ext.len()];
+    format!(
+        "{}{ext}",
+        shorten(stem, key, DEAD_LETTER_NAME_BYTES - ext.len())
+    )
 }
 
 /// One dead-lettered trace on disk, as listed by [`list_dead_letters`].
@@ -407,6 +436,33 @@ mod tests {
         assert_eq!(second.reason, "denied");
         let orphan = listed.iter().find(|t| t.key.is_none()).unwrap();
         assert!(orphan.reason.starts_with("(no reason file"), "{orphan:?}");
+    }
+
+    #[tokio::test]
+    async fn long_keys_get_dead_letter_names_that_fit_and_keep_the_full_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let dl = DeadLetter {
+            dir: dir.path().to_path_buf(),
+        };
+        let long = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(990));
+        let other = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(991));
+        let a = dl.keep(&long, b"{}", "denied").await.unwrap();
+        let b = dl.keep(&other, b"{}", "denied").await.unwrap();
+        let again = dl.keep(&long, b"{ }", "denied").await.unwrap();
+        for p in [&a, &b, &again] {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.len() + ".reason.txt".len() <= 255, "{name}");
+            assert!(name.contains("openrouter-traces_2024-01-15_xxx"), "{name}");
+            assert!(name.ends_with(".json"), "{name}");
+        }
+        assert_ne!(a, b, "keys differing at the end get different names");
+        assert_ne!(a, again, "a second trace under the same key gets its own file");
+        assert_eq!(dead_letter_name(&long), dead_letter_name(&long));
+        let listed = list_dead_letters(dir.path()).unwrap();
+        assert_eq!(listed.len(), 3);
+        let first = listed.iter().find(|t| t.path == a).unwrap();
+        assert_eq!(first.key.as_deref(), Some(long.as_str()), "full key for resend");
+        assert_eq!(dead_letter_name("p/t.json"), "p_t.json");
     }
 
     #[test]

@@ -31,7 +31,30 @@ pub struct OtlpReceiverConfig {
     pub read_timeout: Duration,
     /// Time allowed to receive a request's headers on a connection (slowloris guard).
     pub header_read_timeout: Duration,
+    /// Most spans one request may hold. Counted on the protobuf wire before decoding (and
+    /// while decoding JSON), so a few KB of gzip cannot become millions of spans in memory;
+    /// over it the request gets 413.
+    pub max_spans_per_request: u64,
+    /// Most memory one decoded request may take (an estimate: the size of every decoded
+    /// span, attribute, event and value plus their text, counted before decoding), and the
+    /// bound on a resource's attributes times the ScopeSpans that repeat them. Unset: 8 x
+    /// `max_request_body_size` (128 MiB by default), room for any realistic request.
+    pub max_decoded_size: Option<ByteSize>,
+    /// Longest custom trace id (the `trace_id` of the `trace` attribute, `trace.trace_id`,
+    /// or `tracecast.custom_trace_id`). Long ids are still stored (file names shorten
+    /// them); this only stops absurd ones, with 413.
+    pub max_custom_trace_id_length: u64,
+    /// Most trace metadata one span or resource may carry (the encoded `trace` attribute
+    /// plus its flattened `trace.*` attributes). The `metadata` processor applies it to
+    /// every span of the request, so it is bounded where ordinary attributes (prompts of
+    /// many MB) are not; over it the request gets 413.
+    pub max_trace_metadata_size: ByteSize,
 }
+
+/// `max_decoded_size` when unset, as a multiple of `max_request_body_size`: protobuf
+/// decodes to a few times its size, so 8x admits every realistic request and refuses
+/// bodies built to explode (16 MB of empty spans would be ~2 GB).
+pub const DECODED_SIZE_FACTOR: u64 = 8;
 
 impl Default for OtlpReceiverConfig {
     fn default() -> Self {
@@ -43,6 +66,23 @@ impl Default for OtlpReceiverConfig {
             max_concurrent_requests: 128,
             read_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_spans_per_request: 100_000,
+            max_decoded_size: None,
+            max_custom_trace_id_length: 4096,
+            max_trace_metadata_size: ByteSize(64 * 1024),
+        }
+    }
+}
+
+impl OtlpReceiverConfig {
+    /// `max_decoded_size`, or its default derived from `max_request_body_size`.
+    pub fn decoded_size_limit(&self) -> u64 {
+        match self.max_decoded_size {
+            Some(size) => size.get(),
+            None => self
+                .max_request_body_size
+                .get()
+                .saturating_mul(DECODED_SIZE_FACTOR),
         }
     }
 }
@@ -112,6 +152,30 @@ impl Validate for OtlpReceiverConfig {
             errors.push(FieldError::new(
                 "header_read_timeout",
                 "must be greater than 0, like 10s",
+            ));
+        }
+        if self.max_spans_per_request == 0 {
+            errors.push(FieldError::new(
+                "max_spans_per_request",
+                "must be at least 1, like 100000",
+            ));
+        }
+        if self.max_decoded_size.is_some_and(|s| s.get() == 0) {
+            errors.push(FieldError::new(
+                "max_decoded_size",
+                "must be greater than 0, like 128MiB (or leave it unset for 8 x max_request_body_size)",
+            ));
+        }
+        if self.max_custom_trace_id_length == 0 {
+            errors.push(FieldError::new(
+                "max_custom_trace_id_length",
+                "must be at least 1, like 4096",
+            ));
+        }
+        if self.max_trace_metadata_size.get() == 0 {
+            errors.push(FieldError::new(
+                "max_trace_metadata_size",
+                "must be greater than 0, like 64KiB",
             ));
         }
         validate_keys(&self.api_keys, &mut errors);

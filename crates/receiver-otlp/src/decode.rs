@@ -12,9 +12,12 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
+use tracecast_core::otlp_json::{self, DecodeLimits, LimitExceeded, LimitedDecodeError};
 use tracecast_core::ExportTraceServiceRequest;
 
-use crate::error::{RequestError, SizeCheck};
+use crate::error::{RequestError, RequestLimit, SizeCheck};
+use crate::limits::Limits;
+use crate::prescan;
 
 /// The two OTLP/HTTP body encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,13 +162,15 @@ async fn read_limited(
 }
 
 /// Undoes `encoding`, never holding more than `limit + 1` decompressed bytes: a gzip bomb
-/// is refused once it crosses the limit instead of inflating in memory.
+/// is refused once it crosses the limit instead of inflating in memory. The buffer grows
+/// by doubling but never past `limit`, so a request at the limit takes `limit` bytes here,
+/// not the next power of two.
 pub fn decompress(
     body: Bytes,
     encoding: ContentEncoding,
     limit: u64,
 ) -> Result<Bytes, RequestError> {
-    let (name, reader): (&'static str, Box<dyn Read + '_>) = match encoding {
+    let (name, mut reader): (&'static str, Box<dyn Read + '_>) = match encoding {
         ContentEncoding::Identity => return Ok(body),
         ContentEncoding::Gzip => ("gzip", Box::new(MultiGzDecoder::new(&body[..]))),
         // HTTP `deflate` is zlib-wrapped (RFC 9110), but some clients send raw deflate.
@@ -174,21 +179,36 @@ pub fn decompress(
         }
         ContentEncoding::Deflate => ("deflate", Box::new(DeflateDecoder::new(&body[..]))),
     };
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize));
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| RequestError::Malformed {
-            encoding: name,
-            message: format!(
-                "{e}; check that Content-Encoding matches how the body was compressed"
-            ),
-        })?;
-    if out.len() as u64 > limit {
-        return Err(RequestError::TooLarge {
-            check: SizeCheck::Decompressed,
-            limit,
-        });
+    let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut out: Vec<u8> = Vec::with_capacity(body.len().saturating_mul(4).min(limit_len));
+    let mut chunk = [0u8; 32 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(RequestError::Malformed {
+                    encoding: name,
+                    message: format!(
+                        "{e}; check that Content-Encoding matches how the body was compressed"
+                    ),
+                })
+            }
+        };
+        let len = out.len() + n;
+        if len > limit_len {
+            return Err(RequestError::TooLarge {
+                check: SizeCheck::Decompressed,
+                limit,
+            });
+        }
+        if len > out.capacity() {
+            // Doubling, but never past the limit: the buffer is at most `limit` bytes.
+            let target = out.capacity().saturating_mul(2).max(len).min(limit_len);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
     Ok(Bytes::from(out))
 }
@@ -200,26 +220,52 @@ fn looks_like_zlib(body: &[u8]) -> bool {
     }
 }
 
-/// Decodes an export request in `encoding`.
+/// Decodes an export request in `encoding`, refusing it with 413 when it would hold more
+/// spans or take more memory than `limits` allow: protobuf is pre-scanned on the wire
+/// before prost allocates anything, JSON is counted while it decodes and stopped early.
 pub fn decode(
     encoding: BodyEncoding,
     body: &[u8],
+    limits: &Limits,
 ) -> Result<ExportTraceServiceRequest, RequestError> {
+    let malformed_protobuf = |message: String| {
+        RequestError::Malformed {
+        encoding: "OTLP protobuf",
+        message: format!(
+            "{message}; send a protobuf-encoded ExportTraceServiceRequest, or Content-Type: application/json for OTLP/JSON"
+        ),
+    }
+    };
     match encoding {
         BodyEncoding::Protobuf => {
-            ExportTraceServiceRequest::decode(body).map_err(|e| RequestError::Malformed {
-                encoding: "OTLP protobuf",
-                message: format!(
-                    "{e}; send a protobuf-encoded ExportTraceServiceRequest, or Content-Type: application/json for OTLP/JSON"
+            let shape = prescan::scan(body).map_err(|e| malformed_protobuf(e.0))?;
+            limits.check_shape(shape)?;
+            ExportTraceServiceRequest::decode(body).map_err(|e| malformed_protobuf(e.to_string()))
+        }
+        BodyEncoding::Json => {
+            let json_limits = DecodeLimits {
+                max_spans: limits.max_spans,
+                max_decoded_size: limits.max_decoded_size,
+            };
+            otlp_json::decode_request_limited(body, json_limits).map_err(|e| match e {
+                LimitedDecodeError::Invalid(e) => RequestError::Malformed {
+                    encoding: "OTLP/JSON",
+                    message: format!("{e}; send an OTLP/JSON ExportTraceServiceRequest"),
+                },
+                LimitedDecodeError::OverLimit(LimitExceeded::Spans { limit }) => limits.over(
+                    RequestLimit::Spans,
+                    format!("request has more than {limit} spans (decoding stopped there)"),
                 ),
+                LimitedDecodeError::OverLimit(LimitExceeded::DecodedSize { limit }) => {
+                    limits.over(
+                        RequestLimit::DecodedSize,
+                        format!(
+                            "request would take more than {limit} bytes once decoded (decoding stopped there)"
+                        ),
+                    )
+                }
             })
         }
-        BodyEncoding::Json => tracecast_core::otlp_json::decode_request(body).map_err(|e| {
-            RequestError::Malformed {
-                encoding: "OTLP/JSON",
-                message: format!("{e}; send an OTLP/JSON ExportTraceServiceRequest"),
-            }
-        }),
     }
 }
 

@@ -53,6 +53,39 @@ pub enum SizeCheck {
     Decompressed,
 }
 
+/// A bound on what one request may decode to (besides the body size), each with its
+/// config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLimit {
+    Spans,
+    DecodedSize,
+    CustomTraceIdLength,
+    TraceMetadataSize,
+}
+
+impl RequestLimit {
+    /// The receiver config key that sets this limit.
+    pub fn key(self) -> &'static str {
+        match self {
+            RequestLimit::Spans => "max_spans_per_request",
+            RequestLimit::DecodedSize => "max_decoded_size",
+            RequestLimit::CustomTraceIdLength => "max_custom_trace_id_length",
+            RequestLimit::TraceMetadataSize => "max_trace_metadata_size",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            RequestLimit::Spans => "send fewer spans per request",
+            RequestLimit::DecodedSize => "send fewer or smaller spans per request",
+            RequestLimit::CustomTraceIdLength => "use a shorter trace id",
+            RequestLimit::TraceMetadataSize => {
+                "keep the trace metadata small (large content belongs in span attributes)"
+            }
+        }
+    }
+}
+
 /// Why one request was refused. Its `Display` is the message sent back to the client, so
 /// every variant names the problem and what to do; none contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +104,15 @@ pub enum RequestError {
     UnsupportedEncoding { got: String },
     #[error("{}", too_large_message(*.check, *.limit))]
     TooLarge { check: SizeCheck, limit: u64 },
+    /// Over a bound on what the request decodes to. `what` describes the request ("request
+    /// has 8000000 spans"); the message adds the limit's full config path and value.
+    #[error("{what}, over receivers.{receiver}.{} ({max}); {} or raise the limit", .limit.key(), .limit.hint())]
+    OverLimit {
+        receiver: String,
+        limit: RequestLimit,
+        max: u64,
+        what: String,
+    },
     #[error("request body is not valid {encoding}: {message}")]
     Malformed {
         encoding: &'static str,
@@ -118,7 +160,9 @@ impl RequestError {
             RequestError::MissingToken | RequestError::BadToken => StatusCode::UNAUTHORIZED,
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             RequestError::Malformed { .. } | RequestError::BodyRead { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -153,7 +197,7 @@ impl RequestError {
             RequestError::MissingToken | RequestError::BadToken => "unauthorized",
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => "unsupported_media_type",
-            RequestError::TooLarge { .. } => "too_large",
+            RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => "too_large",
             RequestError::Malformed { .. } | RequestError::BodyRead { .. } => "malformed",
             RequestError::ReadTimeout { .. } => "timeout",
             RequestError::Full { .. } => "full",

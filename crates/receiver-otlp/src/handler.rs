@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::config::OtlpReceiverConfig;
 use crate::decode::{self, BodyEncoding, ContentEncoding, Rejected};
 use crate::error::RequestError;
+use crate::limits::Limits;
 use crate::status::{self, ResponseBody};
 
 /// Bodies at least this large are decompressed and decoded on the blocking pool, so a
@@ -36,6 +37,7 @@ pub(crate) struct Handler {
     receiver: Arc<str>,
     path: String,
     limit: u64,
+    limits: Arc<Limits>,
     read_timeout: Duration,
     max_concurrent: usize,
     permits: Arc<Semaphore>,
@@ -71,6 +73,7 @@ impl Handler {
     pub fn new(id: ComponentId, config: &OtlpReceiverConfig, sink: Arc<dyn BatchSink>) -> Self {
         let max_concurrent = config.max_concurrent_requests.max(1);
         Self {
+            limits: Arc::new(Limits::new(id.as_str(), config)),
             receiver: Arc::from(id.as_str()),
             id,
             path: config.path.clone(),
@@ -140,16 +143,17 @@ impl Handler {
                 unread,
             })?;
         let limit = self.limit;
+        let limits = self.limits.clone();
         let decoded = if received.len() >= BLOCKING_DECODE_THRESHOLD {
             tokio::task::spawn_blocking(move || {
-                decode_body(received, content_encoding, encoding, limit)
+                decode_body(received, content_encoding, encoding, limit, &limits)
             })
             .await
             .map_err(|e| RequestError::Internal {
                 message: format!("decoding task failed: {e}"),
             })?
         } else {
-            decode_body(received, content_encoding, encoding, limit)
+            decode_body(received, content_encoding, encoding, limit, &limits)
         };
         let (mut request, body) = decoded?;
 
@@ -258,9 +262,11 @@ fn decode_body(
     content_encoding: ContentEncoding,
     encoding: BodyEncoding,
     limit: u64,
+    limits: &Limits,
 ) -> Result<(tracecast_core::ExportTraceServiceRequest, Bytes), RequestError> {
     let body = decode::decompress(received, content_encoding, limit)?;
-    let request = decode::decode(encoding, &body)?;
+    let request = decode::decode(encoding, &body, limits)?;
+    limits.check_decoded(&request)?;
     Ok((request, body))
 }
 

@@ -10,6 +10,10 @@
 //! - `handler.rs`: one request from concurrency slot to answer, and its metrics and logs.
 //! - `decode.rs`: content type and encoding, size limits (declared, received,
 //!   decompressed), bounded decompression, decoding, invalid-id filtering.
+//! - `limits.rs`: the bounds on what one request may decode to (span count, decoded size,
+//!   custom trace id length, trace metadata size), all checked before the answer (413).
+//! - `prescan.rs`: the allocation-free pass over a protobuf body that counts its spans and
+//!   estimates its decoded size before prost decodes it.
 //! - `auth.rs`: named bearer-token keys compared in constant time.
 //! - `status.rs`: the success (`ExportTraceServiceResponse`) and failure
 //!   (`google.rpc.Status`) bodies in the request's encoding.
@@ -21,11 +25,13 @@ pub mod config;
 mod decode;
 pub mod error;
 mod handler;
+mod limits;
+mod prescan;
 mod server;
 mod status;
 
 pub use config::{ApiKey, OtlpReceiverConfig};
-pub use error::{ReceiverError, RequestError};
+pub use error::{ReceiverError, RequestError, RequestLimit};
 pub use server::{OtlpReceiver, RunningReceiver};
 pub use status::Status;
 

@@ -39,6 +39,7 @@ header_read_timeout: 2s
             max_concurrent_requests: 64,
             read_timeout: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(2),
+            ..Default::default()
         }
     );
     assert_eq!(config.validate(), vec![]);
@@ -53,7 +54,70 @@ fn an_empty_block_gives_the_defaults_which_are_valid() {
     assert_eq!(config.max_request_body_size, ByteSize::mib(16));
     assert_eq!(config.max_concurrent_requests, 128);
     assert_eq!(config.read_timeout, Duration::from_secs(30));
+    assert_eq!(config.max_spans_per_request, 100_000);
+    assert_eq!(config.max_decoded_size, None);
+    assert_eq!(config.decoded_size_limit(), 128 * 1024 * 1024);
+    assert_eq!(config.max_custom_trace_id_length, 4096);
+    assert_eq!(config.max_trace_metadata_size, ByteSize(64 * 1024));
     assert_eq!(config.validate(), vec![]);
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn request_limits_parse_from_the_fixture() {
+    let config = parse(&fixture("limits.yaml"));
+    assert_eq!(
+        config,
+        OtlpReceiverConfig {
+            max_request_body_size: ByteSize::mib(4),
+            max_spans_per_request: 20_000,
+            max_decoded_size: Some(ByteSize::mib(64)),
+            max_custom_trace_id_length: 1024,
+            max_trace_metadata_size: ByteSize(16 * 1024),
+            ..Default::default()
+        }
+    );
+    assert_eq!(config.decoded_size_limit(), 64 * 1024 * 1024);
+    assert_eq!(config.validate(), vec![]);
+    // Unset, the decoded size follows the body limit.
+    let config = parse("max_request_body_size: 4MiB\n");
+    assert_eq!(config.decoded_size_limit(), 32 * 1024 * 1024);
+}
+
+#[test]
+fn zero_request_limits_are_reported_with_their_keys() {
+    let config = parse(&fixture("bad_limits.yaml"));
+    assert_eq!(
+        config.validate(),
+        vec![
+            FieldError::new("max_spans_per_request", "must be at least 1, like 100000"),
+            FieldError::new(
+                "max_decoded_size",
+                "must be greater than 0, like 128MiB (or leave it unset for 8 x max_request_body_size)"
+            ),
+            FieldError::new("max_custom_trace_id_length", "must be at least 1, like 4096"),
+            FieldError::new("max_trace_metadata_size", "must be greater than 0, like 64KiB"),
+        ]
+    );
+}
+
+#[test]
+fn a_bad_limit_value_names_its_key() {
+    let err = serde_yaml::from_str::<OtlpReceiverConfig>(&fixture("bad_limit_unit.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "max_decoded_size: invalid size \"64 parsecs\": expected a number of bytes or a number and a unit, like 16MiB, 512KiB or 1GB at line 2 column 19"
+    );
+    let err = serde_yaml::from_str::<OtlpReceiverConfig>("max_spans_per_request: -1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_spans_per_request"), "{err}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::JsonDecodeError;
+use super::{DecodeLimits, JsonDecodeError, LimitExceeded};
 
 /// How deeply attribute values (`arrayValue`/`kvlistValue`) may nest. Chosen below the depth at which
 /// serde_json's own 128-level guard would fire (each kvlist level is four JSON levels),
@@ -41,9 +41,63 @@ struct Failure {
 pub(super) struct Cx {
     failure: RefCell<Option<Failure>>,
     depth: Cell<u32>,
+    budget: Option<Budget>,
+}
+
+/// What a limited decode has built so far, checked as it grows so that a small body of
+/// `{}`s cannot become millions of structs before anyone counts them.
+struct Budget {
+    limits: DecodeLimits,
+    spans: Cell<u64>,
+    bytes: Cell<u64>,
+    exceeded: Cell<Option<LimitExceeded>>,
 }
 
 impl Cx {
+    /// A context that stops decoding once `limits` are crossed. `text` (the body length)
+    /// is charged up front: every string the decode copies comes from the body, so the
+    /// body's length bounds them, and only the structs need counting.
+    pub(super) fn limited(limits: DecodeLimits, text: u64) -> Self {
+        Cx {
+            budget: Some(Budget {
+                limits,
+                spans: Cell::new(0),
+                bytes: Cell::new(text),
+                exceeded: Cell::new(None),
+            }),
+            ..Cx::default()
+        }
+    }
+
+    /// The limit that stopped the decode, if one did.
+    pub(super) fn exceeded(&self) -> Option<LimitExceeded> {
+        self.budget.as_ref().and_then(|b| b.exceeded.get())
+    }
+
+    /// Charges one element of `size` bytes (a span when `span`), failing once a limit is
+    /// crossed.
+    fn charge<E: de::Error>(&self, size: usize, span: bool) -> Result<(), E> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let bytes = budget.bytes.get().saturating_add(size as u64);
+        budget.bytes.set(bytes);
+        let spans = budget.spans.get() + u64::from(span);
+        budget.spans.set(spans);
+        let exceeded = if spans > budget.limits.max_spans {
+            LimitExceeded::Spans {
+                limit: budget.limits.max_spans,
+            }
+        } else if bytes > budget.limits.max_decoded_size {
+            LimitExceeded::DecodedSize {
+                limit: budget.limits.max_decoded_size,
+            }
+        } else {
+            return Ok(());
+        };
+        budget.exceeded.set(Some(exceeded));
+        Err(self.fail(exceeded.to_string()))
+    }
     /// Records `message` as the reason for failing (the innermost failure wins) and returns
     /// an error for serde to unwind with; its own text is never shown.
     pub(super) fn fail<E: de::Error>(&self, message: String) -> E {
@@ -403,16 +457,31 @@ impl<'de, M: Msg> Visitor<'de> for KeySeed<M> {
     }
 }
 
-/// Seed for a repeated field: a JSON array of `S`; `null` gives an empty list.
+/// Seed for a repeated field: a JSON array of `S`; `null` gives an empty list. Every
+/// element is charged to the decode's budget (see [`Cx::limited`]).
 #[derive(Clone, Copy)]
 pub(super) struct List<'c, S> {
     cx: &'c Cx,
     elem: S,
+    /// Whether the elements are spans (counted against `max_spans` too).
+    spans: bool,
 }
 
 impl<'c, S> List<'c, S> {
     pub(super) fn new(cx: &'c Cx, elem: S) -> Self {
-        List { cx, elem }
+        List {
+            cx,
+            elem,
+            spans: false,
+        }
+    }
+    /// The `spans` list of a `ScopeSpans`.
+    pub(super) fn spans(cx: &'c Cx, elem: S) -> Self {
+        List {
+            cx,
+            elem,
+            spans: true,
+        }
     }
     fn reject<E: de::Error>(&self, got: &str) -> E {
         self.cx.fail(format!("expected an array, got {got}"))
@@ -442,6 +511,8 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for List<'_, S> {
             .within(seq.next_element_seed(self.elem), Seg::Index(out.len()))?
         {
             out.push(v);
+            self.cx
+                .charge(std::mem::size_of::<S::Value>(), self.spans)?;
         }
         Ok(out)
     }

@@ -120,7 +120,7 @@ message!(ScopeSpans, ScopeSpansField {
 } |this, f, map, cx| {
     match f {
         ScopeSpansField::Scope => this.scope = map.next_value_seed(OptObj::new(cx))?,
-        ScopeSpansField::Spans => this.spans = map.next_value_seed(List::new(cx, Obj::new(cx)))?,
+        ScopeSpansField::Spans => this.spans = map.next_value_seed(List::spans(cx, Obj::new(cx)))?,
         ScopeSpansField::SchemaUrl => this.schema_url = map.next_value_seed(Leaf::new(cx, Text))?,
     }
 });

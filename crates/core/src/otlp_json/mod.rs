@@ -48,6 +48,50 @@ pub fn decode_request(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonDeco
     decode_document(body)
 }
 
+/// Bounds on what one [`decode_request_limited`] call may build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Spans in the whole request.
+    pub max_spans: u64,
+    /// Estimated bytes of the decoded request: the size of every decoded struct (span,
+    /// attribute, event, value, ...) plus the body's length, which bounds every string
+    /// copied out of it. Vectors' spare capacity is not counted.
+    pub max_decoded_size: u64,
+}
+
+/// Which [`DecodeLimits`] bound stopped a decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("the request has more than {limit} spans")]
+    Spans { limit: u64 },
+    #[error("the decoded request would be larger than {limit} bytes")]
+    DecodedSize { limit: u64 },
+}
+
+/// Why [`decode_request_limited`] failed: the body is not OTLP/JSON, or it is but
+/// decodes to more than the limits allow (decoding stopped there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitedDecodeError {
+    #[error(transparent)]
+    Invalid(#[from] JsonDecodeError),
+    #[error(transparent)]
+    OverLimit(LimitExceeded),
+}
+
+/// Decodes an OTLP/JSON `ExportTraceServiceRequest`, counting spans and decoded bytes as
+/// they are built and stopping as soon as `limits` are crossed: a 16 MiB body of `{}`
+/// spans never becomes millions of structs.
+pub fn decode_request_limited(
+    body: &[u8],
+    limits: DecodeLimits,
+) -> Result<ExportTraceServiceRequest, LimitedDecodeError> {
+    let cx = de::Cx::limited(limits, body.len() as u64);
+    decode_with(&cx, body).map_err(|err| match cx.exceeded() {
+        Some(exceeded) => LimitedDecodeError::OverLimit(exceeded),
+        None => LimitedDecodeError::Invalid(cx.into_error(err)),
+    })
+}
+
 /// Encodes an `ExportTraceServiceRequest` as OTLP/JSON.
 pub fn encode_request(request: &ExportTraceServiceRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -70,13 +114,17 @@ pub fn encode_response(response: &ExportTraceServiceResponse) -> Vec<u8> {
 
 fn decode_document<M: de::Msg>(body: &[u8]) -> Result<M, JsonDecodeError> {
     let cx = de::Cx::default();
+    decode_with(&cx, body).map_err(|err| cx.into_error(err))
+}
+
+fn decode_with<M: de::Msg>(cx: &de::Cx, body: &[u8]) -> Result<M, serde_json::Error> {
     let mut reader = serde_json::Deserializer::from_slice(body);
-    let result = de::OptObj::<M>::root(&cx)
+    let result = de::OptObj::<M>::root(cx)
         .deserialize(&mut reader)
         .and_then(|msg| reader.end().map(|()| msg));
     match result {
         // The root seed turns `null` into an error, so `None` does not occur.
         Ok(msg) => Ok(msg.unwrap_or_default()),
-        Err(err) => Err(cx.into_error(err)),
+        Err(err) => Err(err),
     }
 }

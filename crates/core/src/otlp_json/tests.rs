@@ -449,3 +449,51 @@ fn responses_round_trip() {
         "partialSuccess.rejectedSpans: expected an integer, got \"x\""
     );
 }
+
+#[test]
+fn limited_decode_stops_at_the_span_limit() {
+    let spans = vec!["{}"; 1000].join(",");
+    let body = with_span(&spans);
+    let limits = DecodeLimits {
+        max_spans: 999,
+        max_decoded_size: u64::MAX,
+    };
+    assert_eq!(
+        decode_request_limited(body.as_bytes(), limits),
+        Err(LimitedDecodeError::OverLimit(LimitExceeded::Spans {
+            limit: 999
+        }))
+    );
+    let limits = DecodeLimits {
+        max_spans: 1000,
+        ..limits
+    };
+    let req = decode_request_limited(body.as_bytes(), limits).unwrap();
+    assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1000);
+}
+
+#[test]
+fn limited_decode_counts_struct_sizes_and_the_text() {
+    // 1000 empty attributes: each a whole KeyValue in memory from 3 bytes of JSON.
+    let attrs = vec!["{}"; 1000].join(",");
+    let body = with_span(&format!(r#"{{"attributes":[{attrs}]}}"#));
+    let structs = 1000 * std::mem::size_of::<KeyValue>()
+        + std::mem::size_of::<Span>()
+        + std::mem::size_of::<crate::proto::trace::v1::ScopeSpans>()
+        + std::mem::size_of::<crate::proto::trace::v1::ResourceSpans>();
+    let exact = (body.len() + structs) as u64;
+    let limits = |max_decoded_size| DecodeLimits {
+        max_spans: u64::MAX,
+        max_decoded_size,
+    };
+    assert!(decode_request_limited(body.as_bytes(), limits(exact)).is_ok());
+    assert_eq!(
+        decode_request_limited(body.as_bytes(), limits(exact - 1)),
+        Err(LimitedDecodeError::OverLimit(LimitExceeded::DecodedSize {
+            limit: exact - 1
+        }))
+    );
+    // Malformed input is still reported as such, with its path.
+    let bad = decode_request_limited(with_span(r#"{"traceId":"x"}"#).as_bytes(), limits(1 << 30));
+    assert!(matches!(bad, Err(LimitedDecodeError::Invalid(e)) if e.path.ends_with("traceId")));
+}
