@@ -45,7 +45,11 @@ fn open_findings_still_reproduce() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/findings");
     for (target, check) in fuzz_checks::TARGETS {
         for file in files(&root.join(target)) {
-            println!("{target}: {} fails: {}", file.display(), fails(*check, &file));
+            println!(
+                "{target}: {} fails: {}",
+                file.display(),
+                fails(*check, &file)
+            );
         }
     }
 }

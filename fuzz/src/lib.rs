@@ -23,19 +23,24 @@ use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tracecast_core::{BatchContext, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 use tracecast_exporter_s3::assembly::{Assembler, AssemblyLimits};
 use tracecast_exporter_s3::document;
-use tracecast_exporter_s3::key::{object_key, render_prefix, KeyVars, ObjectKey, PathTemplate};
-use tracecast_exporter_s3::upload::object_key_of;
+use tracecast_exporter_s3::key::{
+    object_key, object_key_within, render_prefix, KeyVars, ObjectKey, PathTemplate,
+};
+use tracecast_exporter_s3::upload::{dead_letter_name, object_key_of, DEAD_LETTER_NAME_BYTES};
 use tracecast_processors::{
     BatchProcessor, BatchProcessorConfig, MetadataProcessor, MetadataProcessorConfig,
     PrivacyProcessor, PrivacyProcessorConfig,
 };
 use tracecast_receiver_otlp::fuzzing::{
-    decode, decompress, drop_invalid_spans, BodyEncoding, ContentEncoding,
+    decode, decompress, drop_invalid_spans, scan, BodyEncoding, ContentEncoding, Limits,
 };
-use tracecast_receiver_otlp::RequestError;
+use tracecast_receiver_otlp::{OtlpReceiverConfig, RequestError};
+
+/// A target's check.
+pub type Check = fn(&[u8]);
 
 /// Every target, by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("receiver_decode", receiver_decode),
     ("json_decode", json_decode),
     ("json_roundtrip", json_roundtrip),
@@ -305,9 +310,14 @@ impl Gen<'_> {
             2 => Some(AnyValueKind::BoolValue(self.bool())),
             3 => {
                 let any = self.u64() as i64;
-                Some(AnyValueKind::IntValue(
-                    self.pick(&[0, 1, -1, i64::MAX, i64::MIN, any]),
-                ))
+                Some(AnyValueKind::IntValue(self.pick(&[
+                    0,
+                    1,
+                    -1,
+                    i64::MAX,
+                    i64::MIN,
+                    any,
+                ])))
             }
             4 => {
                 let any = f64::from_bits(self.u64());
@@ -365,11 +375,7 @@ impl Gen<'_> {
             } else {
                 String::new()
             },
-            parent_span_id: if self.bool() {
-                Vec::new()
-            } else {
-                self.id(8)
-            },
+            parent_span_id: if self.bool() { Vec::new() } else { self.id(8) },
             flags: self.pick(&[0, 0x100, 0x300, 1, any_flags]),
             name: if self.bool() {
                 self.pick(&["chat", "root", ""]).to_string()
@@ -483,11 +489,19 @@ fn component(id: &str) -> ComponentId {
 fn run_one(p: &mut impl Processor, batch: TraceBatch) -> TraceBatch {
     let mut out = Vec::new();
     p.process(batch, &mut out);
-    assert_eq!(out.len(), 1, "a 1:1 processor emitted {} batches", out.len());
+    assert_eq!(
+        out.len(),
+        1,
+        "a 1:1 processor emitted {} batches",
+        out.len()
+    );
     out.pop().unwrap()
 }
 
-fn run_request(p: &mut impl Processor, req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
+fn run_request(
+    p: &mut impl Processor,
+    req: ExportTraceServiceRequest,
+) -> ExportTraceServiceRequest {
     run_one(p, TraceBatch::new(context(None), req, None)).into_request()
 }
 
@@ -499,7 +513,9 @@ fn metadata_processor(cfg: MetadataProcessorConfig) -> MetadataProcessor {
 /// reorder attributes; OTLP gives the order no meaning).
 fn normalized(mut req: ExportTraceServiceRequest) -> Vec<u8> {
     fn sort(list: &mut [KeyValue]) {
-        list.sort_by_cached_key(|kv| (kv.key.clone(), kv.value.as_ref().map(|v| v.encode_to_vec())));
+        list.sort_by_cached_key(|kv| {
+            (kv.key.clone(), kv.value.as_ref().map(|v| v.encode_to_vec()))
+        });
     }
     for rs in &mut req.resource_spans {
         if let Some(r) = rs.resource.as_mut() {
@@ -580,14 +596,38 @@ fn compress(body: &[u8], encoding: ContentEncoding, zlib: bool) -> Vec<u8> {
     }
 }
 
+/// The receiver's request limits for the two top bits of the flags byte: the defaults, or
+/// small ones so that every over-limit path is reached.
+fn receiver_limits(profile: u8, body_limit: u64) -> (OtlpReceiverConfig, Limits) {
+    let mut config = OtlpReceiverConfig {
+        max_request_body_size: tracecast_config::ByteSize(body_limit),
+        ..Default::default()
+    };
+    if profile & 1 != 0 {
+        config.max_spans_per_request = 3;
+        config.max_decoded_size = Some(tracecast_config::ByteSize(4096));
+    }
+    if profile & 2 != 0 {
+        config.max_custom_trace_id_length = 8;
+        config.max_trace_metadata_size = tracecast_config::ByteSize(64);
+    }
+    let limits = Limits::new("otlp", &config);
+    (config, limits)
+}
+
 /// The receiver's decode path, as the handler runs it: decompress (bounded) -> decode
-/// (protobuf or OTLP/JSON) -> drop spans with invalid ids.
+/// (protobuf after the pre-scan, or OTLP/JSON with counting) -> the checks on the decoded
+/// request -> drop spans with invalid ids.
 ///
 /// First byte: bit 0 JSON, bits 1-2 content encoding (identity, gzip, deflate), bit 3
 /// compress the rest here first (so the decoders see real requests through gzip/deflate),
-/// bit 4 a small decompression limit, bit 5 zlib-wrapped deflate. Checks: the limit holds,
-/// our own compression is undone exactly, a decoded request re-encodes to itself, and
-/// invalid-id filtering leaves only valid spans and no empty scopes or resources.
+/// bit 4 a small decompression limit, bit 5 zlib-wrapped deflate, bits 6-7 small request
+/// limits. Checks: the decompression limit holds and our own compression is undone
+/// exactly; the pre-scan accepts whatever prost decodes, counts its spans exactly and
+/// never estimates less than the decoded request holds; a request is refused over a limit
+/// only when it is over it; a decoded request re-encodes to itself; a request that passed
+/// the limits stays within them through the `metadata` processor (custom trace id length,
+/// trace metadata per span); invalid-id filtering leaves only valid spans.
 pub fn receiver_decode(data: &[u8]) {
     let Some((&flags, body)) = data.split_first() else {
         return;
@@ -608,6 +648,7 @@ pub fn receiver_decode(data: &[u8]) {
     } else {
         DEFAULT_BODY_LIMIT
     };
+    let (config, limits) = receiver_limits(flags >> 6, limit);
     let wire = if ours {
         compress(body, content, flags & 32 != 0)
     } else {
@@ -622,7 +663,11 @@ pub fn receiver_decode(data: &[u8]) {
                 "identity bodies are never refused by decompress"
             );
             if ours {
-                assert!(body.len() as u64 > limit, "refused {} <= {limit} bytes", body.len());
+                assert!(
+                    body.len() as u64 > limit,
+                    "refused {} <= {limit} bytes",
+                    body.len()
+                );
             }
             return;
         }
@@ -635,9 +680,66 @@ pub fn receiver_decode(data: &[u8]) {
     if ours {
         assert_eq!(&plain[..], body, "decompression changed the body");
     }
-    let Ok(mut request) = decode(encoding, &plain) else {
-        return;
+
+    let unlimited = match encoding {
+        BodyEncoding::Protobuf => {
+            let prost = ExportTraceServiceRequest::decode(&plain[..]).ok();
+            if let Some(request) = &prost {
+                match scan(&plain) {
+                    Ok(shape) => {
+                        assert_eq!(
+                            shape.spans as usize,
+                            span_count(request),
+                            "pre-scan span count"
+                        );
+                        let held = decoded_size(request);
+                        assert!(
+                            shape.decoded_size >= held,
+                            "pre-scan estimate {} < {held} bytes the decoded request holds",
+                            shape.decoded_size
+                        );
+                    }
+                    Err(e) if open_findings() => {
+                        panic!("pre-scan refuses a body prost decodes: {}", e.0)
+                    }
+                    // Finding 2 (fuzz/findings/receiver_decode/): see fuzz/README.md.
+                    Err(_) => return,
+                }
+            }
+            prost
+        }
+        BodyEncoding::Json => tracecast_core::otlp_json::decode_request(&plain).ok(),
     };
+    let mut request = match decode(encoding, &plain, &limits) {
+        Ok(request) => {
+            let full =
+                unlimited.expect("the limited decode accepted what the plain decode refuses");
+            assert_eq!(pb(&request), pb(&full), "limited and plain decode differ");
+            request
+        }
+        Err(RequestError::OverLimit { limit, .. }) => {
+            // Counting stops at the limit, before the rest is parsed: a malformed body over a
+            // limit is refused for the limit (413), which is fine.
+            let Some(full) = unlimited else {
+                return;
+            };
+            if limit == tracecast_receiver_otlp::RequestLimit::Spans {
+                assert!(
+                    span_count(&full) as u64 > config.max_spans_per_request,
+                    "refused for its span count with {} spans",
+                    span_count(&full)
+                );
+            }
+            return;
+        }
+        Err(e) => {
+            assert!(unlimited.is_none(), "a decodable request refused: {e}");
+            return;
+        }
+    };
+    if limits.check_decoded(&request).is_err() {
+        return;
+    }
     // A decoded request survives its own encoding unchanged.
     let bytes = pb(&request);
     let again = ExportTraceServiceRequest::decode(&bytes[..]).expect("re-encoded request decodes");
@@ -645,6 +747,7 @@ pub fn receiver_decode(data: &[u8]) {
     if encoding == BodyEncoding::Json {
         json_fixed_point(&request);
     }
+    within_limits_after_metadata(&config, &request);
 
     let before = span_count(&request);
     let rejected = drop_invalid_spans(&mut request);
@@ -658,9 +761,118 @@ pub fn receiver_decode(data: &[u8]) {
     if rejected.is_some() {
         for rs in &request.resource_spans {
             assert!(!rs.scope_spans.is_empty(), "empty resource kept");
-            assert!(rs.scope_spans.iter().all(|ss| !ss.spans.is_empty()), "empty scope kept");
+            assert!(
+                rs.scope_spans.iter().all(|ss| !ss.spans.is_empty()),
+                "empty scope kept"
+            );
         }
     }
+}
+
+/// What a request the receiver let through becomes in the `metadata` processor: custom
+/// trace ids no longer than `max_custom_trace_id_length`, and per span at most a bounded
+/// multiple of `max_trace_metadata_size` of `trace.metadata.*` (the processor copies a
+/// request's metadata onto each of its spans; the receiver bounds it per carrier).
+///
+/// Finding 3 (`fuzz/findings/receiver_decode/`): flattening repeats a nested map's key path
+/// in every leaf, so the copy per span can be quadratic in the metadata's size. Checked
+/// only with `TRACECAST_FUZZ_OPEN_FINDINGS=1`.
+fn within_limits_after_metadata(config: &OtlpReceiverConfig, request: &ExportTraceServiceRequest) {
+    let mut m = metadata_processor(MetadataProcessorConfig::default());
+    let out = run_request(&mut m, request.clone());
+    let max_metadata = 8 * config.max_trace_metadata_size.get() + 4096;
+    for span in spans(&out) {
+        let mut metadata = 0u64;
+        for kv in &span.attributes {
+            if kv.key == "tracecast.custom_trace_id" {
+                let len = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(AnyValueKind::StringValue(s)) => s.len() as u64,
+                    _ => 0,
+                };
+                assert!(
+                    len <= config.max_custom_trace_id_length,
+                    "custom trace id of {len} bytes passed the receiver (limit {})",
+                    config.max_custom_trace_id_length
+                );
+            }
+            if kv.key.starts_with("trace.metadata.") {
+                metadata += kv.encoded_len() as u64;
+            }
+        }
+        if open_findings() {
+            assert!(
+                metadata <= max_metadata,
+                "{metadata} bytes of trace metadata on one span (receiver limit {} per carrier)",
+                config.max_trace_metadata_size.get()
+            );
+        }
+    }
+}
+
+/// The memory a decoded request holds by the pre-scan's rules (`prescan.rs`): the size of
+/// every element of a repeated message field plus the length of every string and bytes.
+fn decoded_size(req: &ExportTraceServiceRequest) -> u64 {
+    use std::mem::size_of;
+    fn value(v: &AnyValue) -> usize {
+        match &v.value {
+            Some(AnyValueKind::StringValue(s)) => s.len(),
+            Some(AnyValueKind::BytesValue(b)) => b.len(),
+            Some(AnyValueKind::ArrayValue(a)) => a
+                .values
+                .iter()
+                .map(|v| size_of::<AnyValue>() + value(v))
+                .sum(),
+            Some(AnyValueKind::KvlistValue(l)) => list(&l.values),
+            _ => 0,
+        }
+    }
+    fn list(l: &[KeyValue]) -> usize {
+        l.iter()
+            .map(|kv| size_of::<KeyValue>() + kv.key.len() + kv.value.as_ref().map_or(0, value))
+            .sum()
+    }
+    let mut n = size_of::<ExportTraceServiceRequest>();
+    for rs in &req.resource_spans {
+        n += size_of::<ResourceSpans>() + rs.schema_url.len();
+        if let Some(r) = &rs.resource {
+            n += list(&r.attributes);
+            for e in &r.entity_refs {
+                n += size_of::<tracecast_core::proto::common::v1::EntityRef>()
+                    + e.schema_url.len()
+                    + e.r#type.len();
+                for k in e.id_keys.iter().chain(&e.description_keys) {
+                    n += size_of::<String>() + k.len();
+                }
+            }
+        }
+        for ss in &rs.scope_spans {
+            n += size_of::<ScopeSpans>() + ss.schema_url.len();
+            if let Some(s) = &ss.scope {
+                n += s.name.len() + s.version.len() + list(&s.attributes);
+            }
+            for span in &ss.spans {
+                n += size_of::<Span>()
+                    + span.trace_id.len()
+                    + span.span_id.len()
+                    + span.trace_state.len()
+                    + span.parent_span_id.len()
+                    + span.name.len()
+                    + list(&span.attributes);
+                for e in &span.events {
+                    n += size_of::<Event>() + e.name.len() + list(&e.attributes);
+                }
+                for l in &span.links {
+                    n += size_of::<Link>()
+                        + l.trace_id.len()
+                        + l.span_id.len()
+                        + l.trace_state.len()
+                        + list(&l.attributes);
+                }
+                n += span.status.as_ref().map_or(0, |s| s.message.len());
+            }
+        }
+    }
+    n as u64
 }
 
 /// `encode(decode(encode(r))) == encode(r)` and the decode equals `r`.
@@ -674,14 +886,62 @@ fn json_fixed_point(request: &ExportTraceServiceRequest) {
             String::from_utf8_lossy(&json)
         ),
     };
-    assert_eq!(pb(&back), pb(request), "OTLP/JSON round trip changed the request");
-    assert_eq!(encode_request(&back), json, "OTLP/JSON encoding is not a fixed point");
+    assert_eq!(
+        pb(&back),
+        pb(request),
+        "OTLP/JSON round trip changed the request"
+    );
+    assert_eq!(
+        encode_request(&back),
+        json,
+        "OTLP/JSON encoding is not a fixed point"
+    );
 }
 
 /// OTLP/JSON decoder on arbitrary bytes; what decodes must round-trip through the encoder.
+///
+/// `decode_request_limited` agrees with `decode_request`: same request when within the
+/// limits, and a span-count refusal only for a request with more spans than the limit.
 pub fn json_decode(data: &[u8]) {
-    if let Ok(request) = tracecast_core::otlp_json::decode_request(data) {
-        json_fixed_point(&request);
+    use tracecast_core::otlp_json::{
+        decode_request_limited, DecodeLimits, LimitExceeded, LimitedDecodeError,
+    };
+    let plain = tracecast_core::otlp_json::decode_request(data);
+    if let Ok(request) = &plain {
+        json_fixed_point(request);
+    }
+    let max_spans = data.first().map_or(0, |b| u64::from(b % 8));
+    for limits in [
+        DecodeLimits {
+            max_spans,
+            max_decoded_size: 2048,
+        },
+        DecodeLimits {
+            max_spans: u64::MAX,
+            max_decoded_size: u64::MAX,
+        },
+    ] {
+        match (decode_request_limited(data, limits), &plain) {
+            (Ok(limited), Ok(full)) => assert_eq!(pb(&limited), pb(full), "limited decode differs"),
+            (Ok(_), Err(e)) => panic!("limited decode accepts what decode refuses: {e}"),
+            (Err(LimitedDecodeError::Invalid(_)), Err(_)) => {}
+            (Err(LimitedDecodeError::Invalid(e)), Ok(_)) => {
+                panic!("limited decode refuses a valid request as invalid: {e}")
+            }
+            (Err(LimitedDecodeError::OverLimit(over)), full) => {
+                assert!(
+                    limits.max_spans != u64::MAX,
+                    "unlimited decode over a limit: {over}"
+                );
+                if let (LimitExceeded::Spans { limit }, Ok(full)) = (over, full) {
+                    assert!(
+                        span_count(full) as u64 > limit,
+                        "refused with {} spans",
+                        span_count(full)
+                    );
+                }
+            }
+        }
     }
     if let Ok(response) = tracecast_core::otlp_json::decode_response(data) {
         let json = tracecast_core::otlp_json::encode_response(&response);
@@ -739,7 +999,9 @@ fn canonical_nans(req: &mut ExportTraceServiceRequest) {
         }
     }
     fn list(l: &mut [KeyValue]) {
-        l.iter_mut().filter_map(|kv| kv.value.as_mut()).for_each(value);
+        l.iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .for_each(value);
     }
     for rs in &mut req.resource_spans {
         if let Some(r) = rs.resource.as_mut() {
@@ -803,7 +1065,8 @@ pub fn proc_metadata(data: &[u8]) {
         );
     }
     let once = out.into_request();
-    let ids = |r: &ExportTraceServiceRequest| spans(r).map(|s| s.span_id.clone()).collect::<Vec<_>>();
+    let ids =
+        |r: &ExportTraceServiceRequest| spans(r).map(|s| s.span_id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&once), ids(&request), "span ids or order changed");
     for (a, b) in spans(&request).zip(spans(&once)) {
         if a.trace_id.len() == 16 {
@@ -832,11 +1095,16 @@ fn privacy_config(g: &mut Gen<'_>) -> PrivacyProcessorConfig {
 }
 
 /// `privacy`: never panics, keeps every span, leaves no key it removes, is idempotent, and
-/// (with no extra keys or patterns) commutes with `metadata` up to attribute order.
+/// (with no extra keys or patterns and the default allow lists) commutes with `metadata` up to attribute order.
 pub fn proc_privacy(data: &[u8]) {
     let mut g = Gen::new(data);
     let cfg = privacy_config(&mut g);
-    let plain_rules = cfg.extra_keys.is_empty() && cfg.extra_patterns.is_empty();
+    // A replaced allow list need not keep `metadata`'s inputs: then the order matters.
+    let defaults = PrivacyProcessorConfig::default();
+    let plain_rules = cfg.extra_keys.is_empty()
+        && cfg.extra_patterns.is_empty()
+        && cfg.allow_keys == defaults.allow_keys
+        && cfg.allow_patterns == defaults.allow_patterns;
     let request = g.request();
     let Ok(mut p) = PrivacyProcessor::new(component("privacy/fuzz"), cfg) else {
         return;
@@ -844,7 +1112,10 @@ pub fn proc_privacy(data: &[u8]) {
     let once = run_request(&mut p, request.clone());
     assert_eq!(span_count(&once), span_count(&request));
     for (at, key) in all_keys(&once) {
-        assert!(!p.removes_key(&key), "{at} attribute {key:?} should have been removed");
+        assert!(
+            !p.removes_key(&key),
+            "{at} attribute {key:?} should have been removed"
+        );
     }
     let twice = run_request(&mut p, once.clone());
     assert_eq!(pb(&twice), pb(&once), "privacy twice != privacy once");
@@ -852,12 +1123,19 @@ pub fn proc_privacy(data: &[u8]) {
     if plain_rules {
         let mut m = metadata_processor(MetadataProcessorConfig::default());
         let a = run_request(&mut p, run_request(&mut m, request.clone()));
-        let b = run_request(&mut m, run_request(&mut p, request));
+        let b = run_request(&mut m, run_request(&mut p, request.clone()));
+        let json = |r: &ExportTraceServiceRequest| {
+            String::from_utf8_lossy(&tracecast_core::otlp_json::encode_request(r)).into_owned()
+        };
         assert!(
-            normalized(a) == normalized(b),
-            "privacy(metadata(r)) != metadata(privacy(r)) (attribute order aside)"
+            normalized(a.clone()) == normalized(b.clone()),
+            "privacy(metadata(r)) != metadata(privacy(r)) (attribute order aside)\nr: {}\nprivacy(metadata(r)): {}\nmetadata(privacy(r)): {}",
+            json(&request),
+            json(&a),
+            json(&b)
         );
     }
+
 }
 
 /// A span with where it was, for comparing batch output with its input.
@@ -868,11 +1146,21 @@ fn placed_spans(api_key_name: Option<&str>, req: &ExportTraceServiceRequest) -> 
             for span in &ss.spans {
                 let mut rec = api_key_name.unwrap_or("-").as_bytes().to_vec();
                 rec.push(0);
-                rec.extend(rs.resource.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default());
+                rec.extend(
+                    rs.resource
+                        .as_ref()
+                        .map(|r| r.encode_to_vec())
+                        .unwrap_or_default(),
+                );
                 rec.push(0);
                 rec.extend(rs.schema_url.as_bytes());
                 rec.push(0);
-                rec.extend(ss.scope.as_ref().map(|s| s.encode_to_vec()).unwrap_or_default());
+                rec.extend(
+                    ss.scope
+                        .as_ref()
+                        .map(|s| s.encode_to_vec())
+                        .unwrap_or_default(),
+                );
                 rec.push(0);
                 rec.extend(ss.schema_url.as_bytes());
                 rec.push(0);
@@ -920,16 +1208,31 @@ pub fn proc_batch(data: &[u8]) {
         let n = batch.span_count();
         assert!(n > 0, "empty batch sent");
         if max > 0 {
-            assert!(n <= max, "batch of {n} spans over send_batch_max_size {max}");
+            assert!(
+                n <= max,
+                "batch of {n} spans over send_batch_max_size {max}"
+            );
         }
         if let Some(bytes) = batch.received_protobuf() {
-            assert_eq!(bytes, &batch.request().encode_to_vec(), "stale received bytes");
+            assert_eq!(
+                bytes,
+                &batch.request().encode_to_vec(),
+                "stale received bytes"
+            );
         }
-        got.extend(placed_spans(batch.context().api_key_name.as_deref(), batch.request()));
+        got.extend(placed_spans(
+            batch.context().api_key_name.as_deref(),
+            batch.request(),
+        ));
     }
     expected.sort();
     got.sort();
-    assert!(expected == got, "spans lost, duplicated or moved ({} in, {} out)", expected.len(), got.len());
+    assert!(
+        expected == got,
+        "spans lost, duplicated or moved ({} in, {} out)",
+        expected.len(),
+        got.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -949,11 +1252,16 @@ const TEMPLATES: &[&str] = &[
     "",
 ];
 
-/// Checks a key against the store limits and the sanitising rules.
-pub fn check_key(key: &ObjectKey) {
+/// Checks a key against the store limits and the sanitising rules. A backslash may come
+/// only from the template's own text (the operator's config), never from a value.
+pub fn check_key(key: &ObjectKey, template_has_backslash: bool) {
     for n in [1, 2, MAX_SUFFIX] {
         let s = key.nth(n);
-        assert!(s.len() <= MAX_KEY_BYTES, "key of {} bytes (> {MAX_KEY_BYTES}): {s:?}", s.len());
+        assert!(
+            s.len() <= MAX_KEY_BYTES,
+            "key of {} bytes (> {MAX_KEY_BYTES}): {s:?}",
+            s.len()
+        );
         assert!(!s.starts_with('/'), "key starts with '/': {s:?}");
         for seg in s.split('/') {
             assert!(!seg.is_empty(), "empty segment in {s:?}");
@@ -963,11 +1271,44 @@ pub fn check_key(key: &ObjectKey) {
                 seg.len()
             );
             assert!(seg != "." && seg != "..", "dot segment in {s:?}");
-            assert!(!seg.chars().any(char::is_control), "control character in {s:?}");
-            assert!(!seg.contains('\\'), "backslash in {s:?}");
+            assert!(
+                !seg.chars().any(char::is_control),
+                "control character in {s:?}"
+            );
+            assert!(
+                template_has_backslash || !seg.contains('\\'),
+                "backslash in {s:?}"
+            );
         }
     }
-    assert_eq!(&object_key_of(&key.nth(1)), key, "stored key does not split back");
+    assert_eq!(
+        &object_key_of(&key.nth(1)),
+        key,
+        "stored key does not split back"
+    );
+    let dead = dead_letter_name(&key.nth(1));
+    assert!(
+        dead.len() <= DEAD_LETTER_NAME_BYTES,
+        "dead-letter name of {} bytes",
+        dead.len()
+    );
+    assert!(
+        !dead.contains('/') && !dead.is_empty(),
+        "dead-letter name {dead:?}"
+    );
+}
+
+/// [`check_key`] for a store with a base folder: no name longer than `max`.
+fn check_key_within(key: &ObjectKey, max: usize, template_has_backslash: bool) {
+    check_key(key, template_has_backslash);
+    for n in [1, 2, MAX_SUFFIX, u32::MAX] {
+        let s = key.nth(n);
+        assert!(
+            s.len() <= max,
+            "key of {} bytes (> {max} left by the base folder): {s:?}",
+            s.len()
+        );
+    }
 }
 
 /// Time for keys: any instant the `time` crate can format.
@@ -1002,8 +1343,20 @@ pub fn s3_key(data: &[u8]) {
     };
     let folder = render_prefix(&template, vars, at);
     let key = object_key(&template, vars, &trace_id, at, ext);
-    assert_eq!(key.folder, folder);
-    check_key(&key);
+    if folder.len() + key.stem.len() + ext.len() + 12 <= MAX_KEY_BYTES {
+        assert_eq!(key.folder, folder, "a key that fits was shortened");
+    }
+    let backslash = source.contains('\\');
+    check_key(&key, backslash);
+    assert_eq!(
+        key,
+        object_key(&template, vars, &trace_id, at, ext),
+        "not deterministic"
+    );
+    // A bucket base folder leaves less room (at least 100 bytes; config keeps it short).
+    let max = MAX_KEY_BYTES - g.below(MAX_KEY_BYTES - 100);
+    let within = object_key_within(&template, vars, &trace_id, at, ext, max);
+    check_key_within(&within, max, backslash);
 }
 
 /// Spans (optionally through `metadata` first) assembled into traces, each built into its
@@ -1033,13 +1386,20 @@ pub fn s3_document(data: &[u8]) {
             request = run_request(&mut m, request);
         }
         total += span_count(&request);
-        assembler.ingest(&TraceBatch::new(context(key), request, None), now, &mut traces);
+        assembler.ingest(
+            &TraceBatch::new(context(key), request, None),
+            now,
+            &mut traces,
+        );
     }
     assembler.take_all(&mut traces);
     assert!(assembler.is_empty());
     assert_eq!(traces.iter().map(|t| t.spans.len()).sum::<usize>(), total);
     for trace in &traces {
-        assert!(trace.spans.iter().all(|s| s.span.trace_id == trace.trace_id));
+        assert!(trace
+            .spans
+            .iter()
+            .all(|s| s.span.trace_id == trace.trace_id));
         let doc = document::build(trace, attr);
         let events: usize = trace.spans.iter().map(|s| s.span.events.len()).sum();
         assert_eq!(doc.observations.len(), trace.spans.len() + events);
@@ -1056,6 +1416,6 @@ pub fn s3_document(data: &[u8]) {
             doc.start,
             ext,
         );
-        check_key(&key);
+        check_key(&key, false);
     }
 }

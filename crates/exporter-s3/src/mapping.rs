@@ -104,7 +104,9 @@ pub fn map_attributes(attrs: &[KeyValue]) -> Mapped {
     m.total_tokens = take(TOTAL_TOKENS)
         .as_ref()
         .and_then(as_i64)
-        .or_else(|| Some(m.prompt_tokens? + m.completion_tokens?));
+        // Checked: token counts come from clients; a sum past i64 is no total at all (it
+        // used to panic with overflow checks and wrap without them; found by fuzzing).
+        .or_else(|| m.prompt_tokens?.checked_add(m.completion_tokens?));
     m.input_cost = take(INPUT_COST).as_ref().and_then(as_f64);
     m.output_cost = take(OUTPUT_COST).as_ref().and_then(as_f64);
     m.total_cost = take(TOTAL_COST)
@@ -183,5 +185,15 @@ mod tests {
         assert_eq!(m.metadata["env"], serde_json::json!("prod"));
         assert_eq!(m.attributes.len(), 1);
         assert_eq!(m.output, None);
+    }
+
+    #[test]
+    fn token_counts_whose_sum_overflows_give_no_total() {
+        let m = map_attributes(&[
+            kv("gen_ai.usage.input_tokens", Av::IntValue(i64::MAX)),
+            kv("gen_ai.usage.output_tokens", Av::IntValue(1)),
+        ]);
+        assert_eq!(m.prompt_tokens, Some(i64::MAX));
+        assert_eq!(m.total_tokens, None);
     }
 }

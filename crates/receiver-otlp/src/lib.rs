@@ -43,4 +43,6 @@ pub mod fuzzing {
     pub use crate::decode::{
         decode, decompress, drop_invalid_spans, BodyEncoding, ContentEncoding, Rejected,
     };
+    pub use crate::limits::Limits;
+    pub use crate::prescan::{scan, Shape};
 }
