@@ -19,9 +19,9 @@ use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Expor
 
 use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
 use crate::config::{Compression, S3ExporterConfig};
-use crate::document::{self, DEFAULT_API_KEY_NAME};
+use crate::document;
 use crate::error::{S3ExporterError, StoreProblem};
-use crate::key::{object_key_within, render_prefix, KeyVars, ObjectKey, PathTemplate};
+use crate::key::{fixed_folder, object_key_within, KeyVars, ObjectKey, PathTemplate};
 use crate::upload::{
     object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, Uploader, Written,
 };
@@ -118,24 +118,22 @@ impl S3Exporter {
         &self.shared.uploader.destination.display
     }
 
-    /// The key of the connection probe for instant `now`.
-    pub fn probe_key(&self, now: OffsetDateTime) -> String {
-        let folder = render_prefix(
-            &self.shared.template,
-            KeyVars {
-                prefix: &self.shared.prefix,
-                api_key_name: DEFAULT_API_KEY_NAME,
-            },
-            now,
-        );
-        let name = format!(".tracecast-connection-test-{}.json", now.unix_timestamp());
+    /// The key of the connection probe: always the same object,
+    /// `<fixed folder of path_template>/.tracecast/connection-test.json` (see
+    /// [`crate::key::fixed_folder`]), overwritten by every test. One key outside the trace
+    /// folders, so tests never add objects beside the traces that readers list.
+    pub fn probe_key(&self) -> String {
+        let folder = fixed_folder(&self.shared.template, &self.shared.prefix);
         if folder.is_empty() {
-            name
+            PROBE_NAME.to_string()
         } else {
-            format!("{folder}/{name}")
+            format!("{folder}/{PROBE_NAME}")
         }
     }
 }
+
+/// Where the connection probe goes, below the template's fixed folder.
+pub const PROBE_NAME: &str = ".tracecast/connection-test.json";
 
 impl Shared {
     fn ext(&self) -> &'static str {
@@ -447,7 +445,7 @@ impl S3Exporter {
 impl Exporter for S3Exporter {
     async fn test_connection(&self) -> Result<(), ExportError> {
         let now = OffsetDateTime::now_utc();
-        let key = self.probe_key(now);
+        let key = self.probe_key();
         let body = format!(
             "{{\"tracecast\":\"connection test\",\"exporter\":\"{}\",\"at\":\"{}\"}}",
             self.shared.id,

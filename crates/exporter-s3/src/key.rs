@@ -363,6 +363,38 @@ pub fn sanitize_value(value: &str) -> String {
     out
 }
 
+/// The folder every key of `template` starts with, whatever the trace: the literal text and
+/// `{prefix}` up to the last `/` before the first variable that varies per trace (date,
+/// hour, ingest key). `openrouter-traces/{date}` -> `openrouter-traces`;
+/// `{prefix}/llm/{date}` with prefix `prod` -> `prod/llm`; `{apiKeyName}/{date}` -> `` (the
+/// bucket root). The connection probe lives under it, beside the trace folders, not in one.
+pub fn fixed_folder(template: &PathTemplate, prefix: &str) -> String {
+    let mut fixed = String::new();
+    let mut varies = false;
+    for part in &template.parts {
+        match part {
+            Part::Literal(s) => fixed.push_str(s),
+            Part::Var(Var::Prefix) => fixed.push_str(&sanitize_value(prefix)),
+            Part::Var(_) => {
+                varies = true;
+                break;
+            }
+        }
+    }
+    let folder = if varies {
+        fixed.rsplit_once('/').map_or("", |(folder, _)| folder)
+    } else {
+        fixed.as_str()
+    };
+    folder
+        .split('/')
+        .map(|seg| seg.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        .map(|seg| shorten(&seg, &seg, MAX_SEGMENT_BYTES))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 //! - `upload.rs`: the store (S3 or local), create-only writes with distinct names on clashes,
 //!   and the local dead-letter folder.
 //! - `exporter.rs`: [`S3Exporter`]: run loop, concurrent uploads with the shared retry loop,
-//!   and the PutObject-only connection test.
+//!   and the PutObject-only connection test (one fixed probe object, overwritten).
 //! - `error.rs`: build errors and the classification of store failures into plain words.
 
 pub mod assembly;

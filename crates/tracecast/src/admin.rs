@@ -1,9 +1,10 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
-//! (receivers listening and the last connection test of every destination passed).
+//! (receivers listening and every destination up; the body names the ones that are not).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,21 +14,56 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracecast_core::CancellationToken;
+use tracecast_core::{CancellationToken, ComponentId};
 use tracing::warn;
+
+use crate::check::DestinationResult;
 
 /// What `/readyz` reports, updated by the service.
 #[derive(Debug, Default)]
 pub struct Readiness {
     /// Receivers are listening.
     pub listening: AtomicBool,
-    /// The last connection test of every destination passed.
-    pub destinations_ok: AtomicBool,
+    /// Destinations known to be down, with why. Per destination (not one flag) so that a
+    /// daemon started on a taken config during an outage says which backend it waits for.
+    down: Mutex<BTreeMap<ComponentId, String>>,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Relaxed) && self.destinations_ok.load(Ordering::Relaxed)
+        self.listening.load(Ordering::Relaxed) && self.down_destinations().is_empty()
+    }
+
+    /// Replaces what is known about every destination with `results`.
+    pub fn set_destinations(&self, results: &[DestinationResult]) {
+        let down = results
+            .iter()
+            .filter_map(|r| r.outcome.clone().err().map(|why| (r.id.clone(), why)))
+            .collect();
+        *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
+    }
+
+    /// After a reload: forgets destinations not in `running`, and takes `tested` (the new or
+    /// changed ones, which just passed their test) as they are.
+    pub fn reconcile(&self, running: &[ComponentId], tested: &[DestinationResult]) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.retain(|id, _| running.contains(id));
+        for r in tested {
+            match &r.outcome {
+                Ok(()) => down.remove(&r.id),
+                Err(why) => down.insert(r.id.clone(), why.clone()),
+            };
+        }
+    }
+
+    /// The destinations that are down, with why.
+    pub fn down_destinations(&self) -> Vec<(ComponentId, String)> {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, why)| (id.clone(), why.clone()))
+            .collect()
     }
 }
 
@@ -113,9 +149,15 @@ fn route(
                 text(StatusCode::OK, "ready\n", "text/plain")
             } else {
                 let why = if !readiness.listening.load(Ordering::Relaxed) {
-                    "receivers are not listening"
+                    "receivers are not listening".to_string()
                 } else {
-                    "a destination failed its last connection test (see `tracecast check`)"
+                    readiness
+                        .down_destinations()
+                        .iter()
+                        .map(|(id, why)| format!("destination {id} is down ({why})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                        + "; its spans wait in the durable queue"
                 };
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -1,4 +1,5 @@
-//! Connection tests of destinations, shared by `tracecast check`, start-up and reload.
+//! Connection tests of destinations, shared by `tracecast check`, start-up, reload and the
+//! readiness check of idle destinations ([`crate::health`]).
 
 use std::time::Duration;
 
@@ -26,6 +27,21 @@ impl std::fmt::Display for DestinationResult {
     }
 }
 
+/// Every exporter some pipeline of `config` uses (the destinations), sorted.
+pub fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
+    let mut ids: Vec<ComponentId> = config
+        .raw
+        .service
+        .pipelines
+        .values()
+        .flat_map(|p| p.exporters.iter().cloned())
+        .filter(|id| config.exporters.contains_key(id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// Tests every exporter that some pipeline uses, concurrently.
 pub async fn test_destinations(config: &ValidatedConfig) -> Vec<DestinationResult> {
     test_some_destinations(config, None).await
@@ -36,19 +52,10 @@ pub async fn test_some_destinations(
     config: &ValidatedConfig,
     only: Option<&[ComponentId]>,
 ) -> Vec<DestinationResult> {
-    let used = config
-        .exporters
-        .iter()
-        .filter(|(id, _)| {
-            config
-                .raw
-                .service
-                .pipelines
-                .values()
-                .any(|p| p.exporters.contains(id))
-        })
-        .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
-        .map(|(id, cfg)| (id.clone(), cfg.clone()));
+    let used = used_exporters(config)
+        .into_iter()
+        .filter(|id| only.is_none_or(|o| o.contains(id)))
+        .filter_map(|id| config.exporters.get(&id).map(|cfg| (id, cfg.clone())));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (id, cfg)) in used.enumerate() {
         tasks.spawn(async move {

@@ -1,19 +1,25 @@
-//! Periodic re-test of every destination while tracecast runs.
+//! Periodic readiness check of every destination while tracecast runs.
 //!
 //! Start-up tests each destination once; a backend that goes away later would otherwise
 //! leave `/readyz` green while data piles up in retries. Every
-//! `service.admin.recheck_interval` this task re-runs the same connection tests as
-//! `tracecast check` ([`crate::check::test_destinations`]), sets
-//! `tracecast_destination_up{component=...}` to 1 or 0 per destination, and sets
-//! [`Readiness::destinations_ok`] to "all passed". It logs only changes (a destination going
-//! down or coming back), not every failed attempt, so a long outage is one line, not one per
-//! interval.
+//! `service.admin.recheck_interval` this task judges each destination:
+//!
+//! - by its real traffic when it had any since the last round: spans delivered means up;
+//!   only retries and dead letters (no delivery) means down. This costs the destination
+//!   nothing: a busy S3 exporter gets no extra objects, a busy OTLP backend no extra
+//!   requests;
+//! - by the connection test otherwise (an idle destination): the same test as
+//!   `tracecast check` ([`crate::check::test_some_destinations`]), which for S3 overwrites
+//!   one fixed probe object, so an idle exporter never adds objects either.
+//!
+//! It sets `tracecast_destination_up{component=...}` to 1 or 0 per destination and tells
+//! [`Readiness`] which are down. It logs only changes (a destination going down or coming
+//! back), not every failed round, so a long outage is one line, not one per interval.
 //!
 //! The config comes through a `watch` channel so a reload can hand over the new set of
-//! destinations: the next round tests those, and gauges of removed destinations are dropped.
+//! destinations: the next round judges those, and gauges of removed destinations are dropped.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -25,7 +31,42 @@ use crate::admin::Readiness;
 use crate::check::{self, DestinationResult};
 use crate::registry::ValidatedConfig;
 
-/// Starts the re-test loop; it ends when `stop` fires. The first round runs one
+/// A destination's counters at the last round: spans delivered, and failed attempts
+/// (retries plus dead letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Traffic {
+    delivered: u64,
+    failed: u64,
+}
+
+impl Traffic {
+    fn now(id: &ComponentId) -> Self {
+        let labels = metrics::component(id.as_str());
+        Self {
+            delivered: metrics::SPANS_EXPORTED.get_or_create(&labels).get(),
+            failed: metrics::EXPORT_RETRIES.get_or_create(&labels).get()
+                + metrics::DEAD_LETTERS.get_or_create(&labels).get(),
+        }
+    }
+}
+
+/// What real traffic says about a destination since the last round (`None`: no traffic,
+/// so the connection test decides).
+fn judge_by_traffic(before: Traffic, now: Traffic) -> Option<Result<(), String>> {
+    let delivered = now.delivered.saturating_sub(before.delivered);
+    let failed = now.failed.saturating_sub(before.failed);
+    if delivered > 0 {
+        Some(Ok(()))
+    } else if failed > 0 {
+        Some(Err(format!(
+            "exports are failing: {failed} failed attempt(s) and nothing delivered since the last check (see the log)"
+        )))
+    } else {
+        None
+    }
+}
+
+/// Starts the check loop; it ends when `stop` fires. The first round runs one
 /// `recheck_interval` after the call (start-up has just tested everything).
 pub fn spawn(
     config: watch::Receiver<Arc<ValidatedConfig>>,
@@ -34,20 +75,54 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut last: BTreeMap<ComponentId, bool> = BTreeMap::new();
+        let mut traffic: BTreeMap<ComponentId, Traffic> = BTreeMap::new();
         loop {
             let current = config.borrow().clone();
+            for id in check::used_exporters(&current) {
+                traffic
+                    .entry(id.clone())
+                    .or_insert_with(|| Traffic::now(&id));
+            }
             let interval = current.raw.service.admin.recheck_interval.get();
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
             }
             let current = config.borrow().clone();
-            let results = tokio::select! {
-                _ = stop.cancelled() => break,
-                r = check::test_destinations(&current) => r,
-            };
-            let all_ok = record(&results, &mut last);
-            readiness.destinations_ok.store(all_ok, Ordering::Relaxed);
+            let used = check::used_exporters(&current);
+            traffic.retain(|id, _| used.contains(id));
+            let mut results = Vec::new();
+            let mut idle = Vec::new();
+            for id in &used {
+                let now = Traffic::now(id);
+                let judged = traffic
+                    .get(id)
+                    .and_then(|before| judge_by_traffic(*before, now));
+                traffic.insert(id.clone(), now);
+                match judged {
+                    Some(outcome) => results.push(DestinationResult {
+                        id: id.clone(),
+                        outcome,
+                    }),
+                    None => idle.push(id.clone()),
+                }
+            }
+            if !idle.is_empty() {
+                let tested = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = check::test_some_destinations(&current, Some(&idle)) => r,
+                };
+                results.extend(tested.into_iter().map(|r| {
+                    DestinationResult {
+                        outcome: r
+                            .outcome
+                            .map_err(|why| format!("connection test failed: {why}")),
+                        id: r.id,
+                    }
+                }));
+            }
+            record(&results, &mut last);
+            readiness.set_destinations(&results);
         }
     })
 }
@@ -63,10 +138,10 @@ fn record(results: &[DestinationResult], last: &mut BTreeMap<ComponentId, bool>)
             .set(i64::from(up));
         match (last.get(&r.id), &r.outcome) {
             (Some(true) | None, Err(why)) => {
-                warn!(destination = %r.id, "connection test failed; /readyz reports not ready until it passes again: {why}");
+                warn!(destination = %r.id, "destination down; /readyz reports not ready until it answers again: {why}");
             }
             (Some(false), Ok(())) => {
-                info!(destination = %r.id, "connection test passes again");
+                info!(destination = %r.id, "destination up again");
             }
             _ => {}
         }
@@ -94,6 +169,16 @@ mod tests {
         metrics::DESTINATION_UP
             .get_or_create(&metrics::component(id))
             .get()
+    }
+
+    #[test]
+    fn traffic_decides_when_there_was_some() {
+        let t = |delivered, failed| Traffic { delivered, failed };
+        assert_eq!(judge_by_traffic(t(5, 1), t(5, 1)), None, "idle: probe");
+        assert_eq!(judge_by_traffic(t(5, 1), t(9, 3)), Some(Ok(())));
+        assert!(
+            matches!(judge_by_traffic(t(5, 1), t(5, 2)), Some(Err(why)) if why.contains("1 failed attempt"))
+        );
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
 //! - `pipeline/`: receivers -> durable queues -> pipelines -> exporters (`mod.rs`: the
 //!   service, reload and shutdown; `fanout.rs`: the receivers' sink; `task.rs`: a pipeline's task).
-//! - `check.rs`: connection tests of every destination (`check`, start-up).
+//! - `check.rs`: connection tests of every destination (`check`, start-up, reload).
+//! - `taken.rs`: fingerprints of destinations that passed, so a taken config starts during
+//!   an outage.
+//! - `signals.rs`: SIGTERM/SIGINT/SIGHUP, one stream for the life of the process.
 //! - `memory.rs`: the memory limiter (`service.memory_limit`).
 //! - `logging.rs`: `tracing` set-up (text or JSON).
 //! - `admin.rs`: the admin endpoint (`/metrics`, `/healthz`, `/readyz`).
-//! - `health.rs`: periodic re-test of destinations behind `/readyz`.
+//! - `health.rs`: periodic readiness check of destinations behind `/readyz` (real traffic,
+//!   else the connection test).
 //! - `queue_metrics.rs`: copies each pipeline queue's stats to `/metrics` every second.
 //! - `self_telemetry.rs`: tracecast's own metrics over OTLP (`service.telemetry.otlp`).
 //! - `sd_notify.rs`: systemd `READY=1` notification.
@@ -27,6 +31,8 @@ pub mod queue_metrics;
 pub mod registry;
 pub mod sd_notify;
 pub mod self_telemetry;
+pub mod signals;
+pub mod taken;
 
 use std::path::Path;
 

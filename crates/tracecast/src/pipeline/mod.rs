@@ -19,9 +19,13 @@
 //! - **Back-pressure**: a full queue (`service.queue.max_size`) makes the receiver answer
 //!   429 + `Retry-After`; a slow exporter fills its bounded input, its pipelines wait, and
 //!   the backlog stays on disk, not in memory.
-//! - **Reload** ([`Service::reload`]): unchanged pipelines and exporters keep running;
-//!   changed pipelines get a new task on the same queue (the old one flushes first);
-//!   receivers are re-pointed without closing their sockets unless their own config changed.
+//! - **Reload** ([`Service::reload`]) is all or nothing: first everything that can fail is
+//!   prepared (exporters and processors built, new queues opened, the listeners of new or
+//!   changed receivers bound, a receiver keeping its endpoint taking over the running
+//!   socket); any failure drops what was prepared and the running service is untouched.
+//!   Then the switch: unchanged pipelines and exporters keep running; changed pipelines get
+//!   a new task on the same queue (the old one flushes first); new listeners serve before
+//!   the ones they replace stop; removed pipelines and exporters stop last.
 //! - **Shutdown**: receivers stop (in-flight requests answered), pipeline tasks stop taking
 //!   entries and flush their processors, exporters drain; after `shutdown_timeout` exporters
 //!   give up and abandon what they hold, which stays queued for the next start.
@@ -40,8 +44,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
-use tracecast_queue::DurableQueue;
-use tracecast_receiver_otlp::RunningReceiver;
+use tracecast_queue::{DurableQueue, RecoveryReport};
+use tracecast_receiver_otlp::{BoundReceiver, RunningReceiver};
 use tracing::{info, warn};
 
 use crate::memory::MemoryLimiter;
@@ -233,6 +237,31 @@ impl Service {
             }
             new_pipelines.insert(name.clone(), (definition, processors));
         }
+        // Queues of new pipelines, and the listeners of new or changed receivers: opened and
+        // bound before anything changes, so a queue that cannot open or a port in use refuses
+        // the whole config and the running service stays exactly as it was.
+        let mut opened = BTreeMap::new();
+        for name in new_pipelines.keys() {
+            if self.pipelines.contains_key(name) {
+                continue;
+            }
+            match open_queue(service_cfg, name).await {
+                Ok(q) => {
+                    opened.insert(name.clone(), q);
+                }
+                Err(e) => {
+                    close_unused_queues(opened).await;
+                    return Err(e);
+                }
+            }
+        }
+        let bound = match self.bind_receivers(config).await {
+            Ok(b) => b,
+            Err(e) => {
+                close_unused_queues(opened).await;
+                return Err(e);
+            }
+        };
 
         // 2. Start the new exporters; replaced ones drain once their pipelines let go.
         for (id, (cfg, exporter)) in new_exporters {
@@ -280,19 +309,9 @@ impl Service {
                     },
                 );
             } else {
-                let dir = queue_dir(&service_cfg.queue_dir, &name);
-                let options = registry::queue_options(&service_cfg.queue);
-                let (queue, report) = tokio::task::spawn_blocking(move || {
-                    DurableQueue::open(&dir, options).map_err(|e| (dir, e))
-                })
-                .await
-                .context("opening a queue")?
-                .map_err(|(dir, e)| {
-                    anyhow::anyhow!(
-                        "cannot open the queue of pipeline {name} in {}: {e}",
-                        dir.display()
-                    )
-                })?;
+                let Some((queue, report)) = opened.remove(&name) else {
+                    continue;
+                };
                 if report.entries_to_replay > 0 {
                     info!(pipeline = %name, entries = report.entries_to_replay, "replaying undelivered entries from the queue");
                 }
@@ -343,7 +362,63 @@ impl Service {
             }
             summary.pipelines_restarted.push(name);
         }
-        // Pipelines no longer configured: stop taking entries; what they hold stays on disk
+        // 4. Receivers: re-point the unchanged; the new and changed ones (bound above) start
+        //    serving before the ones they replace stop, so there is always a listener.
+        let mut feeds: BTreeMap<ComponentId, Vec<PipelineInput>> = BTreeMap::new();
+        for (name, p) in &service_cfg.pipelines {
+            if let Some(handle) = self.pipelines.get(name) {
+                for r in &p.receivers {
+                    feeds
+                        .entry(r.clone())
+                        .or_default()
+                        .push(handle.input.clone());
+                }
+            }
+        }
+        let mut replaced = Vec::new();
+        for (id, (cfg, sink, receiver)) in bound {
+            sink.set_targets(feeds.get(&id).cloned().unwrap_or_default());
+            let stop = CancellationToken::new();
+            let running = receiver.serve(stop.clone());
+            info!(receiver = %id, address = %running.local_addr, "listening");
+            summary.receivers_restarted.push(id.clone());
+            let handle = ReceiverHandle {
+                config: cfg,
+                sink,
+                stop,
+                running,
+            };
+            if let Some(old) = self.receivers.insert(id, handle) {
+                replaced.push(old);
+            }
+        }
+        let unused: Vec<ComponentId> = self
+            .receivers
+            .keys()
+            .filter(|id| !feeds.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in unused {
+            if let Some(h) = self.receivers.remove(&id) {
+                h.sink.set_targets(Vec::new());
+                replaced.push(h);
+            }
+        }
+        for (id, targets) in feeds {
+            if let Some(h) = self.receivers.get(&id) {
+                if !summary.receivers_restarted.contains(&id) {
+                    h.sink.set_targets(targets);
+                }
+            }
+        }
+        // Old listeners finish their in-flight requests into the pipelines they were fed to
+        // (still open: removed pipelines close below).
+        for old in replaced {
+            old.stop.cancel();
+            old.running.stopped().await;
+        }
+
+        // 5. Pipelines no longer configured: stop taking entries; what they hold stays on disk
         // under their name and is delivered if a pipeline of that name comes back.
         let removed: Vec<String> = self
             .pipelines
@@ -358,7 +433,7 @@ impl Service {
             }
         }
 
-        // 4. Exporters no pipeline uses any more: drop our sender so they drain and stop.
+        // 6. Exporters no pipeline uses any more: drop our sender so they drain and stop.
         let used = used_exporters(config);
         let unused: Vec<ComponentId> = self
             .exporters
@@ -372,60 +447,6 @@ impl Service {
             }
         }
 
-        // 5. Receivers: re-point the unchanged, restart the changed, start the new.
-        let mut feeds: BTreeMap<ComponentId, Vec<PipelineInput>> = BTreeMap::new();
-        for (name, p) in &service_cfg.pipelines {
-            if let Some(handle) = self.pipelines.get(name) {
-                for r in &p.receivers {
-                    feeds
-                        .entry(r.clone())
-                        .or_default()
-                        .push(handle.input.clone());
-                }
-            }
-        }
-        let stale: Vec<ComponentId> = self
-            .receivers
-            .iter()
-            .filter(|(id, h)| {
-                config.receivers.get(*id) != Some(&h.config) || !feeds.contains_key(*id)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in stale {
-            if let Some(h) = self.receivers.remove(&id) {
-                h.sink.set_targets(Vec::new());
-                h.stop.cancel();
-                h.running.stopped().await;
-            }
-        }
-        for (id, targets) in feeds {
-            if let Some(h) = self.receivers.get(&id) {
-                h.sink.set_targets(targets);
-                continue;
-            }
-            let Some(cfg) = config.receivers.get(&id) else {
-                continue;
-            };
-            let sink = Arc::new(FanOutSink::new(targets, self.memory.clone()));
-            let stop = CancellationToken::new();
-            let receiver = registry::build_receiver(&id, cfg, sink.clone());
-            let running = receiver
-                .start(stop.clone())
-                .await
-                .with_context(|| format!("starting receiver {id}"))?;
-            info!(receiver = %id, address = %running.local_addr, "listening");
-            summary.receivers_restarted.push(id.clone());
-            self.receivers.insert(
-                id,
-                ReceiverHandle {
-                    config: cfg.clone(),
-                    sink,
-                    stop,
-                    running,
-                },
-            );
-        }
         Ok(summary)
     }
 
@@ -478,6 +499,75 @@ impl Service {
         }
         self.stop_watchers.cancel();
         drained
+    }
+}
+
+/// A receiver bound for a config being applied: its config, its sink (targets set when it
+/// starts serving) and its listener.
+type BoundReceivers = BTreeMap<ComponentId, (ReceiverConfig, Arc<FanOutSink>, BoundReceiver)>;
+
+impl Service {
+    /// Binds the listener of every receiver of `config` that is new or whose settings
+    /// changed. A receiver keeping its endpoint takes over the running socket; one moving to
+    /// another endpoint binds it while the old one still listens. The first failure (a port
+    /// in use, say) drops what was bound and leaves the running receivers untouched.
+    async fn bind_receivers(&self, config: &ValidatedConfig) -> anyhow::Result<BoundReceivers> {
+        let mut bound = BTreeMap::new();
+        let used: std::collections::BTreeSet<&ComponentId> = config
+            .raw
+            .service
+            .pipelines
+            .values()
+            .flat_map(|p| p.receivers.iter())
+            .collect();
+        for id in used {
+            let Some(cfg) = config.receivers.get(id) else {
+                continue;
+            };
+            let running = self.receivers.get(id);
+            if running.is_some_and(|h| &h.config == cfg) {
+                continue;
+            }
+            let sink = Arc::new(FanOutSink::new(Vec::new(), self.memory.clone()));
+            let receiver = registry::build_receiver(id, cfg, sink.clone());
+            let listener = match running {
+                Some(h) if h.running.endpoint() == receiver.endpoint() => {
+                    receiver.bind_shared(&h.running)
+                }
+                _ => receiver.bind().await,
+            }
+            .with_context(|| format!("starting receiver {id}"))?;
+            bound.insert(id.clone(), (cfg.clone(), sink, listener));
+        }
+        Ok(bound)
+    }
+}
+
+/// Opens the durable queue of pipeline `name` under `service.queue_dir`.
+async fn open_queue(
+    service_cfg: &tracecast_config::ServiceConfig,
+    name: &str,
+) -> anyhow::Result<(DurableQueue, RecoveryReport)> {
+    let dir = queue_dir(&service_cfg.queue_dir, name);
+    let options = registry::queue_options(&service_cfg.queue);
+    tokio::task::spawn_blocking(move || DurableQueue::open(&dir, options).map_err(|e| (dir, e)))
+        .await
+        .context("opening a queue")?
+        .map_err(|(dir, e)| {
+            anyhow::anyhow!(
+                "cannot open the queue of pipeline {name} in {}: {e}",
+                dir.display()
+            )
+        })
+}
+
+/// Closes queues opened for a config that was then refused.
+async fn close_unused_queues(opened: BTreeMap<String, (DurableQueue, RecoveryReport)>) {
+    for (queue, _) in opened.into_values() {
+        queue.close();
+        if let Err(e) = queue.shutdown().await {
+            warn!("queue shutdown: {e}; the next start replays a little more");
+        }
     }
 }
 
