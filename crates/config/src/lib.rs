@@ -43,7 +43,8 @@ pub use load::{
     load_file, load_file_with_problems, load_str, load_str_with_env, load_str_with_problems,
 };
 pub use model::{
-    AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QueueConfig,
+    AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QuarantineConfig,
+    QueueConfig,
     RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};

@@ -78,6 +78,36 @@ pub struct QueueConfig {
     /// How often the delivery cursor is saved: longer means fewer writes and more replay
     /// after a crash (never loss).
     pub cursor_interval: Duration,
+    /// What happens to an entry that cannot be delivered (a poison entry): it must never
+    /// hold the queue back for good.
+    pub quarantine: QuarantineConfig,
+}
+
+/// Poison entries: retried with backoff, then moved to `<queue_dir>/quarantine/<pipeline>/`
+/// so the cursor moves on (`tracecast dead-letters list` shows them, `resend` re-queues them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Deliveries tried before an entry is quarantined (an undecodable entry is quarantined
+    /// at once: decoding again cannot help). At least 1.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled after each failure (at most 5 minutes), so a
+    /// temporary failure (disk full, a backend and its dead-letter folder both down) is
+    /// retried rather than quarantined at once.
+    pub retry_backoff: Duration,
+    /// Bound of one pipeline's quarantine folder; past it the oldest entries are removed
+    /// (logged, counted). `0`: a quarter of `service.queue.max_size`.
+    pub max_size: ByteSize,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            max_size: ByteSize(0),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -88,6 +118,7 @@ impl Default for QueueConfig {
             max_size: ByteSize(1024 * 1024 * 1024),
             segment_size: ByteSize::mib(64),
             cursor_interval: Duration::from_millis(100),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - `otlp_json/`: the OTLP/JSON codec for export requests and responses (decode what real
 //!   clients send, encode what backends expect).
 //! - `metrics.rs`: counters shared by components (scraped by the admin endpoint).
+//! - `spool.rs`: bounded folders (dead letters, quarantine): the oldest files go first.
 
 pub mod ack;
 pub mod batch;
@@ -20,6 +21,7 @@ pub mod id;
 pub mod metrics;
 pub mod otlp_json;
 pub mod retry;
+pub mod spool;
 
 pub use batch::{BatchContext, TraceBatch};
 pub use component::{BatchSink, Exporter, Processor};
@@ -32,3 +34,15 @@ pub use proto::collector::trace::v1::ExportTraceServiceRequest;
 
 /// Cancellation used for every component lifecycle.
 pub use tokio_util::sync::CancellationToken;
+
+/// The message of a caught panic (`catch_unwind`'s payload), for the log line that says
+/// which component panicked.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

@@ -91,6 +91,14 @@ family!(DEAD_LETTERS, ComponentLabels, Counter);
 family!(S3_TRACES_HELD, ComponentLabels, Gauge);
 // Objects the S3 exporter created (a replay finding its object already there is not one).
 family!(S3_OBJECTS_WRITTEN, ComponentLabels, Counter);
+// Queue entries moved to the quarantine folder (undecodable, or not delivered after
+// `service.queue.quarantine.max_attempts`), by pipeline.
+family!(QUARANTINED, PipelineLabels, Counter);
+// Entries given back to their pipeline for another attempt after a failed delivery.
+family!(DELIVERY_RETRIES, PipelineLabels, Counter);
+// Files removed from a bounded folder (dead letters, quarantine) to stay under its
+// `max_size`, by owner (`reason` label: the folder kind).
+family!(SPOOL_FILES_REMOVED, ReasonLabels, Counter);
 // Always 1; the `version` label says which build runs.
 family!(BUILD_INFO, BuildLabels, Gauge);
 
@@ -223,6 +231,21 @@ pub fn register(registry: &mut Registry) {
         "Duration of one export request (HTTP attempt or S3 upload), whatever its outcome",
         prometheus_client::registry::Unit::Seconds,
         REQUEST_DURATION.clone(),
+    );
+    r.register(
+        "queue_quarantined",
+        "Queue entries moved to quarantine (undecodable, or not delivered after every attempt)",
+        QUARANTINED.clone(),
+    );
+    r.register(
+        "queue_delivery_retries",
+        "Queue entries handed to their pipeline again after a failed delivery",
+        DELIVERY_RETRIES.clone(),
+    );
+    r.register(
+        "spool_files_removed",
+        "Oldest dead-letter or quarantine files removed to keep the folder under its max_size",
+        SPOOL_FILES_REMOVED.clone(),
     );
     r.register(
         "build_info",

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -66,8 +67,10 @@ struct Sender {
     dead_letter: DeadLetter,
 }
 
-/// A batch whose export is not final yet. Dropped unsettled (a task that died, the runtime
-/// shutting down mid-export), it abandons its queue entries so they are replayed.
+/// A batch whose export is not final yet. Dropped unsettled (a panic, a failure that
+/// neither the backend nor the dead-letter folder took), its claims are dropped unsettled
+/// too: the pipeline is told the entries were not delivered, retries them, then
+/// quarantines them (see `tracecast_core::ack`).
 struct Unsettled(Option<TraceBatch>);
 
 impl Unsettled {
@@ -75,14 +78,15 @@ impl Unsettled {
         self.0.as_ref()
     }
 
-    /// The export is final: release the batch (its entries count as delivered here).
+    /// The export is final (delivered or dead-lettered): confirm the batch's claims.
     fn settle(mut self) {
-        self.0.take();
+        if let Some(b) = self.0.take() {
+            b.confirm();
+        }
     }
-}
 
-impl Drop for Unsettled {
-    fn drop(&mut self) {
+    /// Given up on purpose (shutdown deadline): the entries stay queued for the next start.
+    fn abandon(mut self) {
         if let Some(b) = self.0.take() {
             b.abandon();
         }
@@ -341,7 +345,19 @@ async fn consume(
         let Some(batch) = batch else {
             return undelivered;
         };
-        undelivered += sender.deliver(batch, &hard_stop).await;
+        // A panic while exporting is contained to its batch: the batch's claims are
+        // dropped unsettled (its entries go back to the pipeline) and this consumer goes on.
+        let delivered = std::panic::AssertUnwindSafe(sender.deliver(batch, &hard_stop))
+            .catch_unwind()
+            .await;
+        match delivered {
+            Ok(n) => undelivered += n,
+            Err(panic) => tracing::error!(
+                exporter = %sender.id,
+                "export panicked ({}); the batch's entries go back to the pipeline",
+                tracecast_core::panic_message(&panic)
+            ),
+        }
     }
 }
 
@@ -475,7 +491,7 @@ impl Sender {
             Err(RetryError::Stopped { .. }) => {
                 self.failed("shutdown", spans);
                 // Not final: the queue keeps the entries and replays them at the next start.
-                drop(batch);
+                batch.abandon();
                 spans
             }
         }

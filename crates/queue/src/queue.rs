@@ -138,6 +138,8 @@ impl DurableQueue {
             persisted: AtomicU64::new(recovered.persisted.unwrap_or(report.committed_seq)),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
+            failed: Mutex::default(),
+            failed_notify: tokio::sync::Notify::new(),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, report.next_seq, recovered.persisted);
@@ -221,6 +223,37 @@ impl DurableQueue {
     /// A delivery token for entry `seq`: when its last clone drops, the entry is delivered.
     pub fn token(&self, seq: u64) -> DeliveryToken {
         DeliveryToken::new(seq, self.ack_sink())
+    }
+
+    /// The next entry whose delivery failed: some claim on it was dropped without being
+    /// confirmed or abandoned (a panic, a failure nothing could keep). The consumer retries
+    /// it ([`DurableQueue::read_entry`]) or quarantines it and confirms it; until then it
+    /// holds the committed cursor back. Waits for one; cancel-safe.
+    pub async fn next_failed(&self) -> u64 {
+        let shared = &self.inner.shared;
+        loop {
+            let notified = shared.failed_notify.notified();
+            if let Some(seq) = lock(&shared.failed).pop_front() {
+                return seq;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads entry `seq` from disk again (for a retry). `Ok(None)` when it is no longer
+    /// there (delivered and deleted, or lost to corruption).
+    pub async fn read_entry(&self, seq: u64) -> Result<Option<Bytes>, QueueError> {
+        let shared = self.inner.shared.clone();
+        let dir = shared.dir.clone();
+        tokio::task::spawn_blocking(move || crate::reader::read_one(&shared, seq))
+            .await
+            .map_err(|e| QueueError::io("re-reading an entry in", &dir, std::io::Error::other(e)))?
+            .map_err(|e| QueueError::io("re-reading an entry in", &dir, e))
+    }
+
+    /// The queue's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
     }
 
     /// A snapshot of the queue's state and counters.

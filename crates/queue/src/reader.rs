@@ -257,3 +257,30 @@ fn read_records(
     }
     Ok(o.seq)
 }
+
+/// Reads entry `seq` alone, again (a retry after a failed delivery). `Ok(None)` when it is
+/// not on disk any more (its segment was delivered and deleted, or lost to corruption).
+pub(crate) fn read_one(shared: &Shared, seq: u64) -> io::Result<Option<Bytes>> {
+    let Locate::In {
+        base,
+        end,
+        bytes: seg_bytes,
+    } = locate(shared, seq)
+    else {
+        return Ok(None);
+    };
+    let mut open = None;
+    let mut entries = Vec::new();
+    let mut read = 0;
+    read_segment(
+        shared,
+        &mut open,
+        Position { base, seg_bytes },
+        seq,
+        end.min(seq + 1),
+        &mut entries,
+        &mut read,
+    )
+    .map_err(|(_, e)| e)?;
+    Ok(entries.pop().map(|(_, b)| b))
+}

@@ -107,6 +107,10 @@ pub(crate) struct Shared {
     pub persisted: AtomicU64,
     pub closed: AtomicBool,
     pub counters: Counters,
+    /// Entries some claim on which was dropped unsettled (not delivered), for the consumer
+    /// to retry or quarantine ([`crate::DurableQueue::next_failed`]).
+    pub failed: Mutex<std::collections::VecDeque<u64>>,
+    pub failed_notify: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -145,5 +149,13 @@ impl AckSink for QueueAcks {
             return;
         }
         self.0.tracker().mark(seq, seq + 1);
+    }
+
+    fn failed(&self, seq: u64) {
+        if seq >= self.0.published.borrow().end {
+            return;
+        }
+        lock(&self.0.failed).push_back(seq);
+        self.0.failed_notify.notify_one();
     }
 }

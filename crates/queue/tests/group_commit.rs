@@ -110,7 +110,7 @@ async fn a_full_queue_refuses_at_once_and_accepts_again_once_delivered_segments_
     for _ in 0..appended {
         let (seq, bytes) = next(&queue).await;
         assert_eq!(bytes, entry);
-        drop(queue.token(seq));
+        queue.token(seq).confirm();
     }
     queue.sync().await.unwrap();
     let files_after = segment_files(dir.path()).len();
