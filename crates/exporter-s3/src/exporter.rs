@@ -174,9 +174,10 @@ impl Shared {
         match &delivery {
             Delivery::Written { .. } | Delivery::Replayed { .. } => claims.settle(),
             Delivery::DeadLettered { file: Some(_), .. } => claims.settle(),
-            Delivery::DeadLettered { file: None, .. } | Delivery::Abandoned { .. } => {
-                claims.abandon()
-            }
+            // Neither written nor kept: not delivered. Dropped unsettled, the claims send
+            // the entries back to their pipeline, which retries and then quarantines them.
+            Delivery::DeadLettered { file: None, .. } => drop(claims),
+            Delivery::Abandoned { .. } => claims.abandon(),
         }
         delivery
     }
@@ -314,7 +315,7 @@ impl Shared {
                 }
             }
             Err(io) => {
-                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir.display(), "trace not written and the dead-letter folder failed too: trace lost");
+                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir.display(), "trace not written and the dead-letter folder failed too: its queue entries go back to the pipeline (retried, then quarantined)");
                 Delivery::DeadLettered {
                     key: key.to_string(),
                     reason: format!("{reason}; dead-letter write failed: {io}"),
@@ -354,7 +355,21 @@ impl S3Exporter {
             let accepting = open && ready.len() < self.max_concurrent * 2;
             tokio::select! {
                 batch = input.recv(), if accepting => match batch {
-                    Some(batch) => assembler.ingest(&batch, Instant::now(), &mut released),
+                    Some(batch) => {
+                        // A panic here is contained to this batch: its claims are dropped
+                        // unsettled (the pipeline retries, then quarantines the entry).
+                        let ingested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            assembler.ingest(&batch, Instant::now(), &mut released)
+                        }));
+                        match ingested {
+                            // Every trace the batch touched took its own claim.
+                            Ok(()) => batch.confirm(),
+                            Err(panic) => {
+                                tracing::error!(exporter = %self.shared.id, "trace assembly panicked on a batch ({}); its entries go back to the pipeline", tracecast_core::panic_message(&panic));
+                                drop(batch);
+                            }
+                        }
+                    }
                     None => {
                         open = false;
                         assembler.take_all(&mut released);

@@ -4,7 +4,9 @@
 //! - `dead_letters.rs`: `dead-letters list | resend`: each exporter's dead-letter folder.
 //! - `registry.rs`: YAML type -> typed config -> constructor, for every component.
 //! - `pipeline/`: receivers -> durable queues -> pipelines -> exporters (`mod.rs`: the
-//!   service, reload and shutdown; `fanout.rs`: the receivers' sink; `task.rs`: a pipeline's task).
+//!   service, reload and shutdown; `fanout.rs`: the receivers' sink; `task.rs`: a pipeline's
+//!   task, retries of failed entries; `quarantine.rs`: where poison entries go).
+//! - `fault.rs`: the test-only `fault` processor (`TRACECAST_TEST_COMPONENTS=1`).
 //! - `check.rs`: connection tests of every destination (`check`, start-up, reload).
 //! - `taken.rs`: fingerprints of destinations that passed, so a taken config starts during
 //!   an outage.
@@ -23,6 +25,7 @@ pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod dead_letters;
+pub mod fault;
 pub mod health;
 pub mod logging;
 pub mod memory;

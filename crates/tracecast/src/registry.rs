@@ -33,6 +33,8 @@ pub enum ProcessorConfig {
     Metadata(MetadataProcessorConfig),
     Privacy(PrivacyProcessorConfig),
     Batch(BatchProcessorConfig),
+    /// Test only (`TRACECAST_TEST_COMPONENTS=1`): see [`crate::fault`].
+    Fault(crate::fault::FaultProcessorConfig),
 }
 
 /// An exporter's validated config.
@@ -87,6 +89,7 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
             "metadata" => config.decode(raw).map(ProcessorConfig::Metadata),
             "privacy" => config.decode(raw).map(ProcessorConfig::Privacy),
             "batch" => config.decode(raw).map(ProcessorConfig::Batch),
+            "fault" if crate::fault::enabled() => config.decode(raw).map(ProcessorConfig::Fault),
             _ => Err(unknown_type(&config, raw, PROCESSOR_TYPES)),
         };
         match decoded {
@@ -149,6 +152,7 @@ pub fn build_processor(
         ProcessorConfig::Metadata(c) => Box::new(MetadataProcessor::new(id.clone(), c.clone())?),
         ProcessorConfig::Privacy(c) => Box::new(PrivacyProcessor::new(id.clone(), c.clone())?),
         ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(id.clone(), c.clone())),
+        ProcessorConfig::Fault(c) => Box::new(crate::fault::FaultProcessor(c.clone())),
     })
 }
 

@@ -104,6 +104,15 @@ pub(super) struct PipelineInput {
     pub(super) name: String,
     pub(super) queue: DurableQueue,
     pub(super) handoff: Arc<Handoff>,
+    pub(super) poison: Arc<PoisonPolicy>,
+}
+
+/// What happens to entries whose delivery fails (`service.queue.quarantine`).
+#[derive(Debug)]
+pub(super) struct PoisonPolicy {
+    pub(super) max_attempts: u32,
+    pub(super) backoff: Duration,
+    pub(super) quarantine: super::quarantine::Quarantine,
 }
 
 /// Hands a receiver's batches to every pipeline it feeds. The target list is swapped on

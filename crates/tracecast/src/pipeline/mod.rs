@@ -31,6 +31,7 @@
 //!   give up and abandon what they hold, which stays queued for the next start.
 
 mod fanout;
+pub mod quarantine;
 mod task;
 
 use std::collections::BTreeMap;
@@ -51,7 +52,7 @@ use tracing::{info, warn};
 use crate::memory::MemoryLimiter;
 use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
 use fanout::{FanOutSink, Handoff, PipelineInput};
-use task::{read_queue, run_pipeline};
+use task::{read_queue, run_pipeline, NamedProcessor};
 
 /// Batches an exporter's input holds before its pipelines wait.
 const EXPORTER_CHANNEL_BATCHES: usize = 64;
@@ -230,10 +231,11 @@ impl Service {
             }
             let mut processors = Vec::new();
             for (pid, pcfg) in &definition.processors {
-                processors.push(
-                    registry::build_processor(pid, pcfg)
+                processors.push(NamedProcessor {
+                    id: pid.clone(),
+                    processor: registry::build_processor(pid, pcfg)
                         .with_context(|| format!("building processor {pid}"))?,
-                );
+                });
             }
             new_pipelines.insert(name.clone(), (definition, processors));
         }
@@ -298,6 +300,7 @@ impl Service {
                     old.input.clone(),
                     outputs,
                     stop.clone(),
+                    self.hard_stop.clone(),
                 ));
                 self.pipelines.insert(
                     name.clone(),
@@ -333,6 +336,7 @@ impl Service {
                     name: name.clone(),
                     queue: queue.clone(),
                     handoff: Arc::new(Handoff::new(report.next_seq)),
+                    poison: Arc::new(poison_policy(service_cfg, &name)),
                 };
                 let queue_metrics = CancellationToken::new();
                 crate::queue_metrics::spawn(name.clone(), queue.clone(), queue_metrics.clone());
@@ -346,6 +350,7 @@ impl Service {
                     input.clone(),
                     outputs,
                     stop.clone(),
+                    self.hard_stop.clone(),
                 ));
                 self.pipelines.insert(
                     name.clone(),
@@ -462,17 +467,19 @@ impl Service {
             r.stop.cancel();
             r.running.stopped().await;
         }
-        // Pipelines stop taking entries and flush what their processors hold.
+        // Pipelines stop taking entries and flush what their processors hold; then the
+        // exporters see their input close and drain. All of it within `shutdown_timeout`:
+        // a pipeline waiting on an exporter that retries a down backend is part of it.
         let mut queues = Vec::new();
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         for (_, p) in self.pipelines {
             p.stop.cancel();
-            let _ = p.task.await;
             p.reader.abort();
             p.queue_metrics.cancel();
             queues.push(p.input.queue);
+            tasks.push(p.task);
         }
-        // Exporters see their input close and drain.
-        let mut tasks: Vec<JoinHandle<()>> = self.exporters.into_values().map(|h| h.task).collect();
+        tasks.extend(self.exporters.into_values().map(|h| h.task));
         tasks.extend(self.retired);
         let mut drained = true;
         for task in &mut tasks {
@@ -484,11 +491,16 @@ impl Service {
         if !drained {
             warn!(
                 ?timeout,
-                "shutdown_timeout reached: exporters stop retrying; undelivered data stays queued"
+                "shutdown_timeout reached: retries and exports in flight are cancelled; what was not delivered stays queued for the next start"
             );
+            // Pipelines abandon what they still hand over, exporters stop retrying and
+            // abandon what they hold: nothing is dead-lettered because of the shutdown.
             self.hard_stop.cancel();
+            let grace = tokio::time::Instant::now() + HARD_STOP_GRACE;
             for task in tasks {
-                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                if tokio::time::timeout_at(grace, task).await.is_err() {
+                    warn!("a task did not stop after the shutdown deadline; leaving it");
+                }
             }
         }
         for q in queues {
@@ -580,6 +592,28 @@ async fn close_pipeline(p: PipelineHandle) {
     p.input.queue.close();
     if let Err(e) = p.input.queue.shutdown().await {
         warn!("queue shutdown: {e}; the next start replays a little more");
+    }
+}
+
+/// How long tasks get to wind down after the hard stop (so the process exits within
+/// `shutdown_timeout` plus this).
+const HARD_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// `service.queue.quarantine` for one pipeline.
+fn poison_policy(service: &tracecast_config::ServiceConfig, pipeline: &str) -> fanout::PoisonPolicy {
+    let q = &service.queue.quarantine;
+    let max_bytes = match q.max_size.get() {
+        0 => service.queue.max_size.get() / 4,
+        n => n,
+    };
+    fanout::PoisonPolicy {
+        max_attempts: q.max_attempts.max(1),
+        backoff: q.retry_backoff.get(),
+        quarantine: quarantine::Quarantine {
+            dir: quarantine::dir_for(&service.queue_dir, pipeline),
+            max_bytes,
+            pipeline: pipeline.to_string(),
+        },
     }
 }
 
