@@ -24,6 +24,9 @@ use crate::status::{self, ResponseBody};
 /// Bodies at least this large are decompressed and decoded on the blocking pool, so a
 /// 16 MiB request does not stall the other connections served by the same worker thread.
 const BLOCKING_DECODE_THRESHOLD: usize = 512 * 1024;
+/// The same for compressed bodies: gzip inflates up to ~1000x, so 15 KB can be 16 MB to
+/// inflate and scan.
+const BLOCKING_DECOMPRESS_THRESHOLD: usize = 4 * 1024;
 
 /// How long a refused request's unread body is drained before the connection is closed.
 /// Closing a socket with unread data makes the kernel send a reset, which can destroy the
@@ -144,7 +147,11 @@ impl Handler {
             })?;
         let limit = self.limit;
         let limits = self.limits.clone();
-        let decoded = if received.len() >= BLOCKING_DECODE_THRESHOLD {
+        let threshold = match content_encoding {
+            ContentEncoding::Identity => BLOCKING_DECODE_THRESHOLD,
+            _ => BLOCKING_DECOMPRESS_THRESHOLD,
+        };
+        let decoded = if received.len() >= threshold {
             tokio::task::spawn_blocking(move || {
                 decode_body(received, content_encoding, encoding, limit, &limits)
             })
