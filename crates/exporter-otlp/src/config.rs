@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use tracecast_config::{Duration, FieldError, Validate};
+use tracecast_config::{ByteSize, Duration, FieldError, Validate};
 use tracecast_core::retry::RetryPolicy;
 
 /// Config of the `otlp` exporter (the OTLP/HTTP forwarder).
@@ -37,6 +37,11 @@ pub struct OtlpExporterConfig {
     /// (`<unix_nanos>-<n>.pb` plus `.pb.reason.txt`); default
     /// `./tracecast-data/dead-letter/<exporter id>` (`/` in the id becomes `_`).
     pub dead_letter_dir: Option<PathBuf>,
+    /// Bound of the dead-letter folder: past it the oldest files are removed (logged, and
+    /// counted in `tracecast_spool_files_removed_total`), so an expired token cannot fill
+    /// the disk and take the durable queue down with it. `0`: no bound. Default 256 MiB (a
+    /// quarter of the default `service.queue.max_size`).
+    pub dead_letter_max_size: ByteSize,
 }
 
 /// Request body encoding.
@@ -111,6 +116,7 @@ impl Default for OtlpExporterConfig {
             sending_queue: SendingQueue::default(),
             tls: TlsSettings::default(),
             dead_letter_dir: None,
+            dead_letter_max_size: ByteSize::mib(256),
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::config::OtlpExporterConfig;
 pub struct DeadLetter {
     dir: PathBuf,
     next: AtomicU64,
+    /// `dead_letter_max_size` (0: unbounded) and the exporter id it is reported under.
+    bound: (u64, String),
 }
 
 /// The default folder of exporter `id`: `./tracecast-data/dead-letter/<id>` (`/` in the id
@@ -151,7 +153,14 @@ impl DeadLetter {
         Self {
             dir,
             next: AtomicU64::new(1),
+            bound: (0, String::new()),
         }
+    }
+
+    /// Keeps the folder under `max_bytes` after each write (the oldest files go first).
+    pub fn bounded(mut self, max_bytes: u64, exporter: &str) -> Self {
+        self.bound = (max_bytes, exporter.to_string());
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -180,6 +189,13 @@ impl DeadLetter {
         })
         .await
         .map_err(std::io::Error::other)??;
+        let (dir, (max, owner)) = (self.dir.clone(), self.bound.clone());
+        if max > 0 {
+            let _ = tokio::task::spawn_blocking(move || {
+                tracecast_core::spool::trim_and_report(&dir, max, &owner, "dead_letter")
+            })
+            .await;
+        }
         Ok(file)
     }
 }

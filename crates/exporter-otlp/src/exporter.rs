@@ -165,7 +165,8 @@ impl OtlpExporter {
             None => host,
         };
         let shown = format!("{}://{}{}", url.scheme(), target, url.path());
-        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config));
+        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config))
+            .bounded(config.dead_letter_max_size.get(), id.as_str());
         Ok(Self {
             sender: Arc::new(Sender {
                 id,

@@ -60,6 +60,11 @@ pub struct S3ExporterConfig {
     /// deadline) are kept on local disk, with the reason beside each file. Default:
     /// `./tracecast-data/dead-letter/<exporter id>`.
     pub dead_letter_dir: Option<PathBuf>,
+    /// Bound of the dead-letter folder: past it the oldest files are removed (logged, and
+    /// counted in `tracecast_spool_files_removed_total`), so an expired token cannot fill
+    /// the disk and take the durable queue down with it. `0`: no bound. Default 256 MiB (a
+    /// quarter of the default `service.queue.max_size`).
+    pub dead_letter_max_size: ByteSize,
     /// Timeout of one S3 request.
     pub request_timeout: Duration,
     /// Backoff for failed uploads (5xx, throttling, timeouts, unreachable endpoint).
@@ -130,6 +135,7 @@ impl Default for S3ExporterConfig {
             max_buffered_bytes: ByteSize::mib(64),
             api_key_name_attribute: None,
             dead_letter_dir: None,
+            dead_letter_max_size: ByteSize::mib(256),
             request_timeout: Duration::from_secs(30),
             retry: RetrySettings::default(),
         }

@@ -90,6 +90,7 @@ impl S3Exporter {
         })?;
         let uploader = Uploader::new(config, &validated.target)?;
         let dead_letter_dir = crate::upload::dead_letter_dir(&id, config);
+        let owner = id.as_str().to_string();
         Ok(Self {
             shared: Arc::new(Shared {
                 id,
@@ -101,6 +102,8 @@ impl S3Exporter {
                 policy: config.retry.policy(),
                 dead_letter: DeadLetter {
                     dir: dead_letter_dir,
+                    max_bytes: config.dead_letter_max_size.get(),
+                    owner,
                 },
             }),
             limits: AssemblyLimits {

@@ -242,6 +242,10 @@ pub fn dead_letter_dir(id: &ComponentId, config: &S3ExporterConfig) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub dir: PathBuf,
+    /// `dead_letter_max_size` (0: unbounded): the oldest files go first past it.
+    pub max_bytes: u64,
+    /// The exporter id the trimming is reported under.
+    pub owner: String,
 }
 
 impl DeadLetter {
@@ -252,6 +256,13 @@ impl DeadLetter {
         let mut reason_file = file.clone().into_os_string();
         reason_file.push(".reason.txt");
         tokio::fs::write(&reason_file, format!("key: {key}\nreason: {reason}\n")).await?;
+        if self.max_bytes > 0 {
+            let (dir, max, owner) = (self.dir.clone(), self.max_bytes, self.owner.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                tracecast_core::spool::trim_and_report(&dir, max, &owner, "dead_letter")
+            })
+            .await;
+        }
         Ok(file)
     }
 }
@@ -419,6 +430,8 @@ mod tests {
             .is_empty());
         let dl = DeadLetter {
             dir: dir.path().to_path_buf(),
+            max_bytes: 0,
+            owner: "s3".into(),
         };
         let file = dl
             .keep("p/2025/t1.json", b"{}", "bucket \"b\" does not exist\nmore")
@@ -443,9 +456,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dl = DeadLetter {
             dir: dir.path().to_path_buf(),
+            max_bytes: 0,
+            owner: "s3".into(),
         };
-        let long = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(990));
-        let other = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(991));
+        let long = format!(
+            "openrouter-traces/2024-01-15/{}-1705311600.json",
+            "x".repeat(990)
+        );
+        let other = format!(
+            "openrouter-traces/2024-01-15/{}-1705311600.json",
+            "x".repeat(991)
+        );
         let a = dl.keep(&long, b"{}", "denied").await.unwrap();
         let b = dl.keep(&other, b"{}", "denied").await.unwrap();
         let again = dl.keep(&long, b"{ }", "denied").await.unwrap();
@@ -456,12 +477,19 @@ mod tests {
             assert!(name.ends_with(".json"), "{name}");
         }
         assert_ne!(a, b, "keys differing at the end get different names");
-        assert_ne!(a, again, "a second trace under the same key gets its own file");
+        assert_ne!(
+            a, again,
+            "a second trace under the same key gets its own file"
+        );
         assert_eq!(dead_letter_name(&long), dead_letter_name(&long));
         let listed = list_dead_letters(dir.path()).unwrap();
         assert_eq!(listed.len(), 3);
         let first = listed.iter().find(|t| t.path == a).unwrap();
-        assert_eq!(first.key.as_deref(), Some(long.as_str()), "full key for resend");
+        assert_eq!(
+            first.key.as_deref(),
+            Some(long.as_str()),
+            "full key for resend"
+        );
         assert_eq!(dead_letter_name("p/t.json"), "p_t.json");
     }
 
