@@ -120,10 +120,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `tracecast <args>` in `cwd`, logging to `<cwd>/tracecast.log`.
     pub fn spawn(cwd: &Path, args: &[&str]) -> Daemon {
+        Self::spawn_env(cwd, args, &[])
+    }
+
+    /// [`Daemon::spawn`] with extra environment variables (e.g. the test components).
+    pub fn spawn_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = cwd.join("tracecast.log");
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(tracecast_bin())
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().expect("log file"))
