@@ -340,6 +340,10 @@ fn repeated_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
+/// A span's resource: its index in `resources`, and its attributes when small enough to
+/// repeat in the observation.
+type ResourceRef = (usize, Option<Map<String, Value>>);
+
 /// The trace's distinct resources, found once per shared resource allocation and deduplicated
 /// by content (the same service sends the same resource in every request).
 #[derive(Default)]
@@ -347,11 +351,11 @@ struct Resources {
     list: Vec<ResourceEntry>,
     by_content: HashMap<String, usize>,
     /// Resource allocation -> (index, attributes to repeat when small).
-    by_ptr: HashMap<usize, Option<(usize, Option<Map<String, Value>>)>>,
+    by_ptr: HashMap<usize, Option<ResourceRef>>,
 }
 
 impl Resources {
-    fn index_of(&mut self, rec: &SpanRecord) -> Option<(usize, Option<Map<String, Value>>)> {
+    fn index_of(&mut self, rec: &SpanRecord) -> Option<ResourceRef> {
         let attrs = &rec.origin.resource_attributes;
         let ptr = attrs.as_ptr() as usize;
         if let Some(known) = self.by_ptr.get(&ptr) {
@@ -395,7 +399,7 @@ fn push_span(
     rec: &SpanRecord,
     m: &Mapped,
     shared: &Shared<'_>,
-    resource: Option<(usize, Option<Map<String, Value>>)>,
+    resource: Option<ResourceRef>,
     scope: Option<Scope>,
     out: &mut Vec<Observation>,
 ) {
