@@ -75,7 +75,7 @@ fn export_requests(backend: &RecordingOtlpServer) -> u64 {
 fn trace_files(s3: &S3TestServer) -> Vec<String> {
     s3.list_keys("traces")
         .into_iter()
-        .filter(|k| !k.contains(".tracecast-connection-test"))
+        .filter(|k| !k.contains("/.tracecast/") && !k.starts_with(".tracecast/"))
         .collect()
 }
 

@@ -6,7 +6,8 @@
 //! - SIGTERM during a reload that tests a hanging destination exits within the deadline;
 //! - a reload to a port in use changes nothing; a reload to a free port or with new receiver
 //!   settings never leaves a moment without a listener;
-//! - an S3 exporter checked every 200 ms writes one probe object, outside the trace folders.
+//! - an S3 exporter checked every 200 ms writes one probe object, outside the trace folders;
+//! - a second SIGTERM while draining exits at once; the backlog is delivered after a restart.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -92,7 +93,10 @@ async fn wait_log(daemon: &Daemon, marker: &str, count: usize) -> String {
         if log.matches(marker).count() >= count {
             return log;
         }
-        assert!(Instant::now() < deadline, "no {marker:?} in the log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} in the log:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -287,9 +291,8 @@ async fn a_changed_destination_that_fails_its_test_is_refused_on_sighup_and_at_s
     assert_eq!(status, 200, "{body}");
     let (_, metrics) = get(&format!("http://127.0.0.1:{admin}/metrics")).await;
     assert!(
-        metrics.contains(
-            r#"tracecast_config_reloads_total{component="service",reason="failed"} 1"#
-        ),
+        metrics
+            .contains(r#"tracecast_config_reloads_total{component="service",reason="failed"} 1"#),
         "{metrics}"
     );
     let (code, log) = daemon.terminate().await;
@@ -309,10 +312,7 @@ async fn a_changed_destination_that_fails_its_test_is_refused_on_sighup_and_at_s
     );
     // Back to the taken settings: starts again.
     let daemon = start(dir.path(), &yaml(&good), addr);
-    assert_eq!(
-        send(&client, addr, "back").await.as_deref(),
-        Some("back-0")
-    );
+    assert_eq!(send(&client, addr, "back").await.as_deref(), Some("back-0"));
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
@@ -462,10 +462,10 @@ async fn a_reload_to_a_port_in_use_changes_nothing_and_listeners_never_gap() {
     assert_eq!(get(&readyz).await.0, 200);
     let (_, metrics) = get(&format!("http://127.0.0.1:{admin}/metrics")).await;
     assert!(
-        metrics.contains(
-            r#"tracecast_config_reloads_total{component="service",reason="failed"} 1"#
-        ) && metrics
-            .contains(r#"tracecast_config_reloads_total{component="service",reason="ok"} 2"#),
+        metrics
+            .contains(r#"tracecast_config_reloads_total{component="service",reason="failed"} 1"#)
+            && metrics
+                .contains(r#"tracecast_config_reloads_total{component="service",reason="ok"} 2"#),
         "{metrics}"
     );
     let (code, log) = daemon.terminate().await;
@@ -507,9 +507,9 @@ async fn an_s3_exporter_checked_for_ten_intervals_writes_one_probe_outside_the_t
     assert_eq!(code, Some(0), "{log}");
 
     let keys = s3.list_keys(BUCKET);
-    let (traces, others): (Vec<&String>, Vec<&String>) = keys
-        .iter()
-        .partition(|k| k.starts_with("archive/") && k.ends_with(".json") && !k.contains(".tracecast"));
+    let (traces, others): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| {
+        k.starts_with("archive/") && k.ends_with(".json") && !k.contains(".tracecast")
+    });
     assert_eq!(traces.len(), i, "one file per trace: {keys:?}");
     assert_eq!(
         others,
@@ -524,4 +524,64 @@ async fn an_s3_exporter_checked_for_ten_intervals_writes_one_probe_outside_the_t
         !trace_folders.contains("archive/.tracecast"),
         "{trace_folders:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_while_draining_exits_at_once_and_the_backlog_stays_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RecordingOtlpServer::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let addr = local(port);
+    let good = backend.endpoint();
+    let yaml = config(
+        port,
+        admin,
+        &Destinations {
+            otlp: Some(&good),
+            s3: None,
+        },
+        &dir.path().join("queue"),
+        "30s",
+        "60s",
+    );
+    let daemon = start(dir.path(), &yaml, addr);
+    backend.set_default(Response::status(503));
+    let client = reqwest::Client::new();
+    let mut acked = BTreeSet::new();
+    for i in 0..5 {
+        acked.extend(send(&client, addr, &format!("backlog{i}")).await);
+    }
+    assert_eq!(acked.len(), 5);
+    // The drain would wait up to 60 s for the backend; the second signal ends it.
+    daemon.signal("TERM");
+    wait_log(&daemon, "SIGTERM received", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.signal("TERM");
+    let (code, took, log) = wait_exit(daemon, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        took <= Duration::from_secs(3),
+        "exited after {took:?}:\n{log}"
+    );
+    assert!(log.contains("received again: exiting now"), "{log}");
+
+    // What was acknowledged is delivered by the next start, once the backend answers.
+    backend.set_default(Response::ok());
+    let daemon = start(dir.path(), &yaml, addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: BTreeSet<String> = backend.span_names().into_iter().collect();
+        if acked.is_subset(&got) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing after restart: {:?}\n{}",
+            acked.difference(&got).collect::<Vec<_>>(),
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -34,8 +34,9 @@ pub enum Command {
         /// Pipeline config file (YAML).
         #[arg(short, long, env = "TRACECAST_CONFIG")]
         config: Option<PathBuf>,
-        /// Start without testing destinations first (e.g. when a backend is known to be
-        /// down and data should queue until it returns).
+        /// Start without testing destinations first, e.g. with a new destination that is
+        /// known to be down (data queues until it answers). Not needed for destinations
+        /// whose settings passed before: those start while down anyway.
         #[arg(long)]
         skip_connection_test: bool,
     },

@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracecast_core::{metrics, CancellationToken, ComponentId};
@@ -40,12 +42,16 @@ struct Traffic {
 }
 
 impl Traffic {
+    /// Reads the counters without creating absent series (an exporter that never
+    /// dead-lettered has no `tracecast_dead_letters_total` line, and keeps none).
     fn now(id: &ComponentId) -> Self {
         let labels = metrics::component(id.as_str());
+        let read = |family: &Family<metrics::ComponentLabels, Counter>| {
+            family.get(&labels).map_or(0, |c| c.get())
+        };
         Self {
-            delivered: metrics::SPANS_EXPORTED.get_or_create(&labels).get(),
-            failed: metrics::EXPORT_RETRIES.get_or_create(&labels).get()
-                + metrics::DEAD_LETTERS.get_or_create(&labels).get(),
+            delivered: read(&metrics::SPANS_EXPORTED),
+            failed: read(&metrics::EXPORT_RETRIES) + read(&metrics::DEAD_LETTERS),
         }
     }
 }
