@@ -166,6 +166,19 @@ service:
     assert!(reason.contains("attempts: 3"), "{reason}");
     let log = daemon.log_text();
     assert!(log.contains("queue entry quarantined"), "{log}");
+    // `dead-letters list` shows it with its reason.
+    let listed = std::process::Command::new(tracecast_tests::tracecast_bin())
+        .args(["dead-letters", "list", "--config", config.to_str().unwrap()])
+        .env(TEST_COMPONENTS.0, TEST_COMPONENTS.1)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{out}");
+    assert!(
+        out.contains("pipeline traces") && out.contains("processor fault panicked"),
+        "{out}"
+    );
 
     // Traffic after it flows, and the daemon is the same process.
     let resp = post_protobuf(&client, addr, &one_span("later", false)).await.unwrap();
