@@ -28,7 +28,12 @@ fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 fn start(dir: &Path, config: &Path, addr: SocketAddr) -> Daemon {
     let d = Daemon::spawn_env(
         dir,
-        &["run", "--config", config.to_str().unwrap(), "--skip-connection-test"],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--skip-connection-test",
+        ],
         &[TEST_COMPONENTS],
     );
     assert!(
@@ -146,20 +151,32 @@ service:
     }
     backend.wait_for_spans(2, Duration::from_secs(20)).await;
     let quarantine = queue_dir.join("quarantine").join("traces");
-    wait_until("the poison entry in quarantine", Duration::from_secs(20), || {
-        let q = quarantine.clone();
-        async move { files_with_suffix(&q, ".entry").len() == 1 }
-    })
+    wait_until(
+        "the poison entry in quarantine",
+        Duration::from_secs(20),
+        || {
+            let q = quarantine.clone();
+            async move { files_with_suffix(&q, ".entry").len() == 1 }
+        },
+    )
     .await;
     wait_until("the queue to drain", Duration::from_secs(20), || async {
         let m = scrape(admin).await;
         sample(&m, "tracecast_queue_entries", "pipeline=\"traces\"") == Some(0.0)
-            && sample(&m, "tracecast_queue_quarantined_total", "pipeline=\"traces\"") == Some(1.0)
+            && sample(
+                &m,
+                "tracecast_queue_quarantined_total",
+                "pipeline=\"traces\"",
+            ) == Some(1.0)
     })
     .await;
     let mut names = backend.span_names();
     names.sort();
-    assert_eq!(names, vec!["after", "before"], "the neighbours arrive, the poison does not");
+    assert_eq!(
+        names,
+        vec!["after", "before"],
+        "the neighbours arrive, the poison does not"
+    );
     let entry = &files_with_suffix(&quarantine, ".entry")[0];
     let reason = std::fs::read_to_string(format!("{}.reason.txt", entry.display())).unwrap();
     assert!(reason.contains("processor fault panicked"), "{reason}");
@@ -181,7 +198,9 @@ service:
     );
 
     // Traffic after it flows, and the daemon is the same process.
-    let resp = post_protobuf(&client, addr, &one_span("later", false)).await.unwrap();
+    let resp = post_protobuf(&client, addr, &one_span("later", false))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     backend.wait_for_spans(3, Duration::from_secs(20)).await;
     let (code, _) = daemon.terminate().await;
@@ -192,7 +211,10 @@ service:
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(files_with_suffix(&quarantine, ".entry").len(), 1);
     let log = daemon.log_text();
-    assert!(!log.contains("queue entry quarantined"), "quarantined twice:\n{log}");
+    assert!(
+        !log.contains("queue entry quarantined"),
+        "quarantined twice:\n{log}"
+    );
     assert_eq!(backend.span_names().len(), 3, "nothing replayed");
     daemon.terminate().await;
 }
@@ -251,11 +273,19 @@ service:
     backend.wait_for_spans(1, Duration::from_secs(20)).await;
     assert_eq!(backend.span_names(), vec!["good"]);
     let quarantine = queue_dir.join("quarantine").join("traces");
-    wait_until("both bad entries quarantined and the cursor past them", Duration::from_secs(20), || async {
-        let m = scrape(admin).await;
-        sample(&m, "tracecast_queue_entries", "pipeline=\"traces\"") == Some(0.0)
-            && sample(&m, "tracecast_queue_quarantined_total", "pipeline=\"traces\"") == Some(2.0)
-    })
+    wait_until(
+        "both bad entries quarantined and the cursor past them",
+        Duration::from_secs(20),
+        || async {
+            let m = scrape(admin).await;
+            sample(&m, "tracecast_queue_entries", "pipeline=\"traces\"") == Some(0.0)
+                && sample(
+                    &m,
+                    "tracecast_queue_quarantined_total",
+                    "pipeline=\"traces\"",
+                ) == Some(2.0)
+        },
+    )
     .await;
     let entries = files_with_suffix(&quarantine, ".entry");
     assert_eq!(entries.len(), 2);
@@ -311,27 +341,46 @@ service:
     let client = reqwest::Client::new();
     let n = 30;
     for i in 0..n {
-        let resp = post_protobuf(&client, addr, &fixtures::request_with_named_spans(&format!("r{i}-"), 8))
-            .await
-            .unwrap();
+        let resp = post_protobuf(
+            &client,
+            addr,
+            &fixtures::request_with_named_spans(&format!("r{i}-"), 8),
+        )
+        .await
+        .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    wait_until("every batch dead-lettered", Duration::from_secs(30), || async {
-        let m = scrape(admin).await;
-        sample(&m, "tracecast_dead_letters_total", "component=\"otlp\"") == Some(n as f64)
-            && sample(&m, "tracecast_queue_entries", "pipeline=\"traces\"") == Some(0.0)
-    })
+    wait_until(
+        "every batch dead-lettered",
+        Duration::from_secs(30),
+        || async {
+            let m = scrape(admin).await;
+            sample(&m, "tracecast_dead_letters_total", "component=\"otlp\"") == Some(n as f64)
+                && sample(&m, "tracecast_queue_entries", "pipeline=\"traces\"") == Some(0.0)
+        },
+    )
     .await;
     let bytes = dir_bytes(&dead);
-    assert!(bytes <= max, "dead-letter folder holds {bytes} bytes, over {max}");
+    assert!(
+        bytes <= max,
+        "dead-letter folder holds {bytes} bytes, over {max}"
+    );
     let left = files_with_suffix(&dead, ".pb").len();
     assert!(left > 0 && left < n, "{left} batches left");
     let m = scrape(admin).await;
-    let removed = sample(&m, "tracecast_spool_files_removed_total", "component=\"otlp\"")
-        .expect("the removal counter");
+    let removed = sample(
+        &m,
+        "tracecast_spool_files_removed_total",
+        "component=\"otlp\"",
+    )
+    .expect("the removal counter");
     // Each batch is a .pb and its .pb.reason.txt.
     let on_disk = std::fs::read_dir(&dead).unwrap().count() as f64;
-    assert_eq!(removed + on_disk, 2.0 * n as f64, "every removed file is counted");
+    assert_eq!(
+        removed + on_disk,
+        2.0 * n as f64,
+        "every removed file is counted"
+    );
     assert!(daemon.log_text().contains("folder over its max_size"));
     daemon.terminate().await;
 }
@@ -397,15 +446,26 @@ service:
         "exit took {took:?}, over shutdown_timeout + 3 s:\n{}",
         daemon.log_text()
     );
-    assert!(files_with_suffix(&dead, ".pb").is_empty(), "nothing dead-lettered by the shutdown");
+    assert!(
+        files_with_suffix(&dead, ".pb").is_empty(),
+        "nothing dead-lettered by the shutdown"
+    );
 
     backend.set_default(Response::ok());
     let daemon = start(dir.path(), &config, addr);
-    wait_until("every acknowledged span after healing", Duration::from_secs(60), || async {
-        let names: std::collections::BTreeSet<String> = backend.span_names().into_iter().collect();
-        names.len() == n
-    })
+    wait_until(
+        "every acknowledged span after healing",
+        Duration::from_secs(60),
+        || async {
+            let names: std::collections::BTreeSet<String> =
+                backend.span_names().into_iter().collect();
+            names.len() == n
+        },
+    )
     .await;
-    assert!(files_with_suffix(&dead, ".pb").is_empty(), "dead-letter folder empty");
+    assert!(
+        files_with_suffix(&dead, ".pb").is_empty(),
+        "dead-letter folder empty"
+    );
     daemon.terminate().await;
 }

@@ -44,8 +44,7 @@ pub use load::{
 };
 pub use model::{
     AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QuarantineConfig,
-    QueueConfig,
-    RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
+    QueueConfig, RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};
 pub use validate::{FieldError, Validate};

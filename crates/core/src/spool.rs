@@ -82,7 +82,9 @@ pub fn trim_and_report(dir: &Path, max_bytes: u64, owner: &str, kind: &str) {
                 .inc_by(t.files as u64);
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(component = owner, dir = %dir.display(), "cannot trim the {kind} folder: {e}"),
+        Err(e) => {
+            tracing::warn!(component = owner, dir = %dir.display(), "cannot trim the {kind} folder: {e}")
+        }
     }
 }
 

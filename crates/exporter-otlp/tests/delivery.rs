@@ -185,7 +185,10 @@ async fn an_unwritable_dead_letter_folder_sends_the_entry_back_to_be_retried() {
     let (b, token) = queued("lost", 2, 9, &acks);
     export(id, c, vec![b]).await;
     assert!(!token.is_abandoned(), "not parked until the next start");
-    assert!(token.is_failed(), "failed: the pipeline retries, then quarantines it");
+    assert!(
+        token.is_failed(),
+        "failed: the pipeline retries, then quarantines it"
+    );
     token.confirm();
     assert!(acks.seen().is_empty());
     assert_eq!(*acks.1.lock().unwrap(), vec![9]);

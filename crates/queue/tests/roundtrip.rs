@@ -84,7 +84,11 @@ async fn a_claim_dropped_unsettled_is_reported_and_the_entry_can_be_read_again()
     let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
     append_all(&queue, 0..3).await;
     let seqs = read_expected(&queue, 3).await;
-    let first = queue.read_entry(seqs[1]).await.unwrap().expect("still on disk");
+    let first = queue
+        .read_entry(seqs[1])
+        .await
+        .unwrap()
+        .expect("still on disk");
     queue.token(seqs[0]).confirm();
     drop(queue.token(seqs[1]));
     queue.token(seqs[2]).confirm();

@@ -118,8 +118,7 @@ pub async fn main(action: Action) -> ExitCode {
     match action {
         Action::List { .. } => list(&cfg),
         Action::Resend {
-            quarantined: true,
-            ..
+            quarantined: true, ..
         } => resend_quarantined(&cfg).await,
         Action::Resend { exporter, .. } => {
             // The exporters' own warnings and errors (rejections, retries) go to stderr.
@@ -165,12 +164,19 @@ fn list(cfg: &ValidatedConfig) -> ExitCode {
             Ok(entries) => {
                 quarantined += entries.len();
                 for e in entries {
-                    println!("pipeline {name}  {}  quarantined  {}", e.display(), reason_line(&e));
+                    println!(
+                        "pipeline {name}  {}  quarantined  {}",
+                        e.display(),
+                        reason_line(&e)
+                    );
                 }
             }
             Err(e) => {
                 failed = true;
-                eprintln!("pipeline {name}: cannot read the quarantine folder {}: {e}", dir.display());
+                eprintln!(
+                    "pipeline {name}: cannot read the quarantine folder {}: {e}",
+                    dir.display()
+                );
             }
         }
     }
@@ -342,7 +348,10 @@ async fn resend_one(
     if answer.status().is_success() {
         Ok(())
     } else {
-        Err(format!("receiver {id} at {url} answered {}", answer.status()))
+        Err(format!(
+            "receiver {id} at {url} answered {}",
+            answer.status()
+        ))
     }
 }
 

@@ -600,7 +600,10 @@ async fn close_pipeline(p: PipelineHandle) {
 const HARD_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// `service.queue.quarantine` for one pipeline.
-fn poison_policy(service: &tracecast_config::ServiceConfig, pipeline: &str) -> fanout::PoisonPolicy {
+fn poison_policy(
+    service: &tracecast_config::ServiceConfig,
+    pipeline: &str,
+) -> fanout::PoisonPolicy {
     let q = &service.queue.quarantine;
     let max_bytes = match q.max_size.get() {
         0 => service.queue.max_size.get() / 4,

@@ -17,7 +17,9 @@ pub const ENTRY_SUFFIX: &str = ".entry";
 
 /// `<queue_dir>/quarantine/<pipeline with '/' as '_'>`.
 pub fn dir_for(queue_dir: &Path, pipeline: &str) -> PathBuf {
-    queue_dir.join("quarantine").join(pipeline.replace('/', "_"))
+    queue_dir
+        .join("quarantine")
+        .join(pipeline.replace('/', "_"))
 }
 
 /// One pipeline's quarantine folder.
@@ -39,7 +41,13 @@ impl Quarantine {
     /// Writes the entry and its reason (temp file + rename, so a crash never leaves half an
     /// entry under the final name), then trims the folder to its bound. Blocking: call it
     /// on the blocking pool.
-    pub fn keep(&self, seq: u64, entry: &[u8], reason: &str, attempts: u32) -> std::io::Result<PathBuf> {
+    pub fn keep(
+        &self,
+        seq: u64,
+        entry: &[u8],
+        reason: &str,
+        attempts: u32,
+    ) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
         let name = format!("{seq:020}-{:016x}{ENTRY_SUFFIX}", fingerprint(entry));
         let path = self.dir.join(&name);
@@ -47,9 +55,17 @@ impl Quarantine {
             "pipeline: {}\nseq: {seq}\nattempts: {attempts}\nreason: {reason}\nfile: tracecast queue entry (context + OTLP protobuf ExportTraceServiceRequest)\n",
             self.pipeline
         );
-        write_atomic(&self.dir.join(format!("{name}.reason.txt")), text.as_bytes())?;
+        write_atomic(
+            &self.dir.join(format!("{name}.reason.txt")),
+            text.as_bytes(),
+        )?;
         write_atomic(&path, entry)?;
-        tracecast_core::spool::trim_and_report(&self.dir, self.max_bytes, &self.pipeline, "quarantine");
+        tracecast_core::spool::trim_and_report(
+            &self.dir,
+            self.max_bytes,
+            &self.pipeline,
+            "quarantine",
+        );
         Ok(path)
     }
 }
@@ -100,8 +116,12 @@ mod tests {
             max_bytes: 0,
             pipeline: "traces".into(),
         };
-        let a = q.keep(7, b"entry bytes", "processor x panicked", 5).unwrap();
-        let b = q.keep(7, b"entry bytes", "processor x panicked", 5).unwrap();
+        let a = q
+            .keep(7, b"entry bytes", "processor x panicked", 5)
+            .unwrap();
+        let b = q
+            .keep(7, b"entry bytes", "processor x panicked", 5)
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(entries(&dir).unwrap(), vec![a.clone()]);
         let reason = std::fs::read_to_string(format!("{}.reason.txt", a.display())).unwrap();

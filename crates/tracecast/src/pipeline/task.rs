@@ -200,11 +200,7 @@ async fn on_failed(seq: u64, input: &PipelineInput, poison: &mut Poison) {
 
 fn schedule(seq: u64, attempts: u32, input: &PipelineInput, poison: &mut Poison) {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-    let wait = input
-        .poison
-        .backoff
-        .saturating_mul(factor)
-        .min(MAX_BACKOFF);
+    let wait = input.poison.backoff.saturating_mul(factor).min(MAX_BACKOFF);
     poison.due.insert((Instant::now() + wait, seq));
 }
 
@@ -292,7 +288,9 @@ fn run_chain(
             let seqs: Vec<u64> = b.tokens().iter().map(|t| t.seq()).collect();
             let processor = &mut p.processor;
             let next_ref = &mut next;
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || processor.process(b, next_ref))) {
+            if let Err(panic) =
+                catch_unwind(AssertUnwindSafe(move || processor.process(b, next_ref)))
+            {
                 let why = format!("processor {} panicked: {}", p.id, panic_message(&*panic));
                 error!(processor = %p.id, entries = ?seqs, "{why}; the entries are retried, then quarantined");
                 for seq in seqs {
@@ -320,9 +318,9 @@ fn tick_chain(
         let mut released = Vec::new();
         let p = &mut processors[i];
         if p.processor.next_deadline().is_some_and(|d| d <= now) {
-            if let Err(panic) =
-                catch_unwind(AssertUnwindSafe(|| p.processor.on_deadline(now, &mut released)))
-            {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+                p.processor.on_deadline(now, &mut released)
+            })) {
                 error!(processor = %p.id, "processor panicked on its timer ({})", panic_message(&*panic));
             }
         }
