@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tracecast_config::{Duration, Validate};
+use tracecast_config::{ByteSize, Duration, Validate};
 use tracecast_exporter_otlp::{
     Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
 };
@@ -17,6 +17,7 @@ retry_on_failure: {enabled: true, initial_interval: 1s, max_interval: 20s, max_e
 sending_queue: {queue_size: 500, num_consumers: 2}
 tls: {ca_file: /etc/tracecast/ca.pem, insecure_skip_verify: false}
 dead_letter_dir: /var/lib/tracecast/dead-letter/axiom
+dead_letter_max_size: 64MiB
 "#;
 
 #[test]
@@ -48,6 +49,7 @@ fn the_documented_keys_give_the_exact_struct() {
             insecure_skip_verify: false,
         },
         dead_letter_dir: Some("/var/lib/tracecast/dead-letter/axiom".into()),
+        dead_letter_max_size: ByteSize::mib(64),
     };
     assert_eq!(c, expected);
     assert_eq!(c.validate(), vec![]);
