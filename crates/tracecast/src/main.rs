@@ -10,6 +10,7 @@ static ALLOCATOR: tracecast::memory::CountingAllocator = tracecast::memory::Coun
 
 fn main() -> ExitCode {
     tracecast::memory::CountingAllocator::mark_installed();
+    tune_malloc();
     let cli = tracecast::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,3 +32,17 @@ fn main() -> ExitCode {
 
 /// How long `main` waits for leftover blocking tasks after the command returned.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), so
+/// after a few 16 MiB request buffers every later one comes from a per-thread arena and stays
+/// resident once freed: concurrent large requests then ratchet the RSS up although the live
+/// bytes are bounded. A fixed 1 MiB threshold keeps large buffers in their own mappings,
+/// returned to the OS when freed; smaller allocations (almost all of them) are unaffected.
+/// Measured with `tests/hostile_requests.rs` (32 gzip bombs at once): see the README limits.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}

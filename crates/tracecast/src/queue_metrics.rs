@@ -103,7 +103,7 @@ mod tests {
         // Delivering two entries moves the gauge at the next refresh.
         for _ in 0..2 {
             let (seq, _) = queue.next().await.unwrap();
-            drop(queue.token(seq));
+            queue.token(seq).confirm();
         }
         tokio::time::sleep(REFRESH + Duration::from_millis(300)).await;
         let mut text = String::new();
