@@ -39,6 +39,8 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// bytes are bounded. A fixed 1 MiB threshold keeps large buffers in their own mappings,
 /// returned to the OS when freed; smaller allocations (almost all of them) are unaffected.
 /// Measured with `tests/hostile_requests.rs` (32 gzip bombs at once): see the README limits.
+/// `mallopt` is an FFI call, hence the local exception to the workspace's `unsafe_code` deny.
+#[allow(unsafe_code)]
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
