@@ -90,3 +90,52 @@ fn unknown_keys_and_bad_values_are_refused() {
         .map(|c| c.retry_on_failure.initial_interval);
     assert_eq!(err.unwrap(), Duration::from_secs(5));
 }
+
+/// The settings every exporter shares, from the one fixture both exporters' tests read.
+fn shared_settings_yaml() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/testdata/exporter_shared_settings.yaml"
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn the_shared_exporter_settings_parse_as_in_every_exporter() {
+    let yaml = format!(
+        "endpoint: http://127.0.0.1:4318/v1/traces\n{}",
+        shared_settings_yaml()
+    );
+    let c: OtlpExporterConfig = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(c.compression, Compression::Gzip);
+    assert_eq!(c.timeout, Duration::from_secs(7));
+    assert_eq!(
+        c.retry_on_failure,
+        RetryOnFailure {
+            enabled: true,
+            initial_interval: Duration::from_millis(250),
+            max_interval: Duration::from_secs(4),
+            max_elapsed_time: Duration::from_secs(0),
+            multiplier: 2.0,
+            randomization_factor: 0.25,
+        }
+    );
+    assert_eq!(
+        c.dead_letter_dir.as_deref(),
+        Some(std::path::Path::new(
+            "/var/lib/tracecast/dead-letter/shared"
+        ))
+    );
+    assert_eq!(c.dead_letter_max_size, ByteSize::mib(8));
+    assert_eq!(c.validate(), vec![]);
+}
+
+#[test]
+fn zero_max_elapsed_time_retries_until_shutdown() {
+    let c: OtlpExporterConfig = serde_yaml::from_str(
+        "endpoint: http://127.0.0.1:4318/v1/traces\nretry_on_failure: {max_elapsed_time: 0s}",
+    )
+    .unwrap();
+    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.retry_on_failure.policy().max_elapsed_time, None);
+}

@@ -99,7 +99,7 @@ impl S3Exporter {
                 prefix: config.prefix.clone(),
                 compression: config.compression,
                 api_key_name_attribute: config.api_key_name_attribute.clone(),
-                policy: config.retry.policy(),
+                policy: config.retry_on_failure.policy(),
                 dead_letter: DeadLetter {
                     dir: dead_letter_dir,
                     max_bytes: config.dead_letter_max_size.get(),

@@ -24,6 +24,6 @@ pub mod mapping;
 pub mod upload;
 pub mod values;
 
-pub use config::{Compression, RetrySettings, S3ExporterConfig};
+pub use config::{Compression, RetryOnFailure, S3ExporterConfig};
 pub use error::{S3ExporterError, StoreProblem};
 pub use exporter::{Delivery, S3Exporter};

@@ -137,16 +137,16 @@ impl Uploader {
                 format!("https://s3.{region}.amazonaws.com")
             }
         };
-        // One retry loop: tracecast's (`retry` settings), not object_store's as well.
+        // One retry loop: tracecast's (`retry_on_failure`), not object_store's as well.
         b = b
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 0,
-                retry_timeout: config.request_timeout.get(),
+                retry_timeout: config.timeout.get(),
             })
             .with_client_options(
                 ClientOptions::new()
-                    .with_timeout(config.request_timeout.get())
+                    .with_timeout(config.timeout.get())
                     .with_connect_timeout(std::time::Duration::from_secs(5))
                     .with_allow_http(allow_http),
             );
