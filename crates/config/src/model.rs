@@ -2,6 +2,7 @@
 //! crate decodes its own with [`crate::Config::decode`]) and the typed `service` section.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -137,8 +138,10 @@ pub enum FsyncMode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Listen address (`host:port`); empty disables the endpoint.
-    pub endpoint: String,
+    /// Listen address (`ip:port`, parsed here so `tracecast validate` rejects a bad one);
+    /// written as `""` it is `None`, which disables the endpoint.
+    #[serde(deserialize_with = "admin_endpoint")]
+    pub endpoint: Option<SocketAddr>,
     /// How often every destination's connection test is re-run while tracecast runs, so
     /// `/readyz` turns red when a destination becomes unreachable (and green when it is back).
     pub recheck_interval: Duration,
@@ -147,10 +150,25 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            endpoint: "127.0.0.1:13133".to_string(),
+            endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 13133))),
             recheck_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// `service.admin.endpoint`: an IP address and port (the admin server binds it without a
+/// name lookup), or `""` for none.
+fn admin_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP address and port; expected ip:port, like 127.0.0.1:13133 \
+             or 0.0.0.0:13133, or \"\" to disable the admin endpoint"
+        ))
+    })
 }
 
 impl Default for ServiceConfig {

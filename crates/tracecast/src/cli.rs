@@ -125,19 +125,11 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     let readiness = Arc::new(admin::Readiness::default());
     let stop_admin = CancellationToken::new();
     let _stop_admin_on_exit = stop_admin.clone().drop_guard();
-    let admin_endpoint = &cfg.raw.service.admin.endpoint;
-    if !admin_endpoint.is_empty() {
-        let addr = match admin_endpoint.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                error!("service.admin.endpoint {admin_endpoint:?} is not host:port ({e})");
-                return ExitCode::from(2);
-            }
-        };
+    if let Some(addr) = cfg.raw.service.admin.endpoint {
         match admin::serve(addr, readiness.clone(), stop_admin.clone()).await {
             Ok(local) => info!(address = %local, "admin endpoint: /metrics, /healthz, /readyz"),
             Err(e) => {
-                error!("cannot listen on service.admin.endpoint {admin_endpoint} ({e}); free the port or change the setting");
+                error!("cannot listen on service.admin.endpoint {addr} ({e}); free the port or change the setting");
                 return ExitCode::FAILURE;
             }
         }
