@@ -22,6 +22,11 @@
 //! Rule for components: never build a new batch out of received data without carrying the
 //! tokens of the batches it came from (`TraceBatch::into_parts`, `TraceBatch::with_tokens`,
 //! `TraceBatch::absorb_tokens`), and settle every batch you consume.
+//!
+//! A component that holds data outside a batch while it delivers it (an exporter's request
+//! in flight, a trace being assembled from several batches) holds its tokens as [`Claims`]:
+//! the same two words, [`Claims::confirm`] and [`Claims::abandon`], and the same meaning
+//! when dropped unsettled. Claims never hold two tokens of one entry ([`merge_tokens`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,6 +153,65 @@ pub fn merge_tokens(
     }
 }
 
+/// The claims a holder keeps on the queue entries its data came from, until that data is
+/// delivered: at most one per entry (added through [`merge_tokens`]).
+///
+/// - [`Claims::confirm`]: the data reached its final place (delivered, or kept in a
+///   dead-letter folder).
+/// - [`Claims::abandon`]: given up on purpose (shutdown deadline): the entries stay queued
+///   and are replayed at the next start.
+/// - dropped without either (a panic, a failure nothing could keep): the entries count as
+///   **not delivered**; the pipeline retries them, then quarantines them.
+#[derive(Debug, Default)]
+pub struct Claims(Vec<DeliveryToken>);
+
+impl Claims {
+    /// Claims made of `tokens` (duplicates of one entry are merged).
+    pub fn new(tokens: Vec<DeliveryToken>) -> Self {
+        let mut claims = Self::default();
+        claims.add(tokens);
+        claims
+    }
+
+    /// Takes over `tokens`; a token of an entry already claimed is confirmed (see
+    /// [`merge_tokens`]).
+    pub fn add(&mut self, tokens: impl IntoIterator<Item = DeliveryToken>) {
+        merge_tokens(&mut self.0, tokens);
+    }
+
+    /// Adds a claim on each entry `batch` carries. The batch keeps its own claims: its
+    /// holder confirms them once every holder it fed has taken its claim.
+    pub fn add_from(&mut self, batch: &crate::TraceBatch) {
+        self.add(batch.tokens().iter().cloned());
+    }
+
+    /// No claim held (the data came with no tokens: no durable queue in front).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Queue sequence numbers claimed.
+    pub fn seqs(&self) -> Vec<u64> {
+        self.0.iter().map(DeliveryToken::seq).collect()
+    }
+
+    /// The data reached its final place: confirms every claim. An entry is acknowledged
+    /// once every other holder has confirmed it too.
+    pub fn confirm(mut self) {
+        self.0.drain(..).for_each(DeliveryToken::confirm);
+    }
+
+    /// Gives the entries up on purpose (hard stop): they stay queued for the next start.
+    pub fn abandon(mut self) {
+        self.0.drain(..).for_each(DeliveryToken::abandon);
+    }
+
+    /// The tokens, to hand to a batch ([`crate::TraceBatch::with_tokens`]).
+    pub fn into_tokens(mut self) -> Vec<DeliveryToken> {
+        std::mem::take(&mut self.0)
+    }
+}
+
 impl fmt::Debug for DeliveryToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DeliveryToken({})", self.inner.seq)
@@ -218,6 +282,27 @@ mod tests {
         drop(a);
         assert!(rec.delivered.lock().unwrap().is_empty());
         assert!(rec.failed.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn claims_hold_one_token_per_entry_and_settle_with_the_same_words() {
+        let rec = Arc::new(Recorder::default());
+        let a = DeliveryToken::new(1, rec.clone());
+        let b = DeliveryToken::new(2, rec.clone());
+        let mut claims = Claims::new(vec![a.clone(), a.clone()]);
+        claims.add(vec![b.clone(), a.clone()]);
+        assert_eq!(claims.seqs(), vec![1, 2]);
+        claims.confirm();
+        a.confirm();
+        b.confirm();
+        assert_eq!(*rec.delivered.lock().unwrap(), vec![1, 2]);
+
+        let c = DeliveryToken::new(3, rec.clone());
+        Claims::new(vec![c]).abandon();
+        let d = DeliveryToken::new(4, rec.clone());
+        drop(Claims::new(vec![d]));
+        assert_eq!(*rec.delivered.lock().unwrap(), vec![1, 2]);
+        assert_eq!(*rec.failed.lock().unwrap(), vec![4]);
     }
 
     #[test]

@@ -19,18 +19,19 @@
 //! many traces and spans refer to them. The clock is passed in (`now`), so the logic is testable
 //! without sleeping.
 //!
-//! Delivery tokens ([`tracecast_core::ack`]): each trace being assembled holds [`Claims`] on
-//! the queue entries of every batch that contributed a span to it, and hands them to its
-//! [`AssembledTrace`]. The exporter settles them once the file is written or dead-lettered;
-//! claims dropped unsettled (hard stop, a task that died, a dropped assembler) abandon their
-//! entries, so the durable queue replays them: a trace held in memory is never acknowledged.
+//! Delivery tokens ([`tracecast_core::ack`]): each trace being assembled holds
+//! [`Claims`] on the queue entries of every batch that contributed a span to it, and hands
+//! them to its [`AssembledTrace`]. The exporter confirms them once the file is written or
+//! dead-lettered and abandons them at the hard stop (replayed at the next start); claims
+//! dropped unsettled (a task that died, a dropped assembler) count as not delivered and the
+//! pipeline retries their entries: a trace held in memory is never acknowledged.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tracecast_core::ack::DeliveryToken;
+use tracecast_core::ack::Claims;
 use tracecast_core::proto::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_core::TraceBatch;
@@ -55,49 +56,6 @@ pub struct SpanOrigin {
 pub struct SpanRecord {
     pub span: Span,
     pub origin: Arc<SpanOrigin>,
-}
-
-/// Claims on the durable-queue entries a trace's spans came from.
-///
-/// Only [`Claims::settle`] lets them count as delivered; [`Claims::abandon`] keeps the
-/// entries queued for the next start (hard stop). Dropped otherwise (a panic, a trace that
-/// could neither be written nor dead-lettered), the entries count as *not delivered* and the
-/// pipeline retries them, then quarantines them (see `tracecast_core::ack`).
-#[derive(Debug, Default)]
-pub struct Claims(Vec<DeliveryToken>);
-
-impl Claims {
-    /// Adds a claim on each entry `batch` carries, skipping entries already claimed. The
-    /// batch's own claims stay with the batch: its holder confirms them once every trace it
-    /// touched has taken its claim.
-    pub fn add_from(&mut self, batch: &TraceBatch) {
-        for t in batch.tokens() {
-            if !self.0.iter().any(|mine| mine.same_entry(t)) {
-                self.0.push(t.clone());
-            }
-        }
-    }
-
-    /// No claim held (the batches carried no tokens: no durable queue in front).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Queue sequence numbers claimed.
-    pub fn seqs(&self) -> Vec<u64> {
-        self.0.iter().map(DeliveryToken::seq).collect()
-    }
-
-    /// The trace reached its final place (written or dead-lettered): confirm the claims.
-    /// An entry is acknowledged once every other holder has confirmed it too.
-    pub fn settle(mut self) {
-        self.0.drain(..).for_each(DeliveryToken::confirm);
-    }
-
-    /// Gives the entries up on purpose (hard stop): they stay queued for the next start.
-    pub fn abandon(mut self) {
-        self.0.drain(..).for_each(DeliveryToken::abandon);
-    }
 }
 
 /// Why a trace was released.
@@ -125,7 +83,7 @@ pub struct AssembledTrace {
     /// True when an earlier part of this trace was already released.
     pub late_fragment: bool,
     pub release: Release,
-    /// Claims on the queue entries the spans came from; settle after writing.
+    /// Claims on the queue entries the spans came from; confirmed after writing.
     pub claims: Claims,
 }
 

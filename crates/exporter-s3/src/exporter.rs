@@ -175,8 +175,8 @@ impl Shared {
             .write_trace(&trace, &hard_stop, !claims.is_empty())
             .await;
         match &delivery {
-            Delivery::Written { .. } | Delivery::Replayed { .. } => claims.settle(),
-            Delivery::DeadLettered { file: Some(_), .. } => claims.settle(),
+            Delivery::Written { .. } | Delivery::Replayed { .. } => claims.confirm(),
+            Delivery::DeadLettered { file: Some(_), .. } => claims.confirm(),
             // Neither written nor kept: not delivered. Dropped unsettled, the claims send
             // the entries back to their pipeline, which retries and then quarantines them.
             Delivery::DeadLettered { file: None, .. } => drop(claims),
