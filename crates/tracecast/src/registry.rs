@@ -1,5 +1,7 @@
 //! The one place that lists every component type: YAML type name -> typed config ->
-//! constructor. Adding a component means adding one arm to each enum below.
+//! constructor. Adding a component means adding one arm to each enum below, its name to the
+//! `*_TYPES` list, and a minimal valid body as `<kind>_<type>.yaml` in its crate's
+//! `testdata/` (`tests/registry.rs` validates and builds every listed type from it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
