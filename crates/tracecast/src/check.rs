@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tracecast_core::ComponentId;
 
+use crate::pipeline::used_exporters;
 use crate::registry::{self, ValidatedConfig};
 
 /// Longest a single destination's test may take.
@@ -25,21 +26,6 @@ impl std::fmt::Display for DestinationResult {
             Err(why) => write!(f, "FAILED  {}: {why}", self.id),
         }
     }
-}
-
-/// Every exporter some pipeline of `config` uses (the destinations), sorted.
-pub fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
-    let mut ids: Vec<ComponentId> = config
-        .raw
-        .service
-        .pipelines
-        .values()
-        .flat_map(|p| p.exporters.iter().cloned())
-        .filter(|id| config.exporters.contains_key(id))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// Tests every exporter that some pipeline uses, concurrently.

@@ -348,7 +348,7 @@ async fn reload(service: &mut Service, ctx: ReloadContext<'_>, signals: &mut Sig
             );
             count("ok");
             ctx.readiness
-                .reconcile(&check::used_exporters(&new), &results);
+                .reconcile(&crate::pipeline::used_exporters(&new), &results);
             if let Err(e) = ctx.taken.record(&new, &changed) {
                 warn!(file = %ctx.taken.path().display(), "cannot record the taken destinations ({e}); a restart during an outage will refuse to start");
             }

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::admin::Readiness;
 use crate::check::{self, DestinationResult};
+use crate::pipeline::used_exporters;
 use crate::registry::ValidatedConfig;
 
 /// A destination's counters at the last round: spans delivered, and failed attempts
@@ -84,7 +85,7 @@ pub fn spawn(
         let mut traffic: BTreeMap<ComponentId, Traffic> = BTreeMap::new();
         loop {
             let current = config.borrow().clone();
-            for id in check::used_exporters(&current) {
+            for id in used_exporters(&current) {
                 traffic
                     .entry(id.clone())
                     .or_insert_with(|| Traffic::now(&id));
@@ -95,7 +96,7 @@ pub fn spawn(
                 _ = tokio::time::sleep(interval) => {}
             }
             let current = config.borrow().clone();
-            let used = check::used_exporters(&current);
+            let used = used_exporters(&current);
             traffic.retain(|id, _| used.contains(id));
             let mut results = Vec::new();
             let mut idle = Vec::new();

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tracecast_core::ComponentId;
 use tracing::warn;
 
-use crate::check::used_exporters;
+use crate::pipeline::used_exporters;
 use crate::registry::ValidatedConfig;
 
 /// The file name under `service.queue_dir`.

@@ -621,7 +621,7 @@ fn poison_policy(
 }
 
 /// Every exporter id some pipeline of `config` uses.
-fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
+pub(crate) fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
     let mut ids: Vec<ComponentId> = config
         .raw
         .service
