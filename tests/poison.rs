@@ -469,3 +469,78 @@ service:
     );
     daemon.terminate().await;
 }
+
+/// The runtime's hot path: a request appended while its pipeline is live reaches the
+/// backend without its queue record being read back; after a restart with a backlog, the
+/// backlog comes from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_batches_skip_the_queue_file_and_a_backlog_is_replayed_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RecordingOtlpServer::start().await;
+    let (port, admin_port) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"receivers:
+  otlp: {{endpoint: "127.0.0.1:{port}"}}
+exporters:
+  otlp:
+    endpoint: {backend}
+    encoding: protobuf
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms}}
+service:
+  admin: {{endpoint: "127.0.0.1:{admin_port}"}}
+  shutdown_timeout: 1s
+  queue_dir: {queue}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp]
+"#,
+            backend = backend.endpoint(),
+            queue = dir.path().join("queue").display(),
+        ),
+    );
+    let (addr, admin) = (local(port), local(admin_port));
+    let daemon = start(dir.path(), &config, addr);
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let resp = post_protobuf(&client, addr, &one_span(&format!("live{i}"), false))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    backend.wait_for_spans(20, Duration::from_secs(20)).await;
+    let live = "pipeline=\"traces\"";
+    wait_until("the live counters", Duration::from_secs(10), || async {
+        let m = scrape(admin).await;
+        sample(&m, "tracecast_queue_entries_handed_live_total", live) == Some(20.0)
+    })
+    .await;
+    let m = scrape(admin).await;
+    assert_eq!(
+        sample(&m, "tracecast_queue_entries_read_from_disk_total", live),
+        Some(0.0),
+        "no record read back:\n{m}"
+    );
+
+    // A backlog left by a stop during an outage comes back from the files.
+    backend.set_default(Response::status(503));
+    for i in 0..5 {
+        let resp = post_protobuf(&client, addr, &one_span(&format!("backlog{i}"), false))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    backend.set_default(Response::ok());
+    let daemon = start(dir.path(), &config, addr);
+    backend.wait_for_spans(25, Duration::from_secs(20)).await;
+    wait_until("the replay counted", Duration::from_secs(10), || async {
+        let m = scrape(admin).await;
+        sample(&m, "tracecast_queue_entries_read_from_disk_total", live) == Some(5.0)
+    })
+    .await;
+    daemon.terminate().await;
+}

@@ -85,6 +85,9 @@ family!(QUEUE_ENTRIES, PipelineLabels, Gauge);
 family!(QUEUE_BYTES, PipelineLabels, Gauge);
 family!(QUEUE_APPENDS, PipelineLabels, Counter);
 family!(QUEUE_FSYNCS, PipelineLabels, Counter);
+// Entries a pipeline got from memory (appended live by this process) / read back from disk.
+family!(QUEUE_HANDED_LIVE, PipelineLabels, Counter);
+family!(QUEUE_READ_FROM_DISK, PipelineLabels, Counter);
 // Batches (otlp) or traces (s3) an exporter gave up on and kept in its dead-letter folder.
 family!(DEAD_LETTERS, ComponentLabels, Counter);
 // Traces the S3 exporter is assembling (spans held in memory, not yet written).
@@ -231,6 +234,16 @@ pub fn register(registry: &mut Registry) {
         "Duration of one export request (HTTP attempt or S3 upload), whatever its outcome",
         prometheus_client::registry::Unit::Seconds,
         REQUEST_DURATION.clone(),
+    );
+    r.register(
+        "queue_entries_handed_live",
+        "Queue entries a pipeline got as live batches, without reading the queue files",
+        QUEUE_HANDED_LIVE.clone(),
+    );
+    r.register(
+        "queue_entries_read_from_disk",
+        "Queue entries read back from the queue files (replay, or a pipeline far behind)",
+        QUEUE_READ_FROM_DISK.clone(),
     );
     r.register(
         "queue_quarantined",

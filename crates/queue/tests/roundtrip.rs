@@ -214,3 +214,51 @@ fn a_directory_in_use_is_refused_until_released() {
     drop(first);
     DurableQueue::open(dir.path(), small_options()).expect("the lock goes with the queue");
 }
+
+#[tokio::test]
+async fn live_batches_are_handed_over_from_memory_and_replays_come_from_disk() {
+    use tracecast_core::{BatchContext, ExportTraceServiceRequest, TraceBatch};
+    use tracecast_queue::Item;
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |name: &str| {
+        let mut ctx = BatchContext::new("otlp");
+        ctx.api_key_name = Some(name.into());
+        TraceBatch::new(ctx, ExportTraceServiceRequest::default(), None)
+    };
+    {
+        let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+        let a = queue
+            .append_live(payload(1), batch("a"), 100)
+            .await
+            .unwrap();
+        let b = queue.append(payload(2)).await.unwrap();
+        let c = queue
+            .append_live(payload(3), batch("c"), 100)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(queue.next_item().await.unwrap());
+        }
+        assert!(
+            matches!(&got[0], (s, Item::Live(x)) if *s == a && x.context().api_key_name.as_deref() == Some("a"))
+        );
+        assert!(matches!(&got[1], (s, Item::Stored(bytes)) if *s == b && *bytes == payload(2)));
+        assert!(matches!(&got[2], (s, Item::Live(_)) if *s == c));
+        let stats = queue.stats();
+        assert_eq!(stats.entries_handed_live, 2);
+        assert_eq!(
+            stats.entries_read_from_disk, 1,
+            "only the entry appended without its batch"
+        );
+        queue.shutdown().await.unwrap();
+    }
+    // Nothing was delivered: after a restart all three come from disk, byte for byte.
+    let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    for n in 1..=3 {
+        let (_, item) = queue.next_item().await.unwrap();
+        assert!(matches!(item, Item::Stored(ref bytes) if *bytes == payload(n)));
+    }
+    assert_eq!(queue.stats().entries_handed_live, 0);
+    assert_eq!(queue.stats().entries_read_from_disk, 3);
+}

@@ -3,7 +3,9 @@
 //! The queue keeps its own counters ([`DurableQueue::stats`]) rather than touching the
 //! metric families on its hot path, so one small task per queue copies them about every
 //! [`REFRESH`]: `tracecast_queue_entries` and `tracecast_queue_bytes` (gauges) and
-//! `tracecast_queue_appends_total` / `tracecast_queue_fsyncs_total` (counters advanced by the
+//! `tracecast_queue_appends_total` / `tracecast_queue_fsyncs_total` /
+//! `tracecast_queue_entries_handed_live_total` / `tracecast_queue_entries_read_from_disk_total`
+//! (counters advanced by the
 //! difference since the last copy; a queue reopened later starts its own count from 0).
 //! The task holds a clone of the queue, so it must be stopped (its token cancelled) before
 //! the queue's directory is reopened; on stop it refreshes a last time and drops the
@@ -41,6 +43,8 @@ pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> 
 struct Copied {
     appends: u64,
     fsyncs: u64,
+    live: u64,
+    disk: u64,
 }
 
 impl Copied {
@@ -58,8 +62,16 @@ impl Copied {
         metrics::QUEUE_FSYNCS
             .get_or_create(labels)
             .inc_by(stats.fsyncs.saturating_sub(self.fsyncs));
+        metrics::QUEUE_HANDED_LIVE
+            .get_or_create(labels)
+            .inc_by(stats.entries_handed_live.saturating_sub(self.live));
+        metrics::QUEUE_READ_FROM_DISK
+            .get_or_create(labels)
+            .inc_by(stats.entries_read_from_disk.saturating_sub(self.disk));
         self.appends = self.appends.max(stats.appends);
         self.fsyncs = self.fsyncs.max(stats.fsyncs);
+        self.live = self.live.max(stats.entries_handed_live);
+        self.disk = self.disk.max(stats.entries_read_from_disk);
     }
 }
 

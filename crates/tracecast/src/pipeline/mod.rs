@@ -1,21 +1,24 @@
 //! The pipeline runtime: receivers -> durable queue per pipeline -> processors -> exporters.
 //!
 //! ```text
-//! receiver --FanOutSink--> queue(pipeline A) --reader--> pipeline task A (processors) --> exporter tasks
-//!                     \--> queue(pipeline B) --reader--> pipeline task B ...
+//! receiver --FanOutSink--> queue(pipeline A) --next_item--> pipeline task A (processors) --> exporter tasks
+//!                     \--> queue(pipeline B) --next_item--> pipeline task B ...
 //! ```
 //!
 //! - **Acknowledgement**: the fan-out appends the request (context + protobuf bytes, encoded
 //!   once) to the durable queue of every pipeline the receiver feeds, and the receiver
 //!   answers 2xx only once every append is durable (per `service.queue.fsync`).
-//! - **Delivery**: a pipeline task takes entries in order, runs its processors and hands the
-//!   result to its exporters. Each batch carries the entry's `DeliveryToken`; when the last
-//!   copy is dropped after delivery (or dead-lettering) the queue forgets the entry. Entries
-//!   not delivered before a crash or a shutdown deadline are replayed at the next start.
-//! - **No double decode on the hot path**: the fan-out also leaves the decoded batch in a
-//!   small hand-off map keyed by queue sequence number, so a pipeline that is keeping up
-//!   takes the batch from memory (with the received bytes, so an untouched batch is forwarded
-//!   without re-encoding) and decodes from disk only on replay or when it fell behind.
+//! - **Delivery**: a pipeline task takes entries in order (`DurableQueue::next_item`), runs
+//!   its processors and hands the result to its exporters. Each batch carries a claim on the
+//!   entry (`DeliveryToken`); when every claim is confirmed the queue forgets the entry. A
+//!   claim dropped unconfirmed sends the entry back to the task, which retries it and then
+//!   quarantines it (`task.rs`, `quarantine.rs`). Entries not delivered before a crash or a
+//!   shutdown deadline are replayed at the next start.
+//! - **No double decode on the hot path**: the fan-out appends each request with its decoded
+//!   batch (`append_live`); the queue hands that batch to a pipeline that keeps up without
+//!   reading the record back (with the received bytes, so an untouched batch is forwarded
+//!   without re-encoding), and reads from disk only on replay or when the pipeline fell more
+//!   than 16 MiB of live batches behind.
 //! - **Back-pressure**: a full queue (`service.queue.max_size`) makes the receiver answer
 //!   429 + `Retry-After`; a slow exporter fills its bounded input, its pipelines wait, and
 //!   the backlog stays on disk, not in memory.
@@ -41,7 +44,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
@@ -51,13 +53,11 @@ use tracing::{info, warn};
 
 use crate::memory::MemoryLimiter;
 use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
-use fanout::{FanOutSink, Handoff, PipelineInput};
-use task::{read_queue, run_pipeline, NamedProcessor};
+use fanout::{FanOutSink, PipelineInput};
+use task::{run_pipeline, NamedProcessor};
 
 /// Batches an exporter's input holds before its pipelines wait.
 const EXPORTER_CHANNEL_BATCHES: usize = 64;
-/// Entries a queue reader reads ahead of its pipeline task.
-const READ_AHEAD_ENTRIES: usize = 16;
 
 /// What a pipeline is made of; a change means a new pipeline task on reload.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,9 +110,6 @@ struct ReceiverHandle {
 struct PipelineHandle {
     definition: PipelineDefinition,
     input: PipelineInput,
-    /// Entries read from the queue; shared by successive pipeline tasks across reloads.
-    entries: Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Bytes)>>>,
-    reader: JoinHandle<()>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     /// Stops the queue's metrics refresher ([`crate::queue_metrics`]) when the queue closes.
@@ -296,7 +293,6 @@ impl Service {
                 let task = tokio::spawn(run_pipeline(
                     name.clone(),
                     processors,
-                    old.entries.clone(),
                     old.input.clone(),
                     outputs,
                     stop.clone(),
@@ -335,18 +331,13 @@ impl Service {
                 let input = PipelineInput {
                     name: name.clone(),
                     queue: queue.clone(),
-                    handoff: Arc::new(Handoff::new(report.next_seq)),
                     poison: Arc::new(poison_policy(service_cfg, &name)),
                 };
                 let queue_metrics = CancellationToken::new();
                 crate::queue_metrics::spawn(name.clone(), queue.clone(), queue_metrics.clone());
-                let (tx, rx) = mpsc::channel(READ_AHEAD_ENTRIES);
-                let reader = tokio::spawn(read_queue(queue, tx));
-                let entries = Arc::new(tokio::sync::Mutex::new(rx));
                 let task = tokio::spawn(run_pipeline(
                     name.clone(),
                     processors,
-                    entries.clone(),
                     input.clone(),
                     outputs,
                     stop.clone(),
@@ -357,8 +348,6 @@ impl Service {
                     PipelineHandle {
                         definition,
                         input,
-                        entries,
-                        reader,
                         stop,
                         task,
                         queue_metrics,
@@ -474,19 +463,20 @@ impl Service {
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         for (_, p) in self.pipelines {
             p.stop.cancel();
-            p.reader.abort();
             p.queue_metrics.cancel();
             queues.push(p.input.queue);
             tasks.push(p.task);
         }
         tasks.extend(self.exporters.into_values().map(|h| h.task));
         tasks.extend(self.retired);
+        // Awaited in order; a finished handle is removed (polling it again would panic).
         let mut drained = true;
-        for task in &mut tasks {
+        while let Some(task) = tasks.first_mut() {
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 drained = false;
                 break;
             }
+            tasks.remove(0);
         }
         if !drained {
             warn!(
@@ -587,7 +577,6 @@ async fn close_unused_queues(opened: BTreeMap<String, (DurableQueue, RecoveryRep
 async fn close_pipeline(p: PipelineHandle) {
     p.stop.cancel();
     let _ = p.task.await;
-    p.reader.abort();
     p.queue_metrics.cancel();
     p.input.queue.close();
     if let Err(e) = p.input.queue.shutdown().await {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use tracecast_core::{
     metrics, panic_message, BatchContext, CancellationToken, ComponentId,
     ExportTraceServiceRequest, Processor, TraceBatch,
 };
-use tracecast_queue::DurableQueue;
+use tracecast_queue::Item;
 use tracing::{error, warn};
 
 use super::fanout::PipelineInput;
@@ -27,16 +26,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub(super) struct NamedProcessor {
     pub(super) id: ComponentId,
     pub(super) processor: Box<dyn Processor>,
-}
-
-/// Reads a queue in order into a small bounded channel (so a pipeline task can be replaced
-/// without losing its place).
-pub(super) async fn read_queue(queue: DurableQueue, tx: mpsc::Sender<(u64, Bytes)>) {
-    while let Some(entry) = queue.next().await {
-        if tx.send(entry).await.is_err() {
-            break;
-        }
-    }
 }
 
 /// Why an entry cannot become a batch: nothing will change that, so it is quarantined.
@@ -54,16 +43,16 @@ fn decode(bytes: &Bytes) -> Result<TraceBatch, Undecodable> {
     }
 }
 
-/// Turns a queue entry into a batch: from the hand-off when the pipeline kept up, else
-/// decoded from the stored bytes (replay).
-async fn entry_batch(
+/// Turns a queue entry into a batch carrying its delivery token: the live batch when the
+/// pipeline kept up, else decoded from the stored bytes (replay).
+fn entry_batch(
     seq: u64,
-    bytes: &Bytes,
+    item: Item,
     input: &PipelineInput,
-) -> Result<TraceBatch, Undecodable> {
-    let batch = match input.handoff.take(seq).await {
-        Some(b) => b,
-        None => decode(bytes)?,
+) -> Result<TraceBatch, (Bytes, Undecodable)> {
+    let batch = match item {
+        Item::Live(b) => b,
+        Item::Stored(bytes) => decode(&bytes).map_err(|why| (bytes, why))?,
     };
     Ok(batch.with_tokens(vec![input.queue.token(seq)]))
 }
@@ -97,13 +86,11 @@ impl Poison {
 pub(super) async fn run_pipeline(
     name: String,
     mut processors: Vec<NamedProcessor>,
-    entries: Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Bytes)>>>,
     input: PipelineInput,
     outputs: Vec<mpsc::Sender<TraceBatch>>,
     stop: CancellationToken,
     hard_stop: CancellationToken,
 ) {
-    let mut rx = entries.lock().await;
     let mut poison = Poison::default();
     let out = Outputs {
         pipeline: &name,
@@ -143,13 +130,14 @@ pub(super) async fn run_pipeline(
                 let batches = tick_chain(&mut processors, Instant::now(), &mut poison);
                 out.deliver(batches).await;
             }
-            entry = rx.recv() => match entry {
-                Some((seq, bytes)) => match entry_batch(seq, &bytes, &input).await {
+            // Cancel-safe: an entry is only taken when this branch completes.
+            entry = input.queue.next_item() => match entry {
+                Some((seq, item)) => match entry_batch(seq, item, &input) {
                     Ok(batch) => {
                         let batches = run_chain(&mut processors, 0, vec![batch], &mut poison);
                         out.deliver(batches).await;
                     }
-                    Err(why) => quarantine(seq, &bytes, &why, 1, &input, &mut poison).await,
+                    Err((bytes, why)) => quarantine(seq, &bytes, &why, 1, &input, &mut poison).await,
                 },
                 None => break,
             },
