@@ -1,6 +1,7 @@
 //! The contracts every tracecast component is built against.
 //!
-//! - `ack.rs`: [`ack::DeliveryToken`], how the durable queue learns an entry was delivered.
+//! - `ack.rs`: [`ack::DeliveryToken`], how the durable queue learns an entry was delivered,
+//!   and [`ack::Claims`], the tokens a component holds while it delivers.
 //! - `batch.rs`: [`TraceBatch`], the unit that flows from receivers through processors to
 //!   exporters, and its [`BatchContext`].
 //! - `component.rs`: the [`Processor`], [`Exporter`] and [`BatchSink`] traits (one per
@@ -12,11 +13,16 @@
 //!   clients send, encode what backends expect).
 //! - `metrics.rs`: counters shared by components (scraped by the admin endpoint).
 //! - `spool.rs`: bounded folders (dead letters, quarantine): the oldest files go first.
+//! - `dead_letter.rs`: the dead-letter store every exporter uses (folder, naming rule,
+//!   reason file, bound).
+//! - `gzip.rs`: the one gzip writer every exporter uses.
 
 pub mod ack;
 pub mod batch;
 pub mod component;
+pub mod dead_letter;
 pub mod error;
+pub mod gzip;
 pub mod id;
 pub mod metrics;
 pub mod otlp_json;

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracecast_core::dead_letter::DeadLetterStore;
+use tracecast_core::gzip;
 use tracecast_core::retry::{retry, RetryError, RetryPolicy};
 use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Exporter, TraceBatch};
 
@@ -89,8 +91,10 @@ impl S3Exporter {
             )
         })?;
         let uploader = Uploader::new(config, &validated.target)?;
-        let dead_letter_dir = crate::upload::dead_letter_dir(&id, config);
-        let owner = id.as_str().to_string();
+        let dead_letter = DeadLetter(
+            DeadLetterStore::new(crate::upload::dead_letter_dir(&id, config))
+                .bounded(config.dead_letter_max_size.get(), id.as_str()),
+        );
         Ok(Self {
             shared: Arc::new(Shared {
                 id,
@@ -100,11 +104,7 @@ impl S3Exporter {
                 compression: config.compression,
                 api_key_name_attribute: config.api_key_name_attribute.clone(),
                 policy: config.retry_on_failure.policy(),
-                dead_letter: DeadLetter {
-                    dir: dead_letter_dir,
-                    max_bytes: config.dead_letter_max_size.get(),
-                    owner,
-                },
+                dead_letter,
             }),
             limits: AssemblyLimits {
                 idle_timeout: config.trace_idle_timeout.get(),
@@ -150,15 +150,9 @@ impl Shared {
         let json = serde_json::to_vec(doc).map_err(|e| format!("cannot encode trace: {e}"))?;
         match self.compression {
             Compression::None => Ok(Bytes::from(json)),
-            Compression::Gzip => {
-                use std::io::Write;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&json)
-                    .and_then(|()| gz.finish())
-                    .map(Bytes::from)
-                    .map_err(|e| format!("cannot compress trace: {e}"))
-            }
+            Compression::Gzip => tracecast_core::gzip::compress(&json, gzip::DEFAULT_LEVEL)
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot compress trace: {e}")),
         }
     }
 
@@ -318,7 +312,7 @@ impl Shared {
                 }
             }
             Err(io) => {
-                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir.display(), "trace not written and the dead-letter folder failed too: its queue entries go back to the pipeline (retried, then quarantined)");
+                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir().display(), "trace not written and the dead-letter folder failed too: its queue entries go back to the pipeline (retried, then quarantined)");
                 Delivery::DeadLettered {
                     key: key.to_string(),
                     reason: format!("{reason}; dead-letter write failed: {io}"),

@@ -392,9 +392,16 @@ async fn a_permanent_failure_goes_to_the_dead_letter_folder() {
         matches!(&d[0], Delivery::DeadLettered { reason, .. } if reason.contains("does not exist")),
         "{d:?}"
     );
-    let name = format!("openrouter-traces_2024-01-15_{}-{T0}.json", trace_hex(20));
-    check_schema(&std::fs::read(dl.join(&name)).unwrap());
-    let reason = std::fs::read_to_string(dl.join(format!("{name}.reason.txt"))).unwrap();
+    // The shared store's naming rule: `<unix_nanos>-<n>-<key with / as _>`.
+    let key = format!("openrouter-traces_2024-01-15_{}-{T0}.json", trace_hex(20));
+    let kept: Vec<_> = std::fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{key}")))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    check_schema(&std::fs::read(&kept[0]).unwrap());
+    let reason = std::fs::read_to_string(format!("{}.reason.txt", kept[0].display())).unwrap();
     assert!(
         reason.contains("bucket \"missing-bucket\" does not exist"),
         "{reason}"
