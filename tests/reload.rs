@@ -119,3 +119,73 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     // of the connection check carries no spans).
     assert_eq!(got_second, expect_second);
 }
+
+/// A reload that replaces a pipeline whose task is stuck on a stalled backend (its exporter
+/// input full) completes within seconds; what the old task held goes back to the queue and
+/// arrives once the backend answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_hang_on_a_stalled_backend() {
+    let stalled = RecordingOtlpServer::start().await;
+    let healthy = RecordingOtlpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local(free_port());
+    let path = dir.path().join("tracecast.yaml");
+    let yaml = |exporters: &[(&str, String)]| {
+        config(addr.port(), exporters).replace(
+            "    encoding: protobuf\n",
+            "    encoding: protobuf\n    timeout: 60s\n    sending_queue: {queue_size: 1, num_consumers: 1}\n",
+        )
+    };
+    let daemon = Daemon::run_config(
+        dir.path(),
+        "tracecast",
+        &yaml(&[("otlp/stalled", stalled.endpoint())]),
+        &[],
+        addr,
+    );
+    stalled.stall();
+    let client = reqwest::Client::new();
+    // More than the exporter's input (64 batches) and sending queue hold: the pipeline
+    // task waits on the exporter.
+    let sent = send(&client, addr, "s", 100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    std::fs::write(
+        &path,
+        yaml(&[
+            ("otlp/stalled", stalled.endpoint()),
+            ("otlp/healthy", healthy.endpoint()),
+        ]),
+    )
+    .unwrap();
+    let asked = std::time::Instant::now();
+    let log = hup_and_wait(&daemon, "config reloaded", 1).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "reload took {:?}",
+        asked.elapsed()
+    );
+    assert!(log.contains("goes back to the queue"), "{log}");
+
+    stalled.release();
+    let mut expect = sent.clone();
+    expect.sort();
+    for _ in 0..300 {
+        let mut got = stalled.span_names();
+        got.sort();
+        got.dedup();
+        if got == expect {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = stalled.span_names();
+    got.sort();
+    got.dedup();
+    assert_eq!(
+        got, expect,
+        "every acknowledged span reaches the stalled backend"
+    );
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -29,17 +29,24 @@
 //!   Then the switch: unchanged pipelines and exporters keep running; changed pipelines get
 //!   a new task on the same queue (the old one flushes first); new listeners serve before
 //!   the ones they replace stop; removed pipelines and exporters stop last.
+//!   A replaced pipeline task stuck on an exporter for 5 s has its waits released: what it
+//!   holds goes back to the queue and the new task retries it (`apply.rs`).
 //! - **Shutdown**: receivers stop (in-flight requests answered), pipeline tasks stop taking
-//!   entries and flush their processors, exporters drain; after `shutdown_timeout` exporters
-//!   give up and abandon what they hold, which stays queued for the next start.
+//!   entries and flush their processors, exporters drain, all within `shutdown_timeout`;
+//!   then pipelines and exporters give up and abandon what they hold, which stays queued for
+//!   the next start.
+//!
+//! Files: `mod.rs` (the service, start, shutdown), `apply.rs` (start and reload as
+//! prepare-then-switch steps), `fanout.rs` (the receivers' sink), `task.rs` (a pipeline's
+//! task, retries), `quarantine.rs` (poison entries).
 
+mod apply;
 mod fanout;
 pub mod quarantine;
 mod task;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,14 +54,12 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
-use tracecast_queue::{DurableQueue, RecoveryReport};
-use tracecast_receiver_otlp::{BoundReceiver, RunningReceiver};
+use tracecast_receiver_otlp::RunningReceiver;
 use tracing::{info, warn};
 
 use crate::memory::MemoryLimiter;
-use crate::registry::{self, ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
+use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
 use fanout::{FanOutSink, PipelineInput};
-use task::{run_pipeline, NamedProcessor};
 
 /// Batches an exporter's input holds before its pipelines wait.
 const EXPORTER_CHANNEL_BATCHES: usize = 64;
@@ -111,6 +116,8 @@ struct PipelineHandle {
     definition: PipelineDefinition,
     input: PipelineInput,
     stop: CancellationToken,
+    /// Releases the task's waits on exporters (a child of the service's hard stop).
+    release: CancellationToken,
     task: JoinHandle<()>,
     /// Stops the queue's metrics refresher ([`crate::queue_metrics`]) when the queue closes.
     queue_metrics: CancellationToken,
@@ -193,257 +200,6 @@ impl Service {
         Ok(summary)
     }
 
-    /// Brings the running components in line with `config`.
-    async fn apply(&mut self, config: &ValidatedConfig) -> anyhow::Result<ReloadSummary> {
-        let mut summary = ReloadSummary::default();
-        let service_cfg = &config.raw.service;
-
-        // 1. Exporters that are new or changed (built before anything is torn down, so a
-        //    build error leaves the running service as it was).
-        let mut new_exporters = BTreeMap::new();
-        for id in used_exporters(config) {
-            let Some(cfg) = config.exporters.get(&id) else {
-                continue;
-            };
-            if self.exporters.get(&id).map(|h| &h.config) == Some(cfg) {
-                continue;
-            }
-            let exporter = registry::build_exporter(&id, cfg)
-                .with_context(|| format!("building exporter {id}"))?;
-            new_exporters.insert(id.clone(), (cfg.clone(), exporter));
-        }
-        // Processors of changed pipelines, also built up front.
-        let mut new_pipelines = BTreeMap::new();
-        for name in service_cfg.pipelines.keys() {
-            let definition = PipelineDefinition::of(config, name)?;
-            let unchanged = self.pipelines.get(name).is_some_and(|p| {
-                p.definition == definition
-                    && definition
-                        .exporters
-                        .iter()
-                        .all(|(id, _)| !new_exporters.contains_key(id))
-            });
-            if unchanged {
-                continue;
-            }
-            let mut processors = Vec::new();
-            for (pid, pcfg) in &definition.processors {
-                processors.push(NamedProcessor {
-                    id: pid.clone(),
-                    processor: registry::build_processor(pid, pcfg)
-                        .with_context(|| format!("building processor {pid}"))?,
-                });
-            }
-            new_pipelines.insert(name.clone(), (definition, processors));
-        }
-        // Queues of new pipelines, and the listeners of new or changed receivers: opened and
-        // bound before anything changes, so a queue that cannot open or a port in use refuses
-        // the whole config and the running service stays exactly as it was.
-        let mut opened = BTreeMap::new();
-        for name in new_pipelines.keys() {
-            if self.pipelines.contains_key(name) {
-                continue;
-            }
-            match open_queue(service_cfg, name).await {
-                Ok(q) => {
-                    opened.insert(name.clone(), q);
-                }
-                Err(e) => {
-                    close_unused_queues(opened).await;
-                    return Err(e);
-                }
-            }
-        }
-        let bound = match self.bind_receivers(config).await {
-            Ok(b) => b,
-            Err(e) => {
-                close_unused_queues(opened).await;
-                return Err(e);
-            }
-        };
-
-        // 2. Start the new exporters; replaced ones drain once their pipelines let go.
-        for (id, (cfg, exporter)) in new_exporters {
-            let (tx, rx) = mpsc::channel(EXPORTER_CHANNEL_BATCHES);
-            let task = tokio::spawn(exporter.run(rx, self.hard_stop.clone()));
-            summary.exporters_started.push(id.clone());
-            if let Some(old) = self.exporters.insert(
-                id,
-                ExporterHandle {
-                    config: cfg,
-                    input: tx,
-                    task,
-                },
-            ) {
-                self.retired.push(old.task);
-            }
-        }
-
-        // 3. Pipelines: new task on the same queue for changed ones, a new queue for new ones.
-        for (name, (definition, processors)) in new_pipelines {
-            let outputs = definition
-                .exporters
-                .iter()
-                .filter_map(|(id, _)| self.exporters.get(id).map(|h| h.input.clone()))
-                .collect::<Vec<_>>();
-            let stop = CancellationToken::new();
-            if let Some(old) = self.pipelines.remove(&name) {
-                old.stop.cancel();
-                let _ = old.task.await;
-                let task = tokio::spawn(run_pipeline(
-                    name.clone(),
-                    processors,
-                    old.input.clone(),
-                    outputs,
-                    stop.clone(),
-                    self.hard_stop.clone(),
-                ));
-                self.pipelines.insert(
-                    name.clone(),
-                    PipelineHandle {
-                        definition,
-                        stop,
-                        task,
-                        ..old
-                    },
-                );
-            } else {
-                let Some((queue, report)) = opened.remove(&name) else {
-                    continue;
-                };
-                if report.entries_to_replay > 0 {
-                    info!(pipeline = %name, entries = report.entries_to_replay, "replaying undelivered entries from the queue");
-                }
-                for c in &report.corrupt {
-                    warn!(
-                        pipeline = %name,
-                        segment = %c.segment.display(),
-                        offset = c.offset,
-                        bytes = c.bytes,
-                        kept_at = ?c.moved_to,
-                        "queue: cut off a torn or corrupt region ({}); the intact entries before it are replayed",
-                        c.reason
-                    );
-                    tracecast_core::metrics::WARNINGS
-                        .get_or_create(&tracecast_core::metrics::reason("queue", "corrupt_region"))
-                        .inc();
-                }
-                let input = PipelineInput {
-                    name: name.clone(),
-                    queue: queue.clone(),
-                    poison: Arc::new(poison_policy(service_cfg, &name)),
-                };
-                let queue_metrics = CancellationToken::new();
-                crate::queue_metrics::spawn(name.clone(), queue.clone(), queue_metrics.clone());
-                let task = tokio::spawn(run_pipeline(
-                    name.clone(),
-                    processors,
-                    input.clone(),
-                    outputs,
-                    stop.clone(),
-                    self.hard_stop.clone(),
-                ));
-                self.pipelines.insert(
-                    name.clone(),
-                    PipelineHandle {
-                        definition,
-                        input,
-                        stop,
-                        task,
-                        queue_metrics,
-                    },
-                );
-            }
-            summary.pipelines_restarted.push(name);
-        }
-        // 4. Receivers: re-point the unchanged; the new and changed ones (bound above) start
-        //    serving before the ones they replace stop, so there is always a listener.
-        let mut feeds: BTreeMap<ComponentId, Vec<PipelineInput>> = BTreeMap::new();
-        for (name, p) in &service_cfg.pipelines {
-            if let Some(handle) = self.pipelines.get(name) {
-                for r in &p.receivers {
-                    feeds
-                        .entry(r.clone())
-                        .or_default()
-                        .push(handle.input.clone());
-                }
-            }
-        }
-        let mut replaced = Vec::new();
-        for (id, (cfg, sink, receiver)) in bound {
-            sink.set_targets(feeds.get(&id).cloned().unwrap_or_default());
-            let stop = CancellationToken::new();
-            let running = receiver.serve(stop.clone());
-            info!(receiver = %id, address = %running.local_addr, "listening");
-            summary.receivers_restarted.push(id.clone());
-            let handle = ReceiverHandle {
-                config: cfg,
-                sink,
-                stop,
-                running,
-            };
-            if let Some(old) = self.receivers.insert(id, handle) {
-                replaced.push(old);
-            }
-        }
-        let unused: Vec<ComponentId> = self
-            .receivers
-            .keys()
-            .filter(|id| !feeds.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in unused {
-            if let Some(h) = self.receivers.remove(&id) {
-                h.sink.set_targets(Vec::new());
-                replaced.push(h);
-            }
-        }
-        for (id, targets) in feeds {
-            if let Some(h) = self.receivers.get(&id) {
-                if !summary.receivers_restarted.contains(&id) {
-                    h.sink.set_targets(targets);
-                }
-            }
-        }
-        // Old listeners finish their in-flight requests into the pipelines they were fed to
-        // (still open: removed pipelines close below).
-        for old in replaced {
-            old.stop.cancel();
-            old.running.stopped().await;
-        }
-
-        // 5. Pipelines no longer configured: stop taking entries; what they hold stays on disk
-        // under their name and is delivered if a pipeline of that name comes back.
-        let removed: Vec<String> = self
-            .pipelines
-            .keys()
-            .filter(|n| !service_cfg.pipelines.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in removed {
-            if let Some(p) = self.pipelines.remove(&name) {
-                warn!(pipeline = %name, "pipeline removed; its undelivered entries stay queued on disk");
-                close_pipeline(p).await;
-            }
-        }
-
-        // 6. Exporters no pipeline uses any more: drop our sender so they drain and stop.
-        let used = used_exporters(config);
-        let unused: Vec<ComponentId> = self
-            .exporters
-            .keys()
-            .filter(|id| !used.contains(id))
-            .cloned()
-            .collect();
-        for id in unused {
-            if let Some(h) = self.exporters.remove(&id) {
-                self.retired.push(h.task);
-            }
-        }
-
-        Ok(summary)
-    }
-
     /// Stops accepting, flushes the pipelines and drains the exporters within
     /// `shutdown_timeout`. Returns true when everything drained in time; what did not stays
     /// in the queues for the next start.
@@ -504,75 +260,6 @@ impl Service {
     }
 }
 
-/// A receiver bound for a config being applied: its config, its sink (targets set when it
-/// starts serving) and its listener.
-type BoundReceivers = BTreeMap<ComponentId, (ReceiverConfig, Arc<FanOutSink>, BoundReceiver)>;
-
-impl Service {
-    /// Binds the listener of every receiver of `config` that is new or whose settings
-    /// changed. A receiver keeping its endpoint takes over the running socket; one moving to
-    /// another endpoint binds it while the old one still listens. The first failure (a port
-    /// in use, say) drops what was bound and leaves the running receivers untouched.
-    async fn bind_receivers(&self, config: &ValidatedConfig) -> anyhow::Result<BoundReceivers> {
-        let mut bound = BTreeMap::new();
-        let used: std::collections::BTreeSet<&ComponentId> = config
-            .raw
-            .service
-            .pipelines
-            .values()
-            .flat_map(|p| p.receivers.iter())
-            .collect();
-        for id in used {
-            let Some(cfg) = config.receivers.get(id) else {
-                continue;
-            };
-            let running = self.receivers.get(id);
-            if running.is_some_and(|h| &h.config == cfg) {
-                continue;
-            }
-            let sink = Arc::new(FanOutSink::new(Vec::new(), self.memory.clone()));
-            let receiver = registry::build_receiver(id, cfg, sink.clone());
-            let listener = match running {
-                Some(h) if h.running.endpoint() == receiver.endpoint() => {
-                    receiver.bind_shared(&h.running)
-                }
-                _ => receiver.bind().await,
-            }
-            .with_context(|| format!("starting receiver {id}"))?;
-            bound.insert(id.clone(), (cfg.clone(), sink, listener));
-        }
-        Ok(bound)
-    }
-}
-
-/// Opens the durable queue of pipeline `name` under `service.queue_dir`.
-async fn open_queue(
-    service_cfg: &tracecast_config::ServiceConfig,
-    name: &str,
-) -> anyhow::Result<(DurableQueue, RecoveryReport)> {
-    let dir = queue_dir(&service_cfg.queue_dir, name);
-    let options = registry::queue_options(&service_cfg.queue);
-    tokio::task::spawn_blocking(move || DurableQueue::open(&dir, options).map_err(|e| (dir, e)))
-        .await
-        .context("opening a queue")?
-        .map_err(|(dir, e)| {
-            anyhow::anyhow!(
-                "cannot open the queue of pipeline {name} in {}: {e}",
-                dir.display()
-            )
-        })
-}
-
-/// Closes queues opened for a config that was then refused.
-async fn close_unused_queues(opened: BTreeMap<String, (DurableQueue, RecoveryReport)>) {
-    for (queue, _) in opened.into_values() {
-        queue.close();
-        if let Err(e) = queue.shutdown().await {
-            warn!("queue shutdown: {e}; the next start replays a little more");
-        }
-    }
-}
-
 /// Stops a pipeline task and its reader, and closes its queue.
 async fn close_pipeline(p: PipelineHandle) {
     p.stop.cancel();
@@ -588,27 +275,6 @@ async fn close_pipeline(p: PipelineHandle) {
 /// `shutdown_timeout` plus this).
 const HARD_STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// `service.queue.quarantine` for one pipeline.
-fn poison_policy(
-    service: &tracecast_config::ServiceConfig,
-    pipeline: &str,
-) -> fanout::PoisonPolicy {
-    let q = &service.queue.quarantine;
-    let max_bytes = match q.max_size.get() {
-        0 => service.queue.max_size.get() / 4,
-        n => n,
-    };
-    fanout::PoisonPolicy {
-        max_attempts: q.max_attempts.max(1),
-        backoff: q.retry_backoff.get(),
-        quarantine: quarantine::Quarantine {
-            dir: quarantine::dir_for(&service.queue_dir, pipeline),
-            max_bytes,
-            pipeline: pipeline.to_string(),
-        },
-    }
-}
-
 /// Every exporter id some pipeline of `config` uses.
 pub(crate) fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
     let mut ids: Vec<ComponentId> = config
@@ -621,9 +287,4 @@ pub(crate) fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
     ids.sort();
     ids.dedup();
     ids
-}
-
-/// `<queue_dir>/<pipeline name with '/' as '_'>`.
-fn queue_dir(base: &std::path::Path, pipeline: &str) -> PathBuf {
-    base.join(pipeline.replace('/', "_"))
 }

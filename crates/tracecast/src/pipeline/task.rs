@@ -82,7 +82,9 @@ impl Poison {
 /// exporter of the pipeline. Waiting on a full exporter input is what keeps the backlog on
 /// disk instead of in memory. `stop` ends the intake (the processors are then flushed);
 /// `hard_stop` (the shutdown deadline) makes every wait on an exporter give up: what was
-/// not handed over is abandoned, so it stays queued for the next start.
+/// not handed over is abandoned, so it stays queued for the next start. `release` (a child
+/// of `hard_stop`, fired alone when a reload replaces this task and it is stuck) gives what
+/// it holds back to the queue instead, for the new task to retry.
 pub(super) async fn run_pipeline(
     name: String,
     mut processors: Vec<NamedProcessor>,
@@ -90,12 +92,14 @@ pub(super) async fn run_pipeline(
     outputs: Vec<mpsc::Sender<TraceBatch>>,
     stop: CancellationToken,
     hard_stop: CancellationToken,
+    release: CancellationToken,
 ) {
     let mut poison = Poison::default();
     let out = Outputs {
         pipeline: &name,
         senders: &outputs,
         hard_stop: &hard_stop,
+        release: &release,
     };
     loop {
         let deadline = processors
@@ -322,6 +326,7 @@ struct Outputs<'a> {
     pipeline: &'a str,
     senders: &'a [mpsc::Sender<TraceBatch>],
     hard_stop: &'a CancellationToken,
+    release: &'a CancellationToken,
 }
 
 impl Outputs<'_> {
@@ -342,26 +347,31 @@ impl Outputs<'_> {
     }
 
     async fn send(&self, tx: &mpsc::Sender<TraceBatch>, batch: TraceBatch) {
-        if self.hard_stop.is_cancelled() {
-            batch.abandon();
-            return;
-        }
-        let permit = tokio::select! {
-            biased;
-            _ = self.hard_stop.cancelled() => None,
-            permit = tx.reserve() => permit.ok(),
+        let permit = if self.release.is_cancelled() {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                _ = self.release.cancelled() => None,
+                permit = tx.reserve() => permit.ok(),
+            }
         };
-        match permit {
-            Some(p) => p.send(batch),
-            None => {
-                if !self.hard_stop.is_cancelled() {
-                    warn!(
-                        pipeline = self.pipeline,
-                        "an exporter stopped before its pipeline; batch kept queued"
-                    );
-                }
+        let Some(permit) = permit else {
+            if self.hard_stop.is_cancelled() {
+                batch.abandon();
+            } else if self.release.is_cancelled() {
+                // Replaced by a reload: dropped unsettled, the entry goes back to the queue
+                // and the new task retries it.
+                drop(batch);
+            } else {
+                warn!(
+                    pipeline = self.pipeline,
+                    "an exporter stopped before its pipeline; batch kept queued"
+                );
                 batch.abandon();
             }
-        }
+            return;
+        };
+        permit.send(batch);
     }
 }
