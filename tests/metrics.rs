@@ -245,7 +245,7 @@ exporters:
     secret_access_key: not-the-secret
     trace_idle_timeout: 100ms
     max_trace_wait: 5s
-    retry: {{max_elapsed_time: 1s}}
+    retry_on_failure: {{max_elapsed_time: 1s}}
 service:
   shutdown_timeout: 5s
   admin:

@@ -50,7 +50,7 @@ fn config(
     }
     if let Some(endpoint) = dest.s3 {
         yaml.push_str(&format!(
-            "  s3:\n    bucket: {BUCKET}\n    endpoint: {endpoint}\n    access_key_id: {AK}\n    secret_access_key: {SK}\n    path_template: \"archive/{{date}}\"\n    trace_idle_timeout: 100ms\n    max_trace_wait: 2s\n    request_timeout: 2s\n    retry: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}\n"
+            "  s3:\n    bucket: {BUCKET}\n    endpoint: {endpoint}\n    access_key_id: {AK}\n    secret_access_key: {SK}\n    path_template: \"archive/{{date}}\"\n    trace_idle_timeout: 100ms\n    max_trace_wait: 2s\n    timeout: 2s\n    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}\n"
         ));
         ids.push("s3");
     }
