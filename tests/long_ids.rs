@@ -143,7 +143,7 @@ async fn long_ids_through_the_file_default_get_short_names_and_the_queue_drains(
     let (port, admin_port) = (free_port(), free_port());
     // The embedded default, with free ports instead of 4318 and the admin endpoint's default.
     let default_yaml =
-        std::fs::read_to_string(repo_root().join("crates/tracecast/src/default_config.yaml"))
+        std::fs::read_to_string(repo_root().join("crates/runtime/src/default_config.yaml"))
             .unwrap();
     assert!(default_yaml.contains("127.0.0.1:4318") && default_yaml.contains("\nservice:\n"));
     let yaml = default_yaml

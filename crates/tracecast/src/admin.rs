@@ -1,10 +1,9 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
 //! (receivers listening and every destination up; the body names the ones that are not).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,66 +13,15 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracecast_core::{CancellationToken, ComponentId};
+use tracecast_core::CancellationToken;
 use tracing::warn;
 
-use crate::check::DestinationResult;
+pub use tracecast_runtime::health::Readiness;
 
-/// What `/readyz` reports, updated by the service.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    /// Receivers are listening.
-    pub listening: AtomicBool,
-    /// Destinations known to be down, with why. Per destination (not one flag) so that a
-    /// daemon started on a taken config during an outage says which backend it waits for.
-    down: Mutex<BTreeMap<ComponentId, String>>,
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Relaxed) && self.down_destinations().is_empty()
-    }
-
-    /// Replaces what is known about every destination with `results`.
-    pub fn set_destinations(&self, results: &[DestinationResult]) {
-        let down = results
-            .iter()
-            .filter_map(|r| r.outcome.clone().err().map(|why| (r.id.clone(), why)))
-            .collect();
-        *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
-    }
-
-    /// After a reload: forgets destinations not in `running`, and takes `tested` (the new or
-    /// changed ones, which just passed their test) as they are.
-    pub fn reconcile(&self, running: &[ComponentId], tested: &[DestinationResult]) {
-        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        down.retain(|id, _| running.contains(id));
-        for r in tested {
-            match &r.outcome {
-                Ok(()) => down.remove(&r.id),
-                Err(why) => down.insert(r.id.clone(), why.clone()),
-            };
-        }
-    }
-
-    /// The destinations that are down, with why.
-    pub fn down_destinations(&self) -> Vec<(ComponentId, String)> {
-        self.down
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(id, why)| (id.clone(), why.clone()))
-            .collect()
-    }
-}
-
-/// The process-wide registry with every tracecast metric family, with
-/// `tracecast_build_info{version}` set to 1 for this build.
+/// The process-wide registry with every tracecast metric family (see
+/// [`tracecast_runtime::metrics_registry`]).
 pub fn registry() -> Registry {
-    let mut registry = Registry::default();
-    tracecast_core::metrics::register(&mut registry);
-    tracecast_core::metrics::set_build_info(env!("CARGO_PKG_VERSION"));
-    registry
+    tracecast_runtime::metrics_registry()
 }
 
 /// Serves the admin endpoint on `addr` until `stop` fires. Returns the bound address.

@@ -20,7 +20,8 @@
 //! destinations: the next round judges those, and gauges of removed destinations are dropped.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,7 +30,6 @@ use tokio::task::JoinHandle;
 use tracecast_core::{metrics, CancellationToken, ComponentId};
 use tracing::{info, warn};
 
-use crate::admin::Readiness;
 use crate::check::{self, DestinationResult};
 use crate::pipeline::used_exporters;
 use crate::registry::ValidatedConfig;
@@ -161,6 +161,54 @@ fn record(results: &[DestinationResult], last: &mut BTreeMap<ComponentId, bool>)
     results.iter().all(|r| r.outcome.is_ok())
 }
 
+/// What `/readyz` reports, updated by the service.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Receivers are listening.
+    pub listening: AtomicBool,
+    /// Destinations known to be down, with why. Per destination (not one flag) so that a
+    /// daemon started on a taken config during an outage says which backend it waits for.
+    down: Mutex<BTreeMap<ComponentId, String>>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.listening.load(Ordering::Relaxed) && self.down_destinations().is_empty()
+    }
+
+    /// Replaces what is known about every destination with `results`.
+    pub fn set_destinations(&self, results: &[DestinationResult]) {
+        let down = results
+            .iter()
+            .filter_map(|r| r.outcome.clone().err().map(|why| (r.id.clone(), why)))
+            .collect();
+        *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
+    }
+
+    /// After a reload: forgets destinations not in `running`, and takes `tested` (the new or
+    /// changed ones, which just passed their test) as they are.
+    pub fn reconcile(&self, running: &[ComponentId], tested: &[DestinationResult]) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.retain(|id, _| running.contains(id));
+        for r in tested {
+            match &r.outcome {
+                Ok(()) => down.remove(&r.id),
+                Err(why) => down.insert(r.id.clone(), why.clone()),
+            };
+        }
+    }
+
+    /// The destinations that are down, with why.
+    pub fn down_destinations(&self) -> Vec<(ComponentId, String)> {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, why)| (id.clone(), why.clone()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +251,7 @@ mod tests {
         assert!(record(&[result("otlp/health_a", true)], &mut last));
         assert_eq!(last.len(), 1);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &crate::admin::registry()).unwrap();
+        prometheus_client::encoding::text::encode(&mut text, &crate::metrics_registry()).unwrap();
         assert!(
             text.contains("tracecast_destination_up{component=\"otlp/health_a\"} 1"),
             "{text}"

@@ -97,7 +97,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = spawn("qm_test".into(), queue.clone(), stop.clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let registry = crate::admin::registry();
+        let registry = crate::metrics_registry();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let l = r#"{pipeline="qm_test"}"#;

@@ -276,7 +276,7 @@ async fn close_pipeline(p: PipelineHandle) {
 const HARD_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Every exporter id some pipeline of `config` uses.
-pub(crate) fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
+pub fn used_exporters(config: &ValidatedConfig) -> Vec<ComponentId> {
     let mut ids: Vec<ComponentId> = config
         .raw
         .service
