@@ -3,11 +3,11 @@
 //! metadata keys are handled without quadratic scans, and small fields still reach every
 //! span.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::str_attr;
+use support::str_attr;
 use tracecast_core::proto::common::v1::KeyValue;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tracecast_core::{ComponentId, ExportTraceServiceRequest, Processor};
@@ -23,7 +23,7 @@ fn run(req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
     )
     .unwrap();
     let mut out = Vec::new();
-    p.process(common::batch(req), &mut out);
+    p.process(support::batch(req), &mut out);
     out.pop().unwrap().into_request()
 }
 

@@ -1,11 +1,11 @@
 //! Group commit and the size bound.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use common::*;
+use support::*;
 use tokio::task::JoinSet;
 use tracecast_queue::{DurableQueue, FsyncPolicy, QueueError, QueueOptions};
 

@@ -1,13 +1,13 @@
 //! Crash and corruption recovery: torn tails at every byte offset, flipped bytes, corrupt
 //! records in the middle of a segment, and a crash without `close`.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tracecast_queue::{CursorState, DurableQueue, FsyncPolicy, QueueOptions, RecoveryReport};
 
 const FIRST_SEGMENT: &str = "00000000000000000000.seg";

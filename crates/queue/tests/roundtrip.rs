@@ -1,8 +1,8 @@
 //! Append, read, acknowledge (in and out of order), and what a reopen replays.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 use tracecast_core::ack::DeliveryToken;
 use tracecast_queue::{CursorState, DurableQueue, QueueError};
 
@@ -17,7 +17,7 @@ async fn entries_come_back_in_order_and_acks_move_the_cursor() {
     assert_eq!(seqs, (0..30).collect::<Vec<_>>());
     assert_empty(&queue).await;
     assert!(
-        common::segment_files(dir.path()).len() > 1,
+        support::segment_files(dir.path()).len() > 1,
         "30 entries span several 1 KiB segments"
     );
 
@@ -35,7 +35,7 @@ async fn entries_come_back_in_order_and_acks_move_the_cursor() {
     // Saving the cursor deletes every sealed segment below it.
     queue.sync().await.unwrap();
     assert_eq!(queue.stats().persisted_seq, 30);
-    assert!(common::segment_files(dir.path()).len() <= 1);
+    assert!(support::segment_files(dir.path()).len() <= 1);
 
     // New entries keep flowing after the deletion.
     append_all(&queue, 30..32).await;
@@ -161,7 +161,7 @@ async fn a_fully_delivered_queue_reopens_empty_and_keeps_numbering() {
     let (queue, report) = DurableQueue::open(dir.path(), small_options()).unwrap();
     assert_eq!(report.entries_to_replay, 0);
     assert_eq!(report.segments, 0, "{report:?}");
-    assert!(common::segment_files(dir.path()).is_empty());
+    assert!(support::segment_files(dir.path()).is_empty());
     assert_empty(&queue).await;
     assert_eq!(queue.append(payload(12)).await.unwrap(), 12);
 }
@@ -179,7 +179,7 @@ async fn the_cursor_is_saved_on_its_own_every_cursor_interval() {
         queue.token(seq).confirm();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while queue.stats().persisted_seq != 20 || common::segment_files(dir.path()).len() > 1 {
+    while queue.stats().persisted_seq != 20 || support::segment_files(dir.path()).len() > 1 {
         assert!(std::time::Instant::now() < deadline, "{:?}", queue.stats());
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
