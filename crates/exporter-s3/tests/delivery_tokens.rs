@@ -2,12 +2,12 @@
 //! trace it contributed spans to is written (or dead-lettered), and abandoned when the hard
 //! stop comes first. Against the in-process S3 server (SigV4 checked) on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::sync::mpsc;
 use tracecast_core::ack::{AckSink, DeliveryToken};
 use tracecast_core::{CancellationToken, ComponentId, TraceBatch};

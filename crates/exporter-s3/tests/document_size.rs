@@ -3,11 +3,11 @@
 //! the trace level, a 2,000-character custom trace id is kept whole in `id` only, and
 //! `max_buffered_bytes` counts decoded bytes with shared resources counted once.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{check_schema, s};
+use support::{check_schema, s};
 use tokio::time::Instant;
 use tracecast_core::proto::common::v1::InstrumentationScope;
 use tracecast_core::proto::resource::v1::Resource;

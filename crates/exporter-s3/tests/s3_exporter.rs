@@ -1,11 +1,11 @@
 //! The s3 exporter against a real S3-compatible server (s3s + s3s-fs, SigV4 checked) over
 //! HTTP on 127.0.0.1, and against a local folder.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tracecast_core::{ComponentId, ExportError, Exporter};
 use tracecast_exporter_s3::{Compression, Delivery, S3Exporter, S3ExporterConfig};
 use tracecast_test_util::s3::S3TestServer;
