@@ -4,10 +4,10 @@
 //!   and [`ack::Claims`], the tokens a component holds while it delivers.
 //! - `batch.rs`: [`TraceBatch`], the unit that flows from receivers through processors to
 //!   exporters, and its [`BatchContext`].
-//! - `component.rs`: the [`Processor`], [`Exporter`] and [`BatchSink`] traits (one per
-//!   component kind) and the lifecycle they share.
+//! - `component.rs`: the [`Receiver`], [`Processor`], [`Exporter`] and [`BatchSink`] traits
+//!   (one per component kind) and the lifecycle they share.
 //! - `id.rs`: [`ComponentId`], the validated `type[/name]` identifier.
-//! - `error.rs`: [`ExportError`] (permanent vs retryable) and [`SubmitError`].
+//! - `error.rs`: [`ExportError`] (permanent vs retryable), [`SubmitError`] and [`BindError`].
 //! - `retry.rs`: the one retry loop every exporter uses, driven by [`ExportError`].
 //! - `otlp_json/`: the OTLP/JSON codec for export requests and responses (decode what real
 //!   clients send, encode what backends expect).
@@ -30,8 +30,8 @@ pub mod retry;
 pub mod spool;
 
 pub use batch::{BatchContext, TraceBatch};
-pub use component::{BatchSink, Exporter, Processor};
-pub use error::{ExportError, SubmitError};
+pub use component::{BatchSink, BoundReceiver, Exporter, Processor, Receiver, RunningReceiver};
+pub use error::{BindError, ExportError, SubmitError};
 pub use id::{ComponentId, ComponentKind};
 
 /// Re-export of the OTLP protobuf types so components name one version.

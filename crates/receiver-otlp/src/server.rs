@@ -1,6 +1,8 @@
-//! The listener: binds (or takes over a running receiver's socket), accepts connections, serves each with hyper's HTTP/1 server, and
-//! stops gracefully (stop accepting, let in-flight requests finish, then resolve
-//! [`RunningReceiver::stopped`]).
+//! The listener: binds (or takes over a running receiver's socket), accepts connections,
+//! serves each with hyper's HTTP/1 server, and stops gracefully (stop accepting, let
+//! in-flight requests finish, then resolve [`RunningReceiver::stopped`]). Implements
+//! [`tracecast_core::Receiver`] and its bound and running states, through which the runtime
+//! drives it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
-use tracecast_core::{BatchSink, CancellationToken, ComponentId};
+use tracecast_core::{BatchSink, BindError, CancellationToken, ComponentId};
 
 use crate::config::OtlpReceiverConfig;
 use crate::error::ReceiverError;
@@ -87,9 +89,18 @@ impl OtlpReceiver {
     /// servers accept from it until the caller stops the old one; nothing is refused in
     /// between.
     pub fn bind_shared(self, running: &RunningReceiver) -> Result<BoundReceiver, ReceiverError> {
+        self.share(running.socket.as_ref(), running.local_addr)
+    }
+
+    /// [`Self::bind_shared`] given the running receiver's socket and address.
+    fn share(
+        self,
+        socket: Option<&std::net::TcpListener>,
+        local_addr: SocketAddr,
+    ) -> Result<BoundReceiver, ReceiverError> {
         let endpoint = self.config.endpoint.clone();
         let bind_error = |e| ReceiverError::bind(self.id.to_string(), endpoint.clone(), e);
-        let socket = running.socket.as_ref().ok_or_else(|| {
+        let socket = socket.ok_or_else(|| {
             bind_error(std::io::Error::other(
                 "the running receiver's socket is already closing",
             ))
@@ -101,7 +112,7 @@ impl OtlpReceiver {
         Ok(BoundReceiver {
             receiver: self,
             listener,
-            local_addr: running.local_addr,
+            local_addr,
         })
     }
 }
@@ -235,5 +246,64 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         tracing::debug!(receiver = %id, peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The runtime starts receivers through these traits (boxed); the inherent methods above
+/// are the same steps for callers that hold the concrete type (the crate's tests).
+#[async_trait::async_trait]
+impl tracecast_core::Receiver for OtlpReceiver {
+    fn endpoint(&self) -> &str {
+        &self.config.endpoint
+    }
+
+    async fn bind(self: Box<Self>) -> Result<Box<dyn tracecast_core::BoundReceiver>, BindError> {
+        match OtlpReceiver::bind(*self).await {
+            Ok(bound) => Ok(Box::new(bound)),
+            Err(e) => Err(BindError(Box::new(e))),
+        }
+    }
+
+    fn take_over(
+        self: Box<Self>,
+        running: &dyn tracecast_core::RunningReceiver,
+    ) -> Result<Box<dyn tracecast_core::BoundReceiver>, BindError> {
+        let bound = self.share(running.socket(), running.local_addr());
+        match bound {
+            Ok(bound) => Ok(Box::new(bound)),
+            Err(e) => Err(BindError(Box::new(e))),
+        }
+    }
+}
+
+impl tracecast_core::BoundReceiver for BoundReceiver {
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn serve(
+        self: Box<Self>,
+        shutdown: CancellationToken,
+    ) -> Box<dyn tracecast_core::RunningReceiver> {
+        Box::new(BoundReceiver::serve(*self, shutdown))
+    }
+}
+
+#[async_trait::async_trait]
+impl tracecast_core::RunningReceiver for RunningReceiver {
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn socket(&self) -> Option<&std::net::TcpListener> {
+        self.socket.as_ref()
+    }
+
+    async fn stopped(self: Box<Self>) {
+        RunningReceiver::stopped(*self).await
     }
 }

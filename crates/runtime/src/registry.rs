@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracecast_config::{Config, ConfigErrors, RawComponent};
-use tracecast_core::{BatchSink, ComponentId, Exporter, Processor};
+use tracecast_core::{BatchSink, ComponentId, Exporter, Processor, Receiver};
 use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig};
 use tracecast_exporter_s3::{S3Exporter, S3ExporterConfig};
 use tracecast_processors::{
@@ -174,9 +174,9 @@ pub fn build_receiver(
     id: &ComponentId,
     config: &ReceiverConfig,
     sink: Arc<dyn BatchSink>,
-) -> OtlpReceiver {
+) -> Box<dyn Receiver> {
     match config {
-        ReceiverConfig::Otlp(c) => OtlpReceiver::new(id.clone(), c.clone(), sink),
+        ReceiverConfig::Otlp(c) => Box::new(OtlpReceiver::new(id.clone(), c.clone(), sink)),
     }
 }
 

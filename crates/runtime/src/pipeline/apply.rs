@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tracecast_core::{CancellationToken, ComponentId, Exporter};
+use tracecast_core::{BoundReceiver, CancellationToken, ComponentId, Exporter};
 use tracecast_queue::{DurableQueue, RecoveryReport};
-use tracecast_receiver_otlp::BoundReceiver;
 use tracing::{info, warn};
 
 use super::fanout::{self, FanOutSink, PipelineInput};
@@ -41,7 +40,8 @@ impl Prepared {
 
 /// A receiver bound for a config being applied: its config, its sink (targets set when it
 /// starts serving) and its listener.
-type BoundReceivers = BTreeMap<ComponentId, (ReceiverConfig, Arc<FanOutSink>, BoundReceiver)>;
+type BoundReceivers =
+    BTreeMap<ComponentId, (ReceiverConfig, Arc<FanOutSink>, Box<dyn BoundReceiver>)>;
 
 /// How long a replaced pipeline task may take to hand over what it holds before its waits
 /// on exporters are released (what it still holds goes back to the queue and is retried by
@@ -257,7 +257,7 @@ impl Service {
             sink.set_targets(feeds.get(&id).cloned().unwrap_or_default());
             let stop = CancellationToken::new();
             let running = receiver.serve(stop.clone());
-            info!(receiver = %id, address = %running.local_addr, "listening");
+            info!(receiver = %id, address = %running.local_addr(), "listening");
             summary.receivers_restarted.push(id.clone());
             let handle = ReceiverHandle {
                 config: cfg,
@@ -354,7 +354,7 @@ impl Service {
             let receiver = registry::build_receiver(id, cfg, sink.clone());
             let listener = match running {
                 Some(h) if h.running.endpoint() == receiver.endpoint() => {
-                    receiver.bind_shared(&h.running)
+                    receiver.take_over(h.running.as_ref())
                 }
                 _ => receiver.bind().await,
             }

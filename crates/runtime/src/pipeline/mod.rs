@@ -53,8 +53,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
-use tracecast_receiver_otlp::RunningReceiver;
+use tracecast_core::{CancellationToken, ComponentId, RunningReceiver, TraceBatch};
 use tracing::{info, warn};
 
 use crate::memory::MemoryLimiter;
@@ -109,7 +108,7 @@ struct ReceiverHandle {
     config: ReceiverConfig,
     sink: Arc<FanOutSink>,
     stop: CancellationToken,
-    running: RunningReceiver,
+    running: Box<dyn RunningReceiver>,
 }
 
 struct PipelineHandle {
@@ -176,7 +175,7 @@ impl Service {
         self.receivers
             .iter()
             .find(|(k, _)| k.as_str() == id)
-            .map(|(_, r)| r.running.local_addr)
+            .map(|(_, r)| r.running.local_addr())
     }
 
     /// The config the service runs.
