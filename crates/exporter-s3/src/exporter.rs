@@ -207,7 +207,7 @@ impl Shared {
         let component = self.id.as_str();
         match self.upload(&key, &body, hard_stop).await {
             (Ok(_), Some(Written::Created(k))) => {
-                metrics::S3_OBJECTS_WRITTEN
+                crate::metrics::S3_OBJECTS_WRITTEN
                     .get_or_create(&metrics::component(component))
                     .inc();
                 metrics::SPANS_EXPORTED
@@ -344,7 +344,7 @@ impl S3Exporter {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;
         let mut released = Vec::new();
-        let held = metrics::S3_TRACES_HELD
+        let held = crate::metrics::S3_TRACES_HELD
             .get_or_create(&metrics::component(self.shared.id.as_str()))
             .clone();
         loop {

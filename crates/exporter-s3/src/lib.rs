@@ -6,6 +6,7 @@
 //! - `key.rs`: the `path_template` parser and the pure object-key builder.
 //! - `assembly.rs`: groups spans by trace across batches and decides when a trace is due.
 //! - `mapping.rs`: span attributes (`gen_ai.*`, metadata processor keys) to observation fields.
+//! - `metrics.rs`: the exporter's own metric families (traces held, objects written).
 //! - `values.rs`: OTLP values as JSON (content strings holding JSON embedded as JSON).
 //! - `document.rs`: the trace file's JSON document (schema in `docs/trace-file.schema.json`).
 //! - `upload.rs`: the store (S3 or local), create-only writes with distinct names on clashes,
@@ -21,6 +22,7 @@ pub mod error;
 pub mod exporter;
 pub mod key;
 pub mod mapping;
+pub mod metrics;
 pub mod upload;
 pub mod values;
 

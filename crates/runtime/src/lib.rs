@@ -13,6 +13,7 @@
 //!   an outage.
 //! - `health.rs`: periodic readiness of destinations behind `/readyz` ([`health::Readiness`]).
 //! - `memory.rs`: the memory limiter (`service.memory_limit`) and the counting allocator.
+//! - `metrics.rs`: the runtime's metric families (queues, retries, quarantine).
 //! - `queue_metrics.rs`: copies each pipeline queue's stats to `/metrics` every second.
 //! - `fault.rs`: the test-only `fault` processor (`TRACECAST_TEST_COMPONENTS=1`).
 //! - `default_config.yaml`: the embedded default config.
@@ -21,6 +22,7 @@ pub mod check;
 pub mod fault;
 pub mod health;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod queue_metrics;
 pub mod registry;
@@ -63,6 +65,8 @@ fn load_with_problems(
 pub fn metrics_registry() -> prometheus_client::registry::Registry {
     let mut registry = prometheus_client::registry::Registry::default();
     tracecast_core::metrics::register(&mut registry);
+    metrics::register(&mut registry);
+    tracecast_exporter_s3::metrics::register(&mut registry);
     tracecast_core::metrics::set_build_info(env!("CARGO_PKG_VERSION"));
     registry
 }

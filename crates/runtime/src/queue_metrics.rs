@@ -33,8 +33,8 @@ pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> 
             }
         }
         last.publish(&labels, &queue.stats());
-        metrics::QUEUE_ENTRIES.remove(&labels);
-        metrics::QUEUE_BYTES.remove(&labels);
+        crate::metrics::QUEUE_ENTRIES.remove(&labels);
+        crate::metrics::QUEUE_BYTES.remove(&labels);
     })
 }
 
@@ -50,22 +50,22 @@ struct Copied {
 impl Copied {
     fn publish(&mut self, labels: &metrics::PipelineLabels, stats: &QueueStats) {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        metrics::QUEUE_ENTRIES
+        crate::metrics::QUEUE_ENTRIES
             .get_or_create(labels)
             .set(gauge(stats.entries_pending));
-        metrics::QUEUE_BYTES
+        crate::metrics::QUEUE_BYTES
             .get_or_create(labels)
             .set(gauge(stats.bytes_on_disk));
-        metrics::QUEUE_APPENDS
+        crate::metrics::QUEUE_APPENDS
             .get_or_create(labels)
             .inc_by(stats.appends.saturating_sub(self.appends));
-        metrics::QUEUE_FSYNCS
+        crate::metrics::QUEUE_FSYNCS
             .get_or_create(labels)
             .inc_by(stats.fsyncs.saturating_sub(self.fsyncs));
-        metrics::QUEUE_HANDED_LIVE
+        crate::metrics::QUEUE_HANDED_LIVE
             .get_or_create(labels)
             .inc_by(stats.entries_handed_live.saturating_sub(self.live));
-        metrics::QUEUE_READ_FROM_DISK
+        crate::metrics::QUEUE_READ_FROM_DISK
             .get_or_create(labels)
             .inc_by(stats.entries_read_from_disk.saturating_sub(self.disk));
         self.appends = self.appends.max(stats.appends);

@@ -466,8 +466,10 @@ mod tests {
         metrics::observe_request("otlp/st_map", Duration::from_millis(3));
         metrics::observe_request("otlp/st_map", Duration::from_millis(5));
         metrics::DEAD_LETTERS.get_or_create(&c).inc();
-        metrics::S3_TRACES_HELD.get_or_create(&c).set(2);
-        metrics::QUEUE_ENTRIES
+        tracecast_exporter_s3::metrics::S3_TRACES_HELD
+            .get_or_create(&c)
+            .set(2);
+        tracecast_runtime::metrics::QUEUE_ENTRIES
             .get_or_create(&metrics::pipeline("st_map"))
             .set(1);
         let snapshot = Snapshot::new(admin::registry());

@@ -214,7 +214,7 @@ async fn retry_entry(
             return;
         }
     };
-    metrics::DELIVERY_RETRIES
+    crate::metrics::DELIVERY_RETRIES
         .get_or_create(&metrics::pipeline(&input.name))
         .inc();
     match decode(&bytes) {
@@ -245,7 +245,7 @@ async fn quarantine(
     match kept {
         Ok(path) => {
             error!(pipeline = %input.name, seq, attempts, file = %path.display(), "queue entry quarantined: {reason}. The entries after it keep flowing; `tracecast dead-letters list` shows it, `resend` sends it again");
-            metrics::QUARANTINED
+            crate::metrics::QUARANTINED
                 .get_or_create(&metrics::pipeline(&input.name))
                 .inc();
             poison.attempts.remove(&seq);
