@@ -19,35 +19,22 @@ use prost::Message;
 use tracecast_core::proto::resource::v1::Resource;
 use tracecast_core::ExportTraceServiceRequest;
 use tracecast_tests::fixtures::{attr_map, attr_str, child_span, request_from_spans, span};
-use tracecast_tests::{free_port, local, Daemon};
+use tracecast_tests::{free_port, local, Daemon, Exporter, TestConfig};
 
 const MIB: u64 = 1024 * 1024;
 
 /// A daemon with the metadata processor and the trace-file writer into `<dir>/out`.
 fn start(dir: &Path) -> (Daemon, SocketAddr) {
     let port = free_port();
-    let yaml = format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-processors:
-  metadata:
-exporters:
-  s3:
-    url: file://{out}
-    trace_idle_timeout: 300ms
-service:
-  admin: {{endpoint: ""}}
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [metadata]
-      exporters: [s3]
-"#,
-        out = dir.join("out").display(),
-        queue = dir.join("queue").display(),
-    );
+    let yaml = TestConfig::new(port)
+        .processor("metadata")
+        .exporter(
+            Exporter::s3_url("s3", format!("file://{}", dir.join("out").display()))
+                .trace_idle_timeout("300ms"),
+        )
+        .no_admin()
+        .queue_dir(dir.join("queue"))
+        .yaml();
     let addr = local(port);
     (Daemon::run_config(dir, "hostile", &yaml, &[], addr), addr)
 }

@@ -13,17 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracecast_tests::{
-    fixtures, free_port, local, post_protobuf, wait_for_listener, Daemon, RecordingOtlpServer,
-    Response,
+    fixtures, free_port, local, post_protobuf, wait_for_listener, Daemon, Exporter,
+    RecordingOtlpServer, Response, TestConfig,
 };
 
 const TEST_COMPONENTS: (&str, &str) = ("TRACECAST_TEST_COMPONENTS", "1");
-
-fn write_config(dir: &Path, yaml: &str) -> PathBuf {
-    let path = dir.join("tracecast.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 fn start(dir: &Path, config: &Path, addr: SocketAddr) -> Daemon {
     let d = Daemon::spawn_env(
@@ -113,33 +107,17 @@ async fn a_panicking_processor_costs_one_quarantined_entry_and_nothing_else() {
     let backend = RecordingOtlpServer::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let queue_dir = dir.path().join("queue");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"receivers:
-  otlp: {{endpoint: "127.0.0.1:{port}"}}
-processors:
-  fault: {{}}
-exporters:
-  otlp:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-service:
-  admin: {{endpoint: "127.0.0.1:{admin_port}"}}
-  queue_dir: {queue}
-  queue:
-    quarantine: {{max_attempts: 3, retry_backoff: 50ms}}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [fault]
-      exporters: [otlp]
-"#,
-            backend = backend.endpoint(),
-            queue = queue_dir.display(),
-        ),
-    );
+    let config = TestConfig::new(port)
+        .processor("fault")
+        .exporter(
+            Exporter::otlp("otlp", backend.endpoint())
+                .protobuf()
+                .compression("none"),
+        )
+        .admin_port(admin_port)
+        .queue_dir(&queue_dir)
+        .queue("quarantine", "{max_attempts: 3, retry_backoff: 50ms}")
+        .write(dir.path());
     let (addr, admin) = (local(port), local(admin_port));
     let daemon = start(dir.path(), &config, addr);
     let client = reqwest::Client::new();
@@ -247,27 +225,11 @@ async fn an_entry_that_passes_its_crc_but_does_not_decode_is_quarantined() {
             .unwrap();
         queue.shutdown().await.unwrap();
     }
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"receivers:
-  otlp: {{endpoint: "127.0.0.1:{port}"}}
-exporters:
-  otlp:
-    endpoint: {backend}
-    encoding: protobuf
-service:
-  admin: {{endpoint: "127.0.0.1:{admin_port}"}}
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp]
-"#,
-            backend = backend.endpoint(),
-            queue = queue_dir.display(),
-        ),
-    );
+    let config = TestConfig::new(port)
+        .exporter(Exporter::otlp("otlp", backend.endpoint()).protobuf())
+        .admin_port(admin_port)
+        .queue_dir(&queue_dir)
+        .write(dir.path());
     let (addr, admin) = (local(port), local(admin_port));
     let daemon = start(dir.path(), &config, addr);
     backend.wait_for_spans(1, Duration::from_secs(20)).await;
@@ -311,31 +273,17 @@ async fn dead_letters_against_a_401_backend_stay_under_max_size() {
     let (port, admin_port) = (free_port(), free_port());
     let dead = dir.path().join("dead");
     let max = 4096u64;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"receivers:
-  otlp: {{endpoint: "127.0.0.1:{port}"}}
-exporters:
-  otlp:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-    dead_letter_dir: {dead}
-    dead_letter_max_size: {max}
-service:
-  admin: {{endpoint: "127.0.0.1:{admin_port}"}}
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp]
-"#,
-            backend = backend.endpoint(),
-            dead = dead.display(),
-            queue = dir.path().join("queue").display(),
-        ),
-    );
+    let config = TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp", backend.endpoint())
+                .protobuf()
+                .compression("none")
+                .dead_letter_dir(&dead)
+                .dead_letter_max_size(max),
+        )
+        .admin_port(admin_port)
+        .queue_dir(dir.path().join("queue"))
+        .write(dir.path());
     let (addr, admin) = (local(port), local(admin_port));
     let daemon = start(dir.path(), &config, addr);
     let client = reqwest::Client::new();
@@ -392,33 +340,23 @@ async fn sigterm_with_the_backend_down_exits_in_time_and_keeps_the_backlog_queue
     backend.set_default(Response::status(503));
     let port = free_port();
     let dead = dir.path().join("dead");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"receivers:
-  otlp: {{endpoint: "127.0.0.1:{port}"}}
-exporters:
-  otlp:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-    dead_letter_dir: {dead}
-    sending_queue: {{queue_size: 2, num_consumers: 1}}
-    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 300s}}
-service:
-  shutdown_timeout: 3s
-  admin: {{endpoint: ""}}
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp]
-"#,
-            backend = backend.endpoint(),
-            dead = dead.display(),
-            queue = dir.path().join("queue").display(),
-        ),
-    );
+    let config = TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp", backend.endpoint())
+                .protobuf()
+                .compression("none")
+                .dead_letter_dir(&dead)
+                .sending_queue(2, 1)
+                .retry_on_failure(&[
+                    ("initial_interval", "100ms"),
+                    ("max_interval", "500ms"),
+                    ("max_elapsed_time", "300s"),
+                ]),
+        )
+        .shutdown_timeout("3s")
+        .no_admin()
+        .queue_dir(dir.path().join("queue"))
+        .write(dir.path());
     let addr = local(port);
     let mut daemon = start(dir.path(), &config, addr);
     let client = reqwest::Client::new();
@@ -478,29 +416,16 @@ async fn live_batches_skip_the_queue_file_and_a_backlog_is_replayed_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let backend = RecordingOtlpServer::start().await;
     let (port, admin_port) = (free_port(), free_port());
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"receivers:
-  otlp: {{endpoint: "127.0.0.1:{port}"}}
-exporters:
-  otlp:
-    endpoint: {backend}
-    encoding: protobuf
-    retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms}}
-service:
-  admin: {{endpoint: "127.0.0.1:{admin_port}"}}
-  shutdown_timeout: 1s
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp]
-"#,
-            backend = backend.endpoint(),
-            queue = dir.path().join("queue").display(),
-        ),
-    );
+    let config = TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp", backend.endpoint())
+                .protobuf()
+                .retry_on_failure(&[("initial_interval", "100ms"), ("max_interval", "200ms")]),
+        )
+        .admin_port(admin_port)
+        .shutdown_timeout("1s")
+        .queue_dir(dir.path().join("queue"))
+        .write(dir.path());
     let (addr, admin) = (local(port), local(admin_port));
     let daemon = start(dir.path(), &config, addr);
     let client = reqwest::Client::new();

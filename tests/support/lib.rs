@@ -1,6 +1,6 @@
 //! Support for the end-to-end tests in `tests/`: the built `tracecast` binary, the real
 //! client installs (`scripts/setup-test-deps.sh`), and a daemon process handle. Shared fakes
-//! and fixtures live in `tracecast-test-util`.
+//! and fixtures live in `tracecast-test-util`. [`TestConfig`] builds a test's tracecast YAML.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,6 +9,9 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub use tracecast_test_util::*;
+
+mod config;
+pub use config::{yaml_map, yaml_str, Exporter, TestConfig};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
