@@ -7,36 +7,24 @@ use std::time::Duration;
 
 use prost::Message;
 use tracecast::Service;
-use tracecast_tests::{fixtures, RecordingOtlpServer};
+use tracecast_tests::{fixtures, Exporter, RecordingOtlpServer, TestConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_exporter_fills_the_queue_then_429_and_nothing_acked_is_lost() {
     let backend = RecordingOtlpServer::start().await;
     backend.stall();
     let queue_dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    endpoint: 127.0.0.1:0
-exporters:
-  otlp/stalled:
-    endpoint: {}
-    encoding: protobuf
-    timeout: 60s
-    sending_queue: {{queue_size: 4, num_consumers: 1}}
-service:
-  queue_dir: {}
-  queue: {{max_size: 64KiB, segment_size: 16KiB}}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [otlp/stalled]
-"#,
-        backend.endpoint(),
-        queue_dir.path().display()
-    );
+    let yaml = TestConfig::new(0)
+        .exporter(
+            Exporter::otlp("otlp/stalled", backend.endpoint())
+                .protobuf()
+                .timeout("60s")
+                .sending_queue(4, 1),
+        )
+        .queue_dir(queue_dir.path())
+        .queue("max_size", "64KiB")
+        .queue("segment_size", "16KiB")
+        .yaml();
     let config = tracecast::load_config_str("bp.yaml", &yaml).unwrap();
     let service = Service::start(&config).await.unwrap();
     let url = format!(

@@ -94,6 +94,30 @@ fn validate_accepts_the_example_and_rejects_a_bad_file_with_its_line() {
     );
 }
 
+/// The admin endpoint is validated with the rest of the file, not first at `run`.
+#[test]
+fn validate_rejects_a_bad_admin_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad_admin.yaml");
+    let config = forward_config(4318, "http://127.0.0.1:9/v1/traces").replace(
+        r#"admin: {endpoint: "127.0.0.1:0"}"#,
+        r#"admin: {endpoint: "nonsense"}"#,
+    );
+    assert!(config.contains("nonsense"));
+    std::fs::write(&bad, config).unwrap();
+    let out = Command::new(tracecast_bin())
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad_admin.yaml:10:") && err.contains("service.admin.endpoint: \"nonsense\""),
+        "file:line: key: message: {err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_reachable_and_unreachable_destinations() {
     let backend = RecordingOtlpServer::start().await;

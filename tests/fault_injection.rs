@@ -63,8 +63,8 @@ exporters:
     path_template: "faults/{{date}}"
     trace_idle_timeout: 100ms
     max_trace_wait: 2s
-    request_timeout: 2s
-    retry: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}
 service:
   shutdown_timeout: 5s
   admin: {{endpoint: ""}}

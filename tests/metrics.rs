@@ -75,7 +75,7 @@ fn export_requests(backend: &RecordingOtlpServer) -> u64 {
 fn trace_files(s3: &S3TestServer) -> Vec<String> {
     s3.list_keys("traces")
         .into_iter()
-        .filter(|k| !k.contains(".tracecast-connection-test"))
+        .filter(|k| !k.contains("/.tracecast/") && !k.starts_with(".tracecast/"))
         .collect()
 }
 
@@ -245,7 +245,7 @@ exporters:
     secret_access_key: not-the-secret
     trace_idle_timeout: 100ms
     max_trace_wait: 5s
-    retry: {{max_elapsed_time: 1s}}
+    retry_on_failure: {{max_elapsed_time: 1s}}
 service:
   shutdown_timeout: 5s
   admin:

@@ -254,7 +254,7 @@ exporters:
     session_token: ${{env:TC_S3_SESSION}}
     trace_idle_timeout: 100ms
     max_trace_wait: 500ms
-    retry: {{max_elapsed_time: 1s}}
+    retry_on_failure: {{max_elapsed_time: 1s}}
 service:
   shutdown_timeout: 5s
   admin:

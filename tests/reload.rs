@@ -5,21 +5,26 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tracecast_tests::{fixtures, free_port, local, post_protobuf, Daemon, RecordingOtlpServer};
+use tracecast_tests::{
+    fixtures, free_port, local, post_protobuf, Daemon, Exporter, RecordingOtlpServer, TestConfig,
+};
 
-fn config(port: u16, exporters: &[(&str, String)]) -> String {
-    let mut yaml = format!("receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n");
-    for (id, endpoint) in exporters {
-        yaml.push_str(&format!(
-            "  {id}:\n    endpoint: {endpoint}\n    encoding: protobuf\n    retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms}}\n"
-        ));
-    }
-    let ids: Vec<&str> = exporters.iter().map(|(id, _)| *id).collect();
-    yaml.push_str(&format!(
-        "service:\n  shutdown_timeout: 10s\n  admin: {{endpoint: \"127.0.0.1:0\"}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [{}]\n",
-        ids.join(", ")
-    ));
-    yaml
+/// An OTLP exporter to `endpoint` with quick retries.
+fn otlp(id: &str, endpoint: &str) -> Exporter {
+    Exporter::otlp(id, endpoint)
+        .protobuf()
+        .retry_on_failure(&[("initial_interval", "50ms"), ("max_interval", "200ms")])
+}
+
+/// The receiver on `port`, one pipeline into `exporters`.
+fn config(port: u16, exporters: impl IntoIterator<Item = Exporter>) -> String {
+    exporters
+        .into_iter()
+        .fold(
+            TestConfig::new(port).shutdown_timeout("10s").admin_port(0),
+            TestConfig::exporter,
+        )
+        .yaml()
 }
 
 async fn send(client: &reqwest::Client, addr: SocketAddr, prefix: &str, n: usize) -> Vec<String> {
@@ -56,7 +61,7 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     let daemon = Daemon::run_config(
         dir.path(),
         "tracecast",
-        &config(addr.port(), &[("otlp/first", first.endpoint())]),
+        &config(addr.port(), [otlp("otlp/first", &first.endpoint())]),
         &[],
         addr,
     );
@@ -76,7 +81,10 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
         &path,
         config(
             addr.port(),
-            &[("otlp/first", first.endpoint()), ("otlp/dead", dead)],
+            [
+                otlp("otlp/first", &first.endpoint()),
+                otlp("otlp/dead", &dead),
+            ],
         ),
     )
     .unwrap();
@@ -89,9 +97,9 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
         &path,
         config(
             addr.port(),
-            &[
-                ("otlp/first", first.endpoint()),
-                ("otlp/second", second.endpoint()),
+            [
+                otlp("otlp/first", &first.endpoint()),
+                otlp("otlp/second", &second.endpoint()),
             ],
         ),
     )
@@ -118,4 +126,73 @@ async fn reload_takes_valid_configs_and_refuses_bad_ones_without_loss() {
     // The second destination only gets traffic sent after it was added (the test request
     // of the connection check carries no spans).
     assert_eq!(got_second, expect_second);
+}
+
+/// A reload that replaces a pipeline whose task is stuck on a stalled backend (its exporter
+/// input full) completes within seconds; what the old task held goes back to the queue and
+/// arrives once the backend answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_hang_on_a_stalled_backend() {
+    let stalled = RecordingOtlpServer::start().await;
+    let healthy = RecordingOtlpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local(free_port());
+    let path = dir.path().join("tracecast.yaml");
+    // Long requests and a one-batch sending queue: a stalled backend holds the pipeline.
+    let slow = |id: &str, endpoint: &str| otlp(id, endpoint).timeout("60s").sending_queue(1, 1);
+    let daemon = Daemon::run_config(
+        dir.path(),
+        "tracecast",
+        &config(addr.port(), [slow("otlp/stalled", &stalled.endpoint())]),
+        &[],
+        addr,
+    );
+    stalled.stall();
+    let client = reqwest::Client::new();
+    // More than the exporter's input (64 batches) and sending queue hold: the pipeline
+    // task waits on the exporter.
+    let sent = send(&client, addr, "s", 100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    std::fs::write(
+        &path,
+        config(
+            addr.port(),
+            [
+                slow("otlp/stalled", &stalled.endpoint()),
+                slow("otlp/healthy", &healthy.endpoint()),
+            ],
+        ),
+    )
+    .unwrap();
+    let asked = std::time::Instant::now();
+    let log = hup_and_wait(&daemon, "config reloaded", 1).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "reload took {:?}",
+        asked.elapsed()
+    );
+    assert!(log.contains("goes back to the queue"), "{log}");
+
+    stalled.release();
+    let mut expect = sent.clone();
+    expect.sort();
+    for _ in 0..300 {
+        let mut got = stalled.span_names();
+        got.sort();
+        got.dedup();
+        if got == expect {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = stalled.span_names();
+    got.sort();
+    got.dedup();
+    assert_eq!(
+        got, expect,
+        "every acknowledged span reaches the stalled backend"
+    );
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -7,31 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tracecast_tests::{fixtures, free_port, local, post_protobuf, Daemon, RecordingOtlpServer};
+use tracecast_tests::{
+    fixtures, free_port, local, post_protobuf, Daemon, Exporter, RecordingOtlpServer, TestConfig,
+};
 
 const SKIP_TEST: &[&str] = &["--skip-connection-test"];
 
 fn config(port: u16, backend: &str, queue_dir: &Path) -> String {
-    format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-    timeout: 60s
-service:
-  shutdown_timeout: 5s
-  admin: {{endpoint: ""}}
-  queue_dir: {}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend]
-"#,
-        queue_dir.display()
-    )
+    TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp/backend", backend)
+                .protobuf()
+                .timeout("60s"),
+        )
+        .shutdown_timeout("5s")
+        .no_admin()
+        .queue_dir(queue_dir)
+        .yaml()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

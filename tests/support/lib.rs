@@ -1,6 +1,6 @@
 //! Support for the end-to-end tests in `tests/`: the built `tracecast` binary, the real
 //! client installs (`scripts/setup-test-deps.sh`), and a daemon process handle. Shared fakes
-//! and fixtures live in `tracecast-test-util`.
+//! and fixtures live in `tracecast-test-util`. [`TestConfig`] builds a test's tracecast YAML.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,6 +9,9 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub use tracecast_test_util::*;
+
+mod config;
+pub use config::{yaml_map, yaml_str, Exporter, TestConfig};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -120,10 +123,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `tracecast <args>` in `cwd`, logging to `<cwd>/tracecast.log`.
     pub fn spawn(cwd: &Path, args: &[&str]) -> Daemon {
+        Self::spawn_env(cwd, args, &[])
+    }
+
+    /// [`Daemon::spawn`] with extra environment variables (e.g. the test components).
+    pub fn spawn_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = cwd.join("tracecast.log");
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(tracecast_bin())
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().expect("log file"))

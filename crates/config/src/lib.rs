@@ -20,6 +20,8 @@
 //! - `error.rs`: [`ConfigError`] and [`ConfigErrors`].
 //! - `units.rs`: [`Duration`] and [`ByteSize`] as written in config files.
 //! - `validate.rs`: the [`Validate`] contract for component configs.
+//! - `exporter.rs`: settings shared by every exporter (`retry_on_failure`, `compression`,
+//!   `timeout`, `dead_letter_dir`, `dead_letter_max_size`), one definition each.
 //!
 //! Env expansion follows the Collector: only values are expanded, never keys; a plain
 //! (unquoted) scalar that is exactly one `${env:X}` is re-read as YAML, so `port: ${env:PORT}`
@@ -29,6 +31,7 @@ mod decode;
 mod document;
 mod env;
 mod error;
+pub mod exporter;
 mod graph;
 mod load;
 mod model;
@@ -39,12 +42,13 @@ pub mod validate;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use exporter::{Compression, RetryOnFailure};
 pub use load::{
     load_file, load_file_with_problems, load_str, load_str_with_env, load_str_with_problems,
 };
 pub use model::{
-    AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QueueConfig,
-    RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
+    AdminConfig, Config, FsyncMode, LogFormat, LogsConfig, PipelineConfig, QuarantineConfig,
+    QueueConfig, RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};
 pub use validate::{FieldError, Validate};

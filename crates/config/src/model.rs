@@ -2,6 +2,7 @@
 //! crate decodes its own with [`crate::Config::decode`]) and the typed `service` section.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -78,6 +79,36 @@ pub struct QueueConfig {
     /// How often the delivery cursor is saved: longer means fewer writes and more replay
     /// after a crash (never loss).
     pub cursor_interval: Duration,
+    /// What happens to an entry that cannot be delivered (a poison entry): it must never
+    /// hold the queue back for good.
+    pub quarantine: QuarantineConfig,
+}
+
+/// Poison entries: retried with backoff, then moved to `<queue_dir>/quarantine/<pipeline>/`
+/// so the cursor moves on (`tracecast dead-letters list` shows them, `resend` re-queues them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Deliveries tried before an entry is quarantined (an undecodable entry is quarantined
+    /// at once: decoding again cannot help). At least 1.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled after each failure (at most 5 minutes), so a
+    /// temporary failure (disk full, a backend and its dead-letter folder both down) is
+    /// retried rather than quarantined at once.
+    pub retry_backoff: Duration,
+    /// Bound of one pipeline's quarantine folder; past it the oldest entries are removed
+    /// (logged, counted). `0`: a quarter of `service.queue.max_size`.
+    pub max_size: ByteSize,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            max_size: ByteSize(0),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -88,6 +119,7 @@ impl Default for QueueConfig {
             max_size: ByteSize(1024 * 1024 * 1024),
             segment_size: ByteSize::mib(64),
             cursor_interval: Duration::from_millis(100),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }
@@ -106,8 +138,10 @@ pub enum FsyncMode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Listen address (`host:port`); empty disables the endpoint.
-    pub endpoint: String,
+    /// Listen address (`ip:port`, parsed here so `tracecast validate` rejects a bad one);
+    /// written as `""` it is `None`, which disables the endpoint.
+    #[serde(deserialize_with = "admin_endpoint")]
+    pub endpoint: Option<SocketAddr>,
     /// How often every destination's connection test is re-run while tracecast runs, so
     /// `/readyz` turns red when a destination becomes unreachable (and green when it is back).
     pub recheck_interval: Duration,
@@ -116,10 +150,25 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            endpoint: "127.0.0.1:13133".to_string(),
+            endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 13133))),
             recheck_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// `service.admin.endpoint`: an IP address and port (the admin server binds it without a
+/// name lookup), or `""` for none.
+fn admin_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP address and port; expected ip:port, like 127.0.0.1:13133 \
+             or 0.0.0.0:13133, or \"\" to disable the admin endpoint"
+        ))
+    })
 }
 
 impl Default for ServiceConfig {

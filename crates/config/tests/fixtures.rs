@@ -239,6 +239,21 @@ fn bad_duration() {
 }
 
 #[test]
+fn bad_admin_endpoint() {
+    assert_eq!(
+        errors("bad_admin_endpoint.yaml"),
+        ["bad_admin_endpoint.yaml:11:15: service.admin.endpoint: \"nonsense\" is not an IP address and port; expected ip:port, like 127.0.0.1:13133 or 0.0.0.0:13133, or \"\" to disable the admin endpoint"]
+    );
+}
+
+#[test]
+fn empty_admin_endpoint_disables_it() {
+    let text = "receivers: {otlp: }\nexporters: {otlp: }\nservice: {admin: {endpoint: \"\"}, pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n";
+    let config = load_str_with_env("mini.yaml", text, &env).unwrap();
+    assert_eq!(config.service.admin.endpoint, None);
+}
+
+#[test]
 fn bad_component_id() {
     assert_eq!(
         errors("bad_component_id.yaml"),

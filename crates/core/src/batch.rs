@@ -68,7 +68,7 @@ impl TraceBatch {
 
     /// A batch sharing `ctx` with another one (used by processors that split or merge).
     /// It carries no delivery tokens: add those of its sources with
-    /// [`TraceBatch::add_tokens_from`] or [`TraceBatch::with_tokens`].
+    /// [`TraceBatch::absorb_tokens`] or [`TraceBatch::with_tokens`].
     pub fn with_context(ctx: Arc<BatchContext>, request: ExportTraceServiceRequest) -> Self {
         Self {
             ctx,
@@ -89,22 +89,44 @@ impl TraceBatch {
         &self.tokens
     }
 
-    /// Carries `other`'s delivery tokens too (when merging or splitting batches); tokens of
-    /// an entry already carried are not duplicated.
-    pub fn add_tokens_from(&mut self, other: &TraceBatch) {
-        for t in &other.tokens {
-            if !self.tokens.iter().any(|mine| mine.same_entry(t)) {
-                self.tokens.push(t.clone());
-            }
+    /// Moves the delivery tokens out (the caller now owns the claims and must settle them).
+    pub fn take_tokens(&mut self) -> Vec<DeliveryToken> {
+        std::mem::take(&mut self.tokens)
+    }
+
+    /// Takes over `other`'s claims (when merging batches): `other`'s data now travels in
+    /// this batch. Claims on entries already carried are confirmed, not duplicated.
+    pub fn absorb_tokens(&mut self, other: &mut TraceBatch) {
+        crate::ack::merge_tokens(&mut self.tokens, other.take_tokens());
+    }
+
+    /// This copy of the data reached its final place (exported, written, kept in a
+    /// dead-letter folder), or had nothing to deliver: settles its claims.
+    pub fn confirm(mut self) {
+        for t in self.take_tokens() {
+            t.confirm();
         }
     }
 
-    /// Gives up on this batch without delivering it: its queue entries stay queued and are
-    /// replayed at the next start.
-    pub fn abandon(&self) {
-        for t in &self.tokens {
+    /// Gives up on this batch on purpose (shutdown deadline): its queue entries stay
+    /// queued and are replayed at the next start, without a retry now.
+    pub fn abandon(mut self) {
+        for t in self.take_tokens() {
             t.abandon();
         }
+    }
+
+    /// Splits the batch into its shared context, its request and its claims.
+    pub fn into_parts(
+        mut self,
+    ) -> (
+        Arc<BatchContext>,
+        ExportTraceServiceRequest,
+        Vec<DeliveryToken>,
+    ) {
+        let tokens = self.take_tokens();
+        let ctx = self.ctx.clone();
+        (ctx, self.into_request(), tokens)
     }
 
     pub fn context(&self) -> &BatchContext {
@@ -126,9 +148,12 @@ impl TraceBatch {
         Arc::make_mut(&mut self.request)
     }
 
-    /// Takes the request out, copying only if it is shared.
-    pub fn into_request(self) -> ExportTraceServiceRequest {
-        Arc::try_unwrap(self.request).unwrap_or_else(|shared| (*shared).clone())
+    /// Takes the request out, copying only if it is shared. The batch's claims are
+    /// dropped unsettled (the entry is *not* delivered): take them first with
+    /// [`TraceBatch::take_tokens`] or use [`TraceBatch::into_parts`].
+    pub fn into_request(mut self) -> ExportTraceServiceRequest {
+        let request = std::mem::take(&mut self.request);
+        Arc::try_unwrap(request).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// The received protobuf bytes, if no processor has modified the batch.

@@ -1,15 +1,18 @@
-//! One trait per component kind.
+//! One trait per component kind: [`Receiver`], [`Processor`], [`Exporter`].
 //!
 //! Lifecycle, shared by all kinds: a component is built from its validated config by the
-//! registry (binary crate), started by the pipeline runtime, and shut down by closing its
-//! input. Shutdown flushes whatever the component buffers; a component that was built but
-//! never started is simply dropped.
+//! registry (`tracecast-runtime`'s `registry.rs`), started by the pipeline runtime, and shut
+//! down by closing its input (processors, exporters) or cancelling its token (receivers).
+//! Shutdown flushes whatever the component buffers; a component that was built but never
+//! started is simply dropped.
+
+use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::error::{ExportError, SubmitError};
+use crate::error::{BindError, ExportError, SubmitError};
 use crate::CancellationToken;
 use crate::TraceBatch;
 
@@ -26,6 +29,58 @@ pub trait BatchSink: Send + Sync + 'static {
     fn ready(&self) -> Result<(), SubmitError> {
         Ok(())
     }
+}
+
+/// A receiver accepts data from clients and hands it to the [`BatchSink`] it was built with.
+///
+/// Starting is split in two so that a reload is all or nothing: [`Receiver::bind`] (or
+/// [`Receiver::take_over`]) is the only step that can fail, and the runtime does it for every
+/// new receiver before it changes anything; [`BoundReceiver::serve`] cannot fail.
+#[async_trait]
+pub trait Receiver: Send + 'static {
+    /// The endpoint as configured (`host:port`). A receiver replacing a running one on the
+    /// same endpoint takes over its socket instead of binding again: re-binding would leave a
+    /// moment with nothing listening, or fail because the old listener still holds the port.
+    fn endpoint(&self) -> &str;
+
+    /// Binds the listener without accepting yet: connections wait in the kernel's backlog
+    /// until [`BoundReceiver::serve`]. Errors name the address and the cause.
+    async fn bind(self: Box<Self>) -> Result<Box<dyn BoundReceiver>, BindError>;
+
+    /// Shares the listening socket of `running` (same endpoint, new settings). Both accept
+    /// from it until the caller stops the old one, so nothing is refused in between.
+    fn take_over(
+        self: Box<Self>,
+        running: &dyn RunningReceiver,
+    ) -> Result<Box<dyn BoundReceiver>, BindError>;
+}
+
+/// A receiver whose listener is bound but not yet accepting. Dropping it closes the listener
+/// (a later step of a reload failed).
+pub trait BoundReceiver: Send + 'static {
+    /// The address actually bound (useful with port 0).
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Starts accepting; the receiver serves until `shutdown` is cancelled.
+    fn serve(self: Box<Self>, shutdown: CancellationToken) -> Box<dyn RunningReceiver>;
+}
+
+/// A serving receiver. Stopping it: cancel the token given to [`BoundReceiver::serve`], then
+/// await [`RunningReceiver::stopped`].
+#[async_trait]
+pub trait RunningReceiver: Send + Sync + 'static {
+    /// The address actually bound.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// The endpoint as configured (what a new config is compared with to reuse the socket).
+    fn endpoint(&self) -> &str;
+
+    /// A second descriptor of the listening socket, for [`Receiver::take_over`]; `None` when
+    /// the platform cannot duplicate it or the receiver is stopping.
+    fn socket(&self) -> Option<&std::net::TcpListener>;
+
+    /// Resolves when the receiver stopped accepting and answered every in-flight request.
+    async fn stopped(self: Box<Self>);
 }
 
 /// A processor transforms batches in one pipeline. The pipeline task owns its processors

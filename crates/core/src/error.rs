@@ -52,3 +52,9 @@ pub enum SubmitError {
         retry_after: Duration,
     },
 }
+
+/// Why a receiver could not take its listener. Each receiver crate has its own error (with
+/// the address, the cause and a hint); the runtime only reports it, so it travels boxed.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BindError(pub Box<dyn std::error::Error + Send + Sync>);

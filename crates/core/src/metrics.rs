@@ -1,4 +1,8 @@
-//! Process-wide metric families, registered once into the admin endpoint's registry.
+//! Metric families every kind of component updates (spans in, out and failed, retries,
+//! request durations, dead letters), registered once into the admin endpoint's registry.
+//! Families only one component updates live in its crate (the S3 exporter's in
+//! `tracecast_exporter_s3::metrics`, the queues' in `tracecast_runtime::metrics`) and
+//! register themselves the same way, under the same `tracecast_` prefix.
 //!
 //! Components record with labels naming themselves, e.g.
 //! `metrics::SPANS_RECEIVED.get_or_create(&labels::component("otlp")).inc_by(n)`.
@@ -56,9 +60,13 @@ pub fn reason(id: &str, reason: &str) -> ReasonLabels {
     }
 }
 
+/// Declares a process-wide metric family (also used by the crates that own their families).
+#[macro_export]
 macro_rules! family {
     ($name:ident, $labels:ty, $metric:ty) => {
-        pub static $name: LazyLock<Family<$labels, $metric>> = LazyLock::new(Family::default);
+        pub static $name: ::std::sync::LazyLock<
+            ::prometheus_client::metrics::family::Family<$labels, $metric>,
+        > = ::std::sync::LazyLock::new(::prometheus_client::metrics::family::Family::default);
     };
 }
 
@@ -79,18 +87,11 @@ family!(CONFIG_RELOADS, ReasonLabels, Counter);
 // 1 when a destination's last connection test passed, 0 when it failed (re-tested every
 // `service.admin.recheck_interval`).
 family!(DESTINATION_UP, ComponentLabels, Gauge);
-// Durable queue per pipeline, refreshed from `DurableQueue::stats()` about every second by
-// the daemon (counters advance by the difference since the last refresh).
-family!(QUEUE_ENTRIES, PipelineLabels, Gauge);
-family!(QUEUE_BYTES, PipelineLabels, Gauge);
-family!(QUEUE_APPENDS, PipelineLabels, Counter);
-family!(QUEUE_FSYNCS, PipelineLabels, Counter);
 // Batches (otlp) or traces (s3) an exporter gave up on and kept in its dead-letter folder.
 family!(DEAD_LETTERS, ComponentLabels, Counter);
-// Traces the S3 exporter is assembling (spans held in memory, not yet written).
-family!(S3_TRACES_HELD, ComponentLabels, Gauge);
-// Objects the S3 exporter created (a replay finding its object already there is not one).
-family!(S3_OBJECTS_WRITTEN, ComponentLabels, Counter);
+// Files removed from a bounded folder (dead letters, quarantine) to stay under its
+// `max_size`, by owner (`reason` label: the folder kind).
+family!(SPOOL_FILES_REMOVED, ReasonLabels, Counter);
 // Always 1; the `version` label says which build runs.
 family!(BUILD_INFO, BuildLabels, Gauge);
 
@@ -184,45 +185,20 @@ pub fn register(registry: &mut Registry) {
         DESTINATION_UP.clone(),
     );
     r.register(
-        "queue_entries",
-        "Entries in a pipeline's durable queue not yet delivered",
-        QUEUE_ENTRIES.clone(),
-    );
-    r.register(
-        "queue_bytes",
-        "Bytes of a pipeline's durable queue segment files on disk (bounded by service.queue.max_size)",
-        QUEUE_BYTES.clone(),
-    );
-    r.register(
-        "queue_appends",
-        "Entries appended to a pipeline's durable queue",
-        QUEUE_APPENDS.clone(),
-    );
-    r.register(
-        "queue_fsyncs",
-        "fdatasync calls on a pipeline's queue segments (group commit shares one among concurrent appends)",
-        QUEUE_FSYNCS.clone(),
-    );
-    r.register(
         "dead_letters",
         "Batches (otlp) or traces (s3) an exporter gave up on and kept in its dead-letter folder",
         DEAD_LETTERS.clone(),
-    );
-    r.register(
-        "s3_traces_held",
-        "Traces the S3 exporter is assembling in memory",
-        S3_TRACES_HELD.clone(),
-    );
-    r.register(
-        "s3_objects_written",
-        "Objects (trace files) the S3 exporter created",
-        S3_OBJECTS_WRITTEN.clone(),
     );
     r.register_with_unit(
         "exporter_request_duration",
         "Duration of one export request (HTTP attempt or S3 upload), whatever its outcome",
         prometheus_client::registry::Unit::Seconds,
         REQUEST_DURATION.clone(),
+    );
+    r.register(
+        "spool_files_removed",
+        "Oldest dead-letter or quarantine files removed to keep the folder under its max_size",
+        SPOOL_FILES_REMOVED.clone(),
     );
     r.register(
         "build_info",

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use tracecast_config::{Duration, FieldError, Validate};
-use tracecast_core::retry::RetryPolicy;
+use tracecast_config::exporter::{
+    validate_dead_letter_dir, validate_timeout, DEFAULT_DEAD_LETTER_MAX_SIZE,
+};
+pub use tracecast_config::exporter::{Compression, RetryOnFailure};
+use tracecast_config::{ByteSize, Duration, FieldError, Validate};
 
 /// Config of the `otlp` exporter (the OTLP/HTTP forwarder).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -16,17 +19,19 @@ pub struct OtlpExporterConfig {
     pub endpoint: String,
     /// Body encoding: `json` (the default, as the gateway itself sends) or `protobuf`.
     pub encoding: Encoding,
-    /// Body compression: `gzip` (default) or `none`.
+    /// Body compression (shared setting): `gzip` (default) or `none`.
     pub compression: Compression,
     /// gzip level, 1 (fastest) to 9 (smallest). The default, 2, gives on gateway payloads
     /// about 1.18x the bytes of level 6 for a fifth of its CPU (measured in the README's
     /// Performance section); raise it where bandwidth costs more than CPU.
     pub compression_level: u32,
-    /// Timeout of one request, from connect to the end of the response.
+    /// Timeout of one request, from connect to the end of the response (shared setting).
+    /// Default 10s.
     pub timeout: Duration,
     /// Headers sent with every request (authentication, dataset). Values are never logged.
     pub headers: BTreeMap<String, String>,
-    /// Backoff for retryable failures (429/502/503/504, connection errors, timeouts).
+    /// Backoff for retryable failures (429/502/503/504, connection errors, timeouts); the
+    /// shared setting, see [`RetryOnFailure`].
     pub retry_on_failure: RetryOnFailure,
     /// In-memory queue between the pipeline and the senders (the durable queue sits in
     /// front of the pipeline).
@@ -37,6 +42,11 @@ pub struct OtlpExporterConfig {
     /// (`<unix_nanos>-<n>.pb` plus `.pb.reason.txt`); default
     /// `./tracecast-data/dead-letter/<exporter id>` (`/` in the id becomes `_`).
     pub dead_letter_dir: Option<PathBuf>,
+    /// Bound of the dead-letter folder: past it the oldest files are removed (logged, and
+    /// counted in `tracecast_spool_files_removed_total`), so an expired token cannot fill
+    /// the disk and take the durable queue down with it. `0`: no bound. Default 256 MiB (a
+    /// quarter of the default `service.queue.max_size`).
+    pub dead_letter_max_size: ByteSize,
 }
 
 /// Request body encoding.
@@ -48,33 +58,6 @@ pub enum Encoding {
     Json,
     /// OTLP protobuf (`application/x-protobuf`); an untouched batch is sent as received.
     Protobuf,
-}
-
-/// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    None,
-}
-
-/// Retry settings, as the Collector's `retry_on_failure`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetryOnFailure {
-    /// When false, a failed request is not retried (the batch is counted as failed).
-    pub enabled: bool,
-    /// Wait before the first retry.
-    pub initial_interval: Duration,
-    /// Upper bound of one wait (a `Retry-After` from the backend may ask for longer).
-    pub max_interval: Duration,
-    /// Give up on a batch this long after its first attempt; never retried forever.
-    pub max_elapsed_time: Duration,
-    /// Growth of the wait between attempts.
-    pub multiplier: f64,
-    /// +/- fraction of each wait drawn at random, so senders do not retry in lockstep.
-    pub randomization_factor: f64,
 }
 
 /// The queue between the pipeline and the senders.
@@ -103,7 +86,7 @@ impl Default for OtlpExporterConfig {
         Self {
             endpoint: String::new(),
             encoding: Encoding::default(),
-            compression: Compression::default(),
+            compression: Compression::Gzip,
             compression_level: 2,
             timeout: Duration::from_secs(10),
             headers: BTreeMap::new(),
@@ -111,23 +94,7 @@ impl Default for OtlpExporterConfig {
             sending_queue: SendingQueue::default(),
             tls: TlsSettings::default(),
             dead_letter_dir: None,
-        }
-    }
-}
-
-impl Default for RetryOnFailure {
-    fn default() -> Self {
-        let p = RetryPolicy::default();
-        Self {
-            enabled: true,
-            initial_interval: Duration(p.initial_interval),
-            max_interval: Duration(p.max_interval),
-            max_elapsed_time: Duration(
-                p.max_elapsed_time
-                    .unwrap_or(std::time::Duration::from_secs(300)),
-            ),
-            multiplier: p.multiplier,
-            randomization_factor: p.randomization_factor,
+            dead_letter_max_size: DEFAULT_DEAD_LETTER_MAX_SIZE,
         }
     }
 }
@@ -137,23 +104,6 @@ impl Default for SendingQueue {
         Self {
             queue_size: 32,
             num_consumers: 4,
-        }
-    }
-}
-
-impl RetryOnFailure {
-    /// The shared retry loop's policy. Disabled retries give up after the first failure.
-    pub fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            initial_interval: self.initial_interval.get(),
-            max_interval: self.max_interval.get(),
-            multiplier: self.multiplier,
-            randomization_factor: self.randomization_factor,
-            max_elapsed_time: Some(if self.enabled {
-                self.max_elapsed_time.get()
-            } else {
-                std::time::Duration::ZERO
-            }),
         }
     }
 }
@@ -222,51 +172,13 @@ impl Validate for OtlpExporterConfig {
                 ),
             ));
         }
-        if self.timeout.get().is_zero() {
-            errors.push(FieldError::new(
-                "timeout",
-                "must be greater than 0, e.g. 10s",
-            ));
-        }
+        errors.extend(validate_timeout(self.timeout));
         for (name, value) in &self.headers {
             if let Err(message) = parse_header(name, value) {
                 errors.push(FieldError::new(format!("headers.{name}"), message));
             }
         }
-        let r = &self.retry_on_failure;
-        if r.initial_interval.get().is_zero() {
-            errors.push(FieldError::new(
-                "retry_on_failure.initial_interval",
-                "must be greater than 0, e.g. 5s",
-            ));
-        }
-        if r.max_interval < r.initial_interval {
-            errors.push(FieldError::new(
-                "retry_on_failure.max_interval",
-                format!(
-                    "({}) must not be less than initial_interval ({})",
-                    r.max_interval, r.initial_interval
-                ),
-            ));
-        }
-        if r.max_elapsed_time.get().is_zero() {
-            errors.push(FieldError::new(
-                "retry_on_failure.max_elapsed_time",
-                "must be greater than 0 (tracecast never retries forever), e.g. 300s; set enabled: false to turn retries off",
-            ));
-        }
-        if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
-            errors.push(FieldError::new(
-                "retry_on_failure.multiplier",
-                "must be a number of at least 1, e.g. 1.5",
-            ));
-        }
-        if !(0.0..=1.0).contains(&r.randomization_factor) {
-            errors.push(FieldError::new(
-                "retry_on_failure.randomization_factor",
-                "must be between 0 and 1, e.g. 0.5",
-            ));
-        }
+        errors.extend(self.retry_on_failure.validate_at("retry_on_failure"));
         if self.sending_queue.queue_size == 0 {
             errors.push(FieldError::new(
                 "sending_queue.queue_size",
@@ -290,16 +202,7 @@ impl Validate for OtlpExporterConfig {
                 "is empty; give the path of a PEM file or remove the key",
             ));
         }
-        if self
-            .dead_letter_dir
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            errors.push(FieldError::new(
-                "dead_letter_dir",
-                "is empty; give a folder path or remove the key (default ./tracecast-data/dead-letter/<exporter id>)",
-            ));
-        }
+        errors.extend(validate_dead_letter_dir(self.dead_letter_dir.as_deref()));
         errors
     }
 }

@@ -1,44 +1,32 @@
-//! The dead-letter folder: batches a backend rejected for good (or that ran out of retries)
-//! are kept on local disk as OTLP protobuf, with the reason beside them, so an operator can
+//! The `otlp` exporter's use of the shared dead-letter store
+//! ([`tracecast_core::dead_letter`]): batches a backend rejected for good (or that ran out
+//! of retries) are kept as OTLP protobuf, with the reason beside them, so an operator can
 //! see why and send them again (e.g. `curl --data-binary @<file> -H 'Content-Type:
 //! application/x-protobuf' <endpoint>`).
 //!
-//! Layout: `<dir>/<unix_nanos>-<n>.pb` (an `ExportTraceServiceRequest`, uncompressed) and
-//! `<dir>/<unix_nanos>-<n>.pb.reason.txt`. `n` counts per exporter instance, so two batches
-//! kept in the same nanosecond still get distinct names; files are created new, never
-//! overwritten. `tracecast dead-letters resend` moves the batches it is sending into the
-//! [`RESENDING_DIR`] subfolder first, so a crash mid-resend leaves each batch either in
-//! place or there (and the next `resend` picks those up): nothing is lost.
+//! Layout (the store's naming rule): `<dir>/<unix_nanos>-<n>.pb` (an
+//! `ExportTraceServiceRequest`, uncompressed) and `<dir>/<unix_nanos>-<n>.pb.reason.txt`
+//! (`outcome`, `spans`, `endpoint`, `error`). `tracecast dead-letters resend` moves the
+//! batches it is sending into the [`RESENDING_DIR`] subfolder first, so a crash mid-resend
+//! leaves each batch either in place or there (and the next `resend` picks those up):
+//! nothing is lost.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracecast_core::dead_letter::{self as store, DeadLetterStore};
+pub use tracecast_core::dead_letter::{default_dir, reason_path};
 use tracecast_core::ComponentId;
 
 use crate::config::OtlpExporterConfig;
 
 /// Where a dead-lettered batch is written.
 #[derive(Debug)]
-pub struct DeadLetter {
-    dir: PathBuf,
-    next: AtomicU64,
-}
-
-/// The default folder of exporter `id`: `./tracecast-data/dead-letter/<id>` (`/` in the id
-/// becomes `_`, as for the `s3` exporter).
-pub fn default_dir(id: &ComponentId) -> PathBuf {
-    PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
-}
+pub struct DeadLetter(DeadLetterStore);
 
 /// The folder exporter `id` keeps its dead letters in: `dead_letter_dir` when set, else
-/// [`default_dir`]. The one rule, shared by the exporter and `tracecast dead-letters`.
+/// [`default_dir`] (the one rule of [`tracecast_core::dead_letter::dir_for`]).
 pub fn effective_dir(id: &ComponentId, config: &OtlpExporterConfig) -> PathBuf {
-    config
-        .dead_letter_dir
-        .clone()
-        .unwrap_or_else(|| default_dir(id))
+    store::dir_for(id, config.dead_letter_dir.as_deref())
 }
 
 /// Subfolder of the dead-letter folder holding the batches a `resend` is sending.
@@ -55,27 +43,20 @@ pub struct StoredBatch {
     pub reason: String,
 }
 
-/// The reason file beside a batch file: `<file>.reason.txt`.
-pub fn reason_path(batch: &Path) -> PathBuf {
-    let mut p = batch.as_os_str().to_owned();
-    p.push(".reason.txt");
-    PathBuf::from(p)
-}
-
-/// The dead letters in `dir` and its [`RESENDING_DIR`] subfolder, oldest first (by name,
-/// `<unix_nanos>-<n>`). A folder that does not exist holds none.
+/// The dead letters in `dir` and its [`RESENDING_DIR`] subfolder, oldest first. A folder
+/// that does not exist holds none.
 pub fn list(dir: &Path) -> std::io::Result<Vec<StoredBatch>> {
-    let mut paths = batch_files(dir)?;
-    paths.extend(batch_files(&dir.join(RESENDING_DIR))?);
-    Ok(paths
+    let mut letters = batches(dir)?;
+    letters.extend(batches(&dir.join(RESENDING_DIR))?);
+    Ok(letters
         .into_iter()
-        .map(|path| {
-            let (spans, reason) = match std::fs::read_to_string(reason_path(&path)) {
-                Ok(text) => summarize(&text),
-                Err(e) => (None, format!("(no reason file: {e})")),
+        .map(|l| {
+            let (spans, reason) = match &l.reason {
+                Ok(text) => summarize(text),
+                Err(why) => (None, why.clone()),
             };
             StoredBatch {
-                path,
+                path: l.path,
                 spans,
                 reason,
             }
@@ -83,45 +64,21 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<StoredBatch>> {
         .collect())
 }
 
-/// The `.pb` files directly in `dir`, sorted by `(unix_nanos, n)`; none if `dir` is missing.
+/// The `.pb` files directly in `dir`, oldest first; none if `dir` is missing.
 pub fn batch_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "pb") && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort_by_key(|p| order_key(p));
-    Ok(files)
+    Ok(batches(dir)?.into_iter().map(|l| l.path).collect())
 }
 
-/// `(unix_nanos, n)` of a `<unix_nanos>-<n>.pb` name; other names sort last, by name.
-fn order_key(path: &Path) -> (u128, u64, String) {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parsed = stem
-        .split_once('-')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-    let (nanos, n) = parsed.unwrap_or((u128::MAX, u64::MAX));
-    (nanos, n, stem)
+fn batches(dir: &Path) -> std::io::Result<Vec<store::StoredLetter>> {
+    let mut letters = store::list(dir)?;
+    letters.retain(|l| l.path.extension().is_some_and(|e| e == "pb"));
+    Ok(letters)
 }
 
 /// `(spans, "<outcome>: <error>")` from a reason file's text.
 fn summarize(text: &str) -> (Option<usize>, String) {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-    };
-    let spans = field("spans").and_then(|s| s.trim().parse().ok());
-    let reason = match (field("outcome"), field("error")) {
+    let spans = store::field(text, "spans").and_then(|s| s.trim().parse().ok());
+    let reason = match (store::field(text, "outcome"), store::field(text, "error")) {
         (Some(o), Some(e)) => format!("{o}: {e}"),
         (Some(o), None) => o.to_string(),
         (None, Some(e)) => e.to_string(),
@@ -148,49 +105,35 @@ pub struct Reason<'a> {
 
 impl DeadLetter {
     pub fn new(dir: PathBuf) -> Self {
-        Self {
-            dir,
-            next: AtomicU64::new(1),
-        }
+        Self(DeadLetterStore::new(dir))
+    }
+
+    /// Keeps the folder under `max_bytes` after each write (the oldest files go first).
+    pub fn bounded(self, max_bytes: u64, exporter: &str) -> Self {
+        Self(self.0.bounded(max_bytes, exporter))
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.0.dir()
     }
 
     /// Writes `protobuf` and its reason; returns the batch file's path.
     pub async fn keep(&self, protobuf: &[u8], reason: &Reason<'_>) -> std::io::Result<PathBuf> {
-        tokio::fs::create_dir_all(&self.dir).await?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("{nanos}-{n}.pb"));
-        let reason_file = self.dir.join(format!("{nanos}-{n}.pb.reason.txt"));
-        let text = format!(
-            "outcome: {}\nerror: {}\nendpoint: {}\nspans: {}\nfile: OTLP protobuf ExportTraceServiceRequest (uncompressed)\n",
-            reason.outcome, reason.error, reason.endpoint, reason.spans
-        );
-        let body = protobuf.to_vec();
-        let (f, r) = (file.clone(), reason_file);
-        // Blocking create-new writes: never overwrite an existing file.
-        tokio::task::spawn_blocking(move || {
-            create_new(&f, &body)?;
-            create_new(&r, text.as_bytes())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok(file)
+        let details = [
+            ("endpoint", reason.endpoint),
+            (
+                "file",
+                "OTLP protobuf ExportTraceServiceRequest (uncompressed)",
+            ),
+        ];
+        let reason = store::Reason {
+            outcome: reason.outcome,
+            error: reason.error,
+            spans: Some(reason.spans),
+            details: &details,
+        };
+        self.0.keep("", ".pb", protobuf, &reason).await
     }
-}
-
-fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! Request bodies: each batch is encoded once and compressed once, then the same bytes are
 //! sent on every attempt.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use prost::Message;
 use tracecast_core::{ExportTraceServiceRequest, TraceBatch};
@@ -47,14 +45,7 @@ pub fn encode_request(request: &ExportTraceServiceRequest, encoding: Encoding) -
 pub fn compress(body: Bytes, compression: Compression, level: u32) -> std::io::Result<Bytes> {
     match compression {
         Compression::None => Ok(body),
-        Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4 + 64),
-                flate2::Compression::new(level),
-            );
-            enc.write_all(&body)?;
-            Ok(Bytes::from(enc.finish()?))
-        }
+        Compression::Gzip => tracecast_core::gzip::compress(&body, level).map(Bytes::from),
     }
 }
 

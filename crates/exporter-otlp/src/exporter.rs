@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use opentelemetry::trace::{Span as _, Tracer as _};
@@ -23,6 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracecast_config::{FieldError, Validate};
+use tracecast_core::ack::Claims;
 use tracecast_core::metrics::{self, component, reason};
 use tracecast_core::retry::{retry, RetryError, RetryPolicy};
 use tracecast_core::{
@@ -64,29 +66,6 @@ struct Sender {
     policy: RetryPolicy,
     timeout: Duration,
     dead_letter: DeadLetter,
-}
-
-/// A batch whose export is not final yet. Dropped unsettled (a task that died, the runtime
-/// shutting down mid-export), it abandons its queue entries so they are replayed.
-struct Unsettled(Option<TraceBatch>);
-
-impl Unsettled {
-    fn batch(&self) -> Option<&TraceBatch> {
-        self.0.as_ref()
-    }
-
-    /// The export is final: release the batch (its entries count as delivered here).
-    fn settle(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for Unsettled {
-    fn drop(&mut self) {
-        if let Some(b) = self.0.take() {
-            b.abandon();
-        }
-    }
 }
 
 /// An HTTP answer with at most [`MAX_RESPONSE_BODY`] of its body.
@@ -161,7 +140,8 @@ impl OtlpExporter {
             None => host,
         };
         let shown = format!("{}://{}{}", url.scheme(), target, url.path());
-        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config));
+        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config))
+            .bounded(config.dead_letter_max_size.get(), id.as_str());
         Ok(Self {
             sender: Arc::new(Sender {
                 id,
@@ -341,7 +321,19 @@ async fn consume(
         let Some(batch) = batch else {
             return undelivered;
         };
-        undelivered += sender.deliver(batch, &hard_stop).await;
+        // A panic while exporting is contained to its batch: the batch's claims are
+        // dropped unsettled (its entries go back to the pipeline) and this consumer goes on.
+        let delivered = std::panic::AssertUnwindSafe(sender.deliver(batch, &hard_stop))
+            .catch_unwind()
+            .await;
+        match delivered {
+            Ok(n) => undelivered += n,
+            Err(panic) => tracing::error!(
+                exporter = %sender.id,
+                "export panicked ({}); the batch's entries go back to the pipeline",
+                tracecast_core::panic_message(&panic)
+            ),
+        }
     }
 }
 
@@ -351,9 +343,10 @@ const BLOCKING_ENCODE_SPANS: usize = 256;
 impl Sender {
     /// Exports one batch with retries; logs and counts the outcome. Returns the spans not
     /// delivered because of the hard stop (0 otherwise: failures are counted, not returned).
-    /// The batch is held until the outcome is final, then settled (delivered or
-    /// dead-lettered) or abandoned (hard stop, dead-letter write failed).
-    async fn deliver(&self, batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
+    /// The batch's claims are held until the outcome is final, then confirmed (delivered
+    /// or dead-lettered) or abandoned (hard stop); dropped unsettled when the dead-letter
+    /// write fails too or a panic unwinds (not delivered: the pipeline retries them).
+    async fn deliver(&self, mut batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
         let id = self.id.as_str();
         let spans = batch.span_count();
         // Sampled span of this export for tracecast's own telemetry (a no-op unless
@@ -361,6 +354,7 @@ impl Sender {
         let mut trace = opentelemetry::global::tracer("tracecast").start("tracecast.export");
         trace.set_attribute(KeyValue::new("tracecast.component", id.to_string()));
         trace.set_attribute(KeyValue::new("tracecast.spans", spans as i64));
+        let claims = Claims::new(batch.take_tokens());
         let (encoding, compression, level) =
             (self.encoding, self.compression, self.compression_level);
         // Encoding and compressing a large batch takes milliseconds of CPU: off the async
@@ -375,14 +369,13 @@ impl Sender {
         } else {
             encode::compress(encode::encode_batch(&batch, encoding), compression, level)
         };
-        let batch = Unsettled(Some(batch));
         let body = match packed {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(exporter = %id, spans, error = %e, "cannot compress a batch");
                 let error = e.to_string();
                 let why = ("encoding", "could not be compressed");
-                self.dead_letter(batch, why, &error, spans).await;
+                self.dead_letter(&batch, claims, why, &error, spans).await;
                 return 0;
             }
         };
@@ -445,7 +438,7 @@ impl Sender {
                 metrics::BYTES_EXPORTED
                     .get_or_create(&component(id))
                     .inc_by(body.len() as u64);
-                batch.settle();
+                claims.confirm();
                 0
             }
             Err(RetryError::Permanent(message)) => {
@@ -456,7 +449,7 @@ impl Sender {
                     "export rejected, not retried: {message}"
                 );
                 let why = ("permanent", "rejected (permanent error)");
-                self.dead_letter(batch, why, &message, spans).await;
+                self.dead_letter(&batch, claims, why, &message, spans).await;
                 0
             }
             Err(RetryError::Exhausted { attempts, last }) => {
@@ -469,29 +462,34 @@ impl Sender {
                 );
                 let outcome = format!("retries exhausted after {attempts} attempts");
                 let why = ("retries_exhausted", outcome.as_str());
-                self.dead_letter(batch, why, &last, spans).await;
+                self.dead_letter(&batch, claims, why, &last, spans).await;
                 0
             }
             Err(RetryError::Stopped { .. }) => {
                 self.failed("shutdown", spans);
                 // Not final: the queue keeps the entries and replays them at the next start.
-                drop(batch);
+                claims.abandon();
                 spans
             }
         }
     }
 
-    /// Keeps a batch whose export failed for good in the dead-letter folder. Written, the
-    /// batch is settled (the failure is final) and its spans counted under the cause
+    /// Keeps a batch whose export failed for good in the dead-letter folder. Written, its
+    /// claims are confirmed (the failure is final) and its spans counted under the cause
     /// (`why.0`: `permanent`, `retries_exhausted`, `encoding`); if the folder cannot be
     /// written either, they are counted under `dead_letter_write_failed` instead and the
-    /// batch is abandoned, so a durable queue keeps it rather than losing it.
-    async fn dead_letter(&self, batch: Unsettled, why: (&str, &str), error: &str, spans: usize) {
+    /// claims dropped unsettled, so the pipeline retries the entries rather than losing them.
+    async fn dead_letter(
+        &self,
+        batch: &TraceBatch,
+        claims: Claims,
+        why: (&str, &str),
+        error: &str,
+        spans: usize,
+    ) {
         let id = self.id.as_str();
         let (cause, outcome) = why;
-        let Some(protobuf) = batch.batch().map(TraceBatch::to_protobuf) else {
-            return;
-        };
+        let protobuf = batch.to_protobuf();
         let reason = Reason {
             outcome,
             error,
@@ -503,12 +501,12 @@ impl Sender {
                 tracing::error!(exporter = %id, spans, file = %file.display(), "batch kept in the dead-letter folder: {outcome}: {error}");
                 self.failed(cause, spans);
                 metrics::DEAD_LETTERS.get_or_create(&component(id)).inc();
-                batch.settle();
+                claims.confirm();
             }
             Err(e) => {
                 tracing::error!(exporter = %id, spans, dir = %self.dead_letter.dir().display(), error = %e, "the dead-letter folder cannot be written; the batch stays in the queue if there is one");
                 self.failed("dead_letter_write_failed", spans);
-                drop(batch);
+                drop(claims);
             }
         }
     }

@@ -12,11 +12,12 @@
 //! - `dead_letter.rs`: the local folder for batches rejected for good or out of retries.
 //! - `error.rs`: [`OtlpExporterError`], why an exporter could not be built.
 //!
-//! Delivery tokens ([`tracecast_core::ack`]): a batch is held until its export is final
-//! (delivered, or kept in the dead-letter folder), so its queue entries are acknowledged
-//! only then. At the hard stop, every batch not delivered (in flight, in the sending queue,
-//! or still arriving) is abandoned: its entries stay queued and are replayed at the next
-//! start. A batch whose dead-letter write fails is abandoned too (rather than lost).
+//! Delivery tokens ([`tracecast_core::ack`]): a batch's [`Claims`](tracecast_core::ack::Claims)
+//! are held until its export is final (delivered, or kept in the dead-letter folder), so
+//! its queue entries are acknowledged only then. At the hard stop, every batch not
+//! delivered (in flight, in the sending queue, or still arriving) is abandoned: its entries
+//! stay queued and are replayed at the next start. A batch whose dead-letter write fails
+//! too is not delivered: its claims are dropped unsettled and the pipeline retries it.
 
 pub mod classify;
 pub mod config;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tracecast_config::{Duration, Validate};
+use tracecast_config::{ByteSize, Duration, Validate};
 use tracecast_exporter_otlp::{
     Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
 };
@@ -17,6 +17,7 @@ retry_on_failure: {enabled: true, initial_interval: 1s, max_interval: 20s, max_e
 sending_queue: {queue_size: 500, num_consumers: 2}
 tls: {ca_file: /etc/tracecast/ca.pem, insecure_skip_verify: false}
 dead_letter_dir: /var/lib/tracecast/dead-letter/axiom
+dead_letter_max_size: 64MiB
 "#;
 
 #[test]
@@ -48,6 +49,7 @@ fn the_documented_keys_give_the_exact_struct() {
             insecure_skip_verify: false,
         },
         dead_letter_dir: Some("/var/lib/tracecast/dead-letter/axiom".into()),
+        dead_letter_max_size: ByteSize::mib(64),
     };
     assert_eq!(c, expected);
     assert_eq!(c.validate(), vec![]);
@@ -87,4 +89,53 @@ fn unknown_keys_and_bad_values_are_refused() {
     let err = serde_yaml::from_str::<OtlpExporterConfig>("retry_on_failure: {initial_interval: 5}")
         .map(|c| c.retry_on_failure.initial_interval);
     assert_eq!(err.unwrap(), Duration::from_secs(5));
+}
+
+/// The settings every exporter shares, from the one fixture both exporters' tests read.
+fn shared_settings_yaml() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/testdata/exporter_shared_settings.yaml"
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn the_shared_exporter_settings_parse_as_in_every_exporter() {
+    let yaml = format!(
+        "endpoint: http://127.0.0.1:4318/v1/traces\n{}",
+        shared_settings_yaml()
+    );
+    let c: OtlpExporterConfig = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(c.compression, Compression::Gzip);
+    assert_eq!(c.timeout, Duration::from_secs(7));
+    assert_eq!(
+        c.retry_on_failure,
+        RetryOnFailure {
+            enabled: true,
+            initial_interval: Duration::from_millis(250),
+            max_interval: Duration::from_secs(4),
+            max_elapsed_time: Duration::from_secs(0),
+            multiplier: 2.0,
+            randomization_factor: 0.25,
+        }
+    );
+    assert_eq!(
+        c.dead_letter_dir.as_deref(),
+        Some(std::path::Path::new(
+            "/var/lib/tracecast/dead-letter/shared"
+        ))
+    );
+    assert_eq!(c.dead_letter_max_size, ByteSize::mib(8));
+    assert_eq!(c.validate(), vec![]);
+}
+
+#[test]
+fn zero_max_elapsed_time_retries_until_shutdown() {
+    let c: OtlpExporterConfig = serde_yaml::from_str(
+        "endpoint: http://127.0.0.1:4318/v1/traces\nretry_on_failure: {max_elapsed_time: 0s}",
+    )
+    .unwrap();
+    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.retry_on_failure.policy().max_elapsed_time, None);
 }

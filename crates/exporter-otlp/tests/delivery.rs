@@ -19,13 +19,16 @@ use tracecast_exporter_otlp::OtlpExporter;
 use tracecast_test_util::fixtures::{flatten_spans, request_with_named_spans};
 use tracecast_test_util::otlp_server::{RecordingOtlpServer, Response};
 
-/// The durable queue's side of tokens: which entries were acknowledged.
+/// The durable queue's side of tokens: which entries were acknowledged, which failed.
 #[derive(Default)]
-struct Acks(Mutex<Vec<u64>>);
+struct Acks(Mutex<Vec<u64>>, Mutex<Vec<u64>>);
 
 impl AckSink for Acks {
     fn delivered(&self, seq: u64) {
         self.0.lock().unwrap().push(seq);
+    }
+    fn failed(&self, seq: u64) {
+        self.1.lock().unwrap().push(seq);
     }
 }
 
@@ -38,7 +41,8 @@ impl Acks {
 }
 
 /// A batch of `n` spans named `{tag}-i` carrying the token of queue entry `seq`; the token
-/// clone returned lets the test see whether it was abandoned.
+/// clone returned lets the test see whether it was abandoned (the test settles it: it is
+/// one more claim on the entry).
 fn queued(
     tag: &str,
     n: usize,
@@ -80,7 +84,8 @@ async fn a_delivered_batch_is_acknowledged_only_after_the_backend_answered() {
     let task = tokio::spawn(Box::new(exporter).run(rx, CancellationToken::new()));
     let (b, token) = queued("ack", 2, 1, &acks);
     tx.send(b).await.unwrap();
-    drop(token);
+    // The test's own claim is settled; the exporter's copy decides.
+    token.confirm();
     for _ in 0..200 {
         if server.held_count() == 1 {
             break;
@@ -138,7 +143,8 @@ async fn a_permanent_rejection_goes_to_the_dead_letter_folder_with_its_reason() 
     assert_eq!(failed(id, "dead_letter_write_failed"), 0);
     // Final: the entry is acknowledged, not replayed forever.
     assert!(!token.is_abandoned());
-    drop(token);
+    assert!(!token.is_failed());
+    token.confirm();
     assert_eq!(acks.seen(), vec![5]);
 }
 
@@ -165,7 +171,7 @@ async fn exhausted_retries_are_dead_lettered_too() {
 }
 
 #[tokio::test]
-async fn an_unwritable_dead_letter_folder_abandons_the_batch() {
+async fn an_unwritable_dead_letter_folder_sends_the_entry_back_to_be_retried() {
     let server = RecordingOtlpServer::start().await;
     server.set_default(Response::status(400));
     let acks = Arc::new(Acks::default());
@@ -178,9 +184,14 @@ async fn an_unwritable_dead_letter_folder_abandons_the_batch() {
     c.dead_letter_dir = Some(blocker.join("sub"));
     let (b, token) = queued("lost", 2, 9, &acks);
     export(id, c, vec![b]).await;
-    assert!(token.is_abandoned(), "kept in the queue rather than lost");
-    drop(token);
+    assert!(!token.is_abandoned(), "not parked until the next start");
+    assert!(
+        token.is_failed(),
+        "failed: the pipeline retries, then quarantines it"
+    );
+    token.confirm();
     assert!(acks.seen().is_empty());
+    assert_eq!(*acks.1.lock().unwrap(), vec![9]);
     assert_eq!(failed(id, "dead_letter_write_failed"), 2);
     assert_eq!(failed(id, "permanent"), 0);
 }
@@ -224,8 +235,9 @@ async fn the_hard_stop_abandons_every_batch_not_delivered() {
         tokens.iter().all(DeliveryToken::is_abandoned),
         "every undelivered batch is abandoned"
     );
-    drop(tokens);
+    tokens.into_iter().for_each(DeliveryToken::confirm);
     assert!(acks.seen().is_empty(), "nothing acknowledged: all replayed");
+    assert!(acks.1.lock().unwrap().is_empty(), "abandoned, not failed");
     assert_eq!(failed(id, "shutdown"), 10);
     assert!(
         dead_letters(&dir).is_empty(),

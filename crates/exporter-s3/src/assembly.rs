@@ -11,24 +11,28 @@
 //!
 //! A child whose parent has not arrived yet is not a root: SDKs export children before their
 //! parent ends, and treating such orphans as roots would split long traces into two files.
-//! Memory is bounded by span count and encoded bytes: past either bound the oldest traces are
-//! released early (never dropped). The clock is passed in (`now`), so the logic is testable
+//! Memory is bounded by span count and bytes held: past either bound the oldest traces are
+//! released early (never dropped). Bytes are what assembly really holds once decoded (see
+//! [`decoded_span_bytes`]), not the encoded span size: an attribute that encodes to two
+//! bytes still occupies a `KeyValue` in memory. A resource's attributes are held once per
+//! `ResourceSpans` of a batch (shared by its spans and scopes) and counted once, however
+//! many traces and spans refer to them. The clock is passed in (`now`), so the logic is testable
 //! without sleeping.
 //!
-//! Delivery tokens ([`tracecast_core::ack`]): each trace being assembled holds [`Claims`] on
-//! the queue entries of every batch that contributed a span to it, and hands them to its
-//! [`AssembledTrace`]. The exporter settles them once the file is written or dead-lettered;
-//! claims dropped unsettled (hard stop, a task that died, a dropped assembler) abandon their
-//! entries, so the durable queue replays them: a trace held in memory is never acknowledged.
+//! Delivery tokens ([`tracecast_core::ack`]): each trace being assembled holds
+//! [`Claims`] on the queue entries of every batch that contributed a span to it, and hands
+//! them to its [`AssembledTrace`]. The exporter confirms them once the file is written or
+//! dead-lettered and abandons them at the hard stop (replayed at the next start); claims
+//! dropped unsettled (a task that died, a dropped assembler) count as not delivered and the
+//! pipeline retries their entries: a trace held in memory is never acknowledged.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prost::Message;
 use tokio::time::Instant;
-use tracecast_core::ack::DeliveryToken;
-use tracecast_core::proto::common::v1::{InstrumentationScope, KeyValue};
+use tracecast_core::ack::Claims;
+use tracecast_core::proto::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_core::TraceBatch;
 
@@ -39,10 +43,11 @@ const FLAG_IS_REMOTE: u32 = 0x200;
 /// How many written trace ids are remembered to recognise late fragments.
 const REMEMBERED_WRITTEN: usize = 100_000;
 
-/// The resource and scope a span was sent under (shared by the spans of one `ScopeSpans`).
+/// The resource and scope a span was sent under (shared by the spans of one `ScopeSpans`;
+/// the resource attributes by every `ScopeSpans` of one `ResourceSpans`).
 #[derive(Debug, Default)]
 pub struct SpanOrigin {
-    pub resource_attributes: Vec<KeyValue>,
+    pub resource_attributes: Arc<[KeyValue]>,
     pub scope: Option<InstrumentationScope>,
 }
 
@@ -51,54 +56,6 @@ pub struct SpanOrigin {
 pub struct SpanRecord {
     pub span: Span,
     pub origin: Arc<SpanOrigin>,
-}
-
-/// Claims on the durable-queue entries a trace's spans came from.
-///
-/// Dropping claims abandons their entries (they stay queued and are replayed); only
-/// [`Claims::settle`] lets them count as delivered. So whatever path loses a trace without
-/// writing it (hard stop, panic, runtime shutdown) errs on the side of a replay.
-#[derive(Debug, Default)]
-pub struct Claims(Vec<DeliveryToken>);
-
-impl Claims {
-    /// Adds the tokens of `batch`, skipping entries already claimed.
-    pub fn add_from(&mut self, batch: &TraceBatch) {
-        for t in batch.tokens() {
-            if !self.0.iter().any(|mine| mine.same_entry(t)) {
-                self.0.push(t.clone());
-            }
-        }
-    }
-
-    /// No claim held (the batches carried no tokens: no durable queue in front).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Queue sequence numbers claimed.
-    pub fn seqs(&self) -> Vec<u64> {
-        self.0.iter().map(DeliveryToken::seq).collect()
-    }
-
-    /// The trace reached its final place (written or dead-lettered): release the claims.
-    /// An entry is acknowledged once every other holder has released it too.
-    pub fn settle(mut self) {
-        self.0.clear();
-    }
-
-    /// Gives the entries up explicitly (same as dropping without `settle`).
-    pub fn abandon(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Claims {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abandon();
-        }
-    }
 }
 
 /// Why a trace was released.
@@ -126,7 +83,7 @@ pub struct AssembledTrace {
     /// True when an earlier part of this trace was already released.
     pub late_fragment: bool,
     pub release: Release,
-    /// Claims on the queue entries the spans came from; settle after writing.
+    /// Claims on the queue entries the spans came from; confirmed after writing.
     pub claims: Claims,
 }
 
@@ -142,7 +99,10 @@ pub struct AssemblyLimits {
 #[derive(Debug)]
 struct Pending {
     spans: Vec<SpanRecord>,
+    /// Decoded bytes of `spans` (shared origins are counted in [`Assembler::shared`]).
     bytes: u64,
+    /// Shared allocations (origins, resource attributes) this trace counts as a user of.
+    shared: HashSet<usize>,
     first_seen: Instant,
     last_seen: Instant,
     first_received: SystemTime,
@@ -159,6 +119,9 @@ pub struct Assembler {
     pending: HashMap<Vec<u8>, Pending>,
     spans: usize,
     bytes: u64,
+    /// Shared allocations held by pending traces: address -> (bytes, traces using it).
+    /// Counted in `bytes` once, while at least one pending trace uses them.
+    shared: HashMap<usize, (u64, usize)>,
     written: HashSet<Vec<u8>>,
     written_order: VecDeque<Vec<u8>>,
 }
@@ -176,6 +139,7 @@ impl Assembler {
             pending: HashMap::new(),
             spans: 0,
             bytes: 0,
+            shared: HashMap::new(),
             written: HashSet::new(),
             written_order: VecDeque::new(),
         }
@@ -184,6 +148,12 @@ impl Assembler {
     /// Spans held.
     pub fn buffered_spans(&self) -> usize {
         self.spans
+    }
+
+    /// Bytes held (decoded spans plus the shared origins they refer to), what
+    /// `max_buffered_bytes` bounds.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Traces being assembled (what `tracecast_s3_traces_held` reports).
@@ -201,10 +171,11 @@ impl Assembler {
         let ctx = batch.context();
         let mut touched: HashSet<&[u8]> = HashSet::new();
         for rs in &batch.request().resource_spans {
-            let resource_attributes = rs
+            // Once per ResourceSpans; its ScopeSpans share it.
+            let resource_attributes: Arc<[KeyValue]> = rs
                 .resource
                 .as_ref()
-                .map(|r| r.attributes.clone())
+                .map(|r| Arc::from(r.attributes.as_slice()))
                 .unwrap_or_default();
             for ss in &rs.scope_spans {
                 let origin = Arc::new(SpanOrigin {
@@ -231,7 +202,7 @@ impl Assembler {
         ctx: &tracecast_core::BatchContext,
         now: Instant,
     ) {
-        let bytes = span.encoded_len() as u64;
+        let bytes = decoded_span_bytes(span);
         let late = self.written.contains(&span.trace_id);
         let entry = self
             .pending
@@ -239,6 +210,7 @@ impl Assembler {
             .or_insert_with(|| Pending {
                 spans: Vec::new(),
                 bytes: 0,
+                shared: HashSet::new(),
                 first_seen: now,
                 last_seen: now,
                 first_received: ctx.received_at,
@@ -257,6 +229,22 @@ impl Assembler {
             span: span.clone(),
             origin: origin.clone(),
         });
+        let uses = [
+            (Arc::as_ptr(origin) as usize, origin_bytes(origin)),
+            (
+                Arc::as_ptr(&origin.resource_attributes) as *const KeyValue as usize,
+                attributes_bytes(&origin.resource_attributes),
+            ),
+        ];
+        for (addr, size) in uses {
+            if entry.shared.insert(addr) {
+                let slot = self.shared.entry(addr).or_insert((size, 0));
+                if slot.1 == 0 {
+                    self.bytes += slot.0;
+                }
+                slot.1 += 1;
+            }
+        }
         self.spans += 1;
         self.bytes += bytes;
     }
@@ -310,6 +298,15 @@ impl Assembler {
         let p = self.pending.remove(id)?;
         self.spans -= p.spans.len();
         self.bytes -= p.bytes;
+        for addr in &p.shared {
+            if let Some(slot) = self.shared.get_mut(addr) {
+                slot.1 -= 1;
+                if slot.1 == 0 {
+                    self.bytes -= slot.0;
+                    self.shared.remove(addr);
+                }
+            }
+        }
         if self.written.insert(id.to_vec()) {
             self.written_order.push_back(id.to_vec());
             if self.written_order.len() > REMEMBERED_WRITTEN {
@@ -328,6 +325,64 @@ impl Assembler {
             claims: p.claims,
         })
     }
+}
+
+/// Heap and inline bytes of a decoded span as assembly holds it (its `SpanRecord`, ids,
+/// name, attributes, events, links, status). An estimate that never undercounts the
+/// vectors' elements: each `KeyValue`, event and link counts its full in-memory size.
+pub fn decoded_span_bytes(span: &Span) -> u64 {
+    let mut n = std::mem::size_of::<SpanRecord>()
+        + span.trace_id.len()
+        + span.span_id.len()
+        + span.parent_span_id.len()
+        + span.trace_state.len()
+        + span.name.len()
+        + attributes_bytes(&span.attributes) as usize
+        + span.status.as_ref().map_or(0, |s| s.message.len());
+    for e in &span.events {
+        n += std::mem::size_of_val(e) + e.name.len() + attributes_bytes(&e.attributes) as usize;
+    }
+    for l in &span.links {
+        n += std::mem::size_of_val(l)
+            + l.trace_id.len()
+            + l.span_id.len()
+            + l.trace_state.len()
+            + attributes_bytes(&l.attributes) as usize;
+    }
+    n as u64
+}
+
+/// Bytes of an attribute list in memory (see [`decoded_span_bytes`]).
+pub fn attributes_bytes(attrs: &[KeyValue]) -> u64 {
+    attrs
+        .iter()
+        .map(|kv| {
+            (std::mem::size_of::<KeyValue>() + kv.key.len()) as u64
+                + kv.value.as_ref().map_or(0, value_bytes)
+        })
+        .sum()
+}
+
+fn value_bytes(v: &AnyValue) -> u64 {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.len() as u64,
+        Some(any_value::Value::BytesValue(b)) => b.len() as u64,
+        Some(any_value::Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .map(|v| std::mem::size_of::<AnyValue>() as u64 + value_bytes(v))
+            .sum(),
+        Some(any_value::Value::KvlistValue(l)) => attributes_bytes(&l.values),
+        _ => 0,
+    }
+}
+
+/// Bytes of a `SpanOrigin` itself (its scope); the resource attributes are counted apart.
+fn origin_bytes(origin: &SpanOrigin) -> u64 {
+    let scope = origin.scope.as_ref().map_or(0, |s| {
+        (s.name.len() + s.version.len()) as u64 + attributes_bytes(&s.attributes)
+    });
+    std::mem::size_of::<SpanOrigin>() as u64 + scope
 }
 
 #[cfg(test)]

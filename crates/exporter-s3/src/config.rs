@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use tracecast_config::exporter::{
+    validate_dead_letter_dir, validate_timeout, DEFAULT_DEAD_LETTER_MAX_SIZE,
+};
+pub use tracecast_config::exporter::{Compression, RetryOnFailure};
 use tracecast_config::{ByteSize, Duration, FieldError, Validate};
 
 use crate::key::PathTemplate;
@@ -44,7 +48,8 @@ pub struct S3ExporterConfig {
     /// Destination as a URL: `s3://bucket[/base/folder]` or `file:///dir` (`file://./dir`
     /// for a folder relative to the working directory; created if missing).
     pub url: Option<String>,
-    /// `none` writes `.json`; `gzip` writes `.json.gz` (no `Content-Encoding` header, so
+    /// Trace file compression (shared setting): `none` (default here, as the gateway's own
+    /// files) writes `.json`; `gzip` writes `.json.gz` (no `Content-Encoding` header, so
     /// readers get the compressed bytes).
     pub compression: Compression,
     /// Uploads in flight at once, so one slow PUT does not stall the others.
@@ -60,53 +65,19 @@ pub struct S3ExporterConfig {
     /// deadline) are kept on local disk, with the reason beside each file. Default:
     /// `./tracecast-data/dead-letter/<exporter id>`.
     pub dead_letter_dir: Option<PathBuf>,
-    /// Timeout of one S3 request.
-    pub request_timeout: Duration,
-    /// Backoff for failed uploads (5xx, throttling, timeouts, unreachable endpoint).
-    pub retry: RetrySettings,
-}
-
-/// Compression of trace files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-}
-
-/// Retry settings, as the Collector's `retry_on_failure`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetrySettings {
-    /// Wait before the first retry.
-    pub initial_interval: Duration,
-    /// Longest wait between retries.
-    pub max_interval: Duration,
-    /// Give up (and dead-letter the trace) after this long; `0s` retries until shutdown.
-    pub max_elapsed_time: Duration,
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        Self {
-            initial_interval: Duration::from_secs(1),
-            max_interval: Duration::from_secs(30),
-            max_elapsed_time: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetrySettings {
-    pub fn policy(&self) -> tracecast_core::retry::RetryPolicy {
-        let max = self.max_elapsed_time.get();
-        tracecast_core::retry::RetryPolicy {
-            initial_interval: self.initial_interval.get(),
-            max_interval: self.max_interval.get(),
-            max_elapsed_time: (!max.is_zero()).then_some(max),
-            ..Default::default()
-        }
-    }
+    /// Bound of the dead-letter folder: past it the oldest files are removed (logged, and
+    /// counted in `tracecast_spool_files_removed_total`), so an expired token cannot fill
+    /// the disk and take the durable queue down with it. `0`: no bound. Default 256 MiB (a
+    /// quarter of the default `service.queue.max_size`).
+    pub dead_letter_max_size: ByteSize,
+    /// Timeout of one S3 request (shared setting). Default 30s. `request_timeout` is
+    /// accepted as a deprecated alias.
+    #[serde(alias = "request_timeout")]
+    pub timeout: Duration,
+    /// Backoff for failed uploads (5xx, throttling, timeouts, unreachable endpoint); the
+    /// shared setting, see [`RetryOnFailure`]. `retry` is accepted as a deprecated alias.
+    #[serde(alias = "retry")]
+    pub retry_on_failure: RetryOnFailure,
 }
 
 impl Default for S3ExporterConfig {
@@ -130,8 +101,9 @@ impl Default for S3ExporterConfig {
             max_buffered_bytes: ByteSize::mib(64),
             api_key_name_attribute: None,
             dead_letter_dir: None,
-            request_timeout: Duration::from_secs(30),
-            retry: RetrySettings::default(),
+            dead_letter_max_size: DEFAULT_DEAD_LETTER_MAX_SIZE,
+            timeout: Duration::from_secs(30),
+            retry_on_failure: RetryOnFailure::default(),
         }
     }
 }
@@ -222,12 +194,9 @@ impl S3ExporterConfig {
                 errors.push(FieldError::new(path, "must be greater than 0"));
             }
         }
-        if self.retry.initial_interval.get().is_zero() {
-            errors.push(FieldError::new(
-                "retry.initial_interval",
-                "must be greater than 0",
-            ));
-        }
+        errors.extend(validate_timeout(self.timeout));
+        errors.extend(self.retry_on_failure.validate_at("retry_on_failure"));
+        errors.extend(validate_dead_letter_dir(self.dead_letter_dir.as_deref()));
         match (errors.is_empty(), target, template) {
             (true, Some(target), Some(template)) => Ok(ValidatedConfig { target, template }),
             _ => Err(errors),

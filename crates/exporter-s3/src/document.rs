@@ -6,8 +6,17 @@
 //! `null` (so Privacy Mode's missing content means absent `input`/`output`); maps are sorted
 //! and observations ordered by start time then id, so the same trace always serialises to
 //! the same bytes (a replay after a crash is recognised as already written).
+//!
+//! Size: the file is linear in the trace's size. Values that apply to many observations
+//! are written once and repeated only while small: each distinct resource once in the
+//! top-level `resources` list (observations point at it with `resource`, and repeat its
+//! attributes as `resourceAttributes` only when they serialise to at most
+//! [`REPEAT_BYTES`]); trace metadata once at the trace level (observations repeat its
+//! smallest entries, up to [`REPEAT_BYTES`]); a scope larger than that only on the first
+//! observation of it; an observation's `traceId` is the trace `id` shortened like a file
+//! name when the id is longer than [`MAX_OBSERVATION_TRACE_ID_BYTES`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -16,11 +25,25 @@ use time::OffsetDateTime;
 use tracecast_core::proto::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
 use crate::assembly::{AssembledTrace, SpanRecord};
+use crate::key::shorten;
 use crate::mapping::{map_attributes, Mapped};
 use crate::values::{as_string, attributes_map, find, to_json};
 
 /// Name used for `{apiKeyName}` / `apiKeyName` when nothing names the ingest key.
 pub const DEFAULT_API_KEY_NAME: &str = "default";
+
+/// Serialised bytes of values repeated in every observation at most: resource attributes,
+/// trace metadata entries, a scope. Larger ones are written once (see the module docs).
+pub const REPEAT_BYTES: usize = 1024;
+
+/// Longest trace `id` repeated whole as each observation's `traceId`.
+pub const MAX_OBSERVATION_TRACE_ID_BYTES: usize = 256;
+
+/// One distinct resource of the trace (top-level `resources`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResourceEntry {
+    pub attributes: Map<String, Value>,
+}
 
 /// One trace file.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +66,9 @@ pub struct TraceDocument {
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub late_fragment: bool,
+    /// Each distinct resource once; observations refer to it by index (`resource`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceEntry>,
     pub observations: Vec<Observation>,
     /// Trace start, for the object key (not serialised).
     #[serde(skip)]
@@ -94,6 +120,10 @@ pub struct Observation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_kind: Option<&'static str>,
     pub attributes: Map<String, Value>,
+    /// Index into the trace's `resources`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<usize>,
+    /// The resource's attributes repeated, when they are small (else see `resources`).
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub resource_attributes: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,10 +223,18 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
         .map(str::to_string)
         .or_else(|| {
             let attr = api_key_name_attribute?;
+            // Each resource is looked at once, not once per span.
+            let mut seen_resources = HashSet::new();
             order.iter().find_map(|i| {
                 let rec = &trace.spans[*i];
+                let resource = &rec.origin.resource_attributes;
                 find(&rec.span.attributes, attr)
-                    .or_else(|| find(&rec.origin.resource_attributes, attr))
+                    .or_else(|| {
+                        seen_resources
+                            .insert(resource.as_ptr() as usize)
+                            .then(|| find(resource, attr))
+                            .flatten()
+                    })
                     .and_then(|v| as_string(&to_json(Some(v))))
             })
         })
@@ -212,9 +250,27 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
         .and_then(from_nanos)
         .unwrap_or_else(|| OffsetDateTime::from(trace.first_received));
 
+    let observation_trace_id = shorten(&id, &id, MAX_OBSERVATION_TRACE_ID_BYTES);
+    let shared = Shared {
+        trace_id: observation_trace_id,
+        metadata: repeated_metadata(&metadata),
+        trace_metadata: &metadata,
+    };
+    let mut resources = Resources::default();
+    let mut large_scopes_seen = HashSet::new();
     let mut observations = Vec::new();
     for (rec, m) in trace.spans.iter().zip(&mapped) {
-        push_span(rec, m, &id, &metadata, &mut observations);
+        let resource = resources.index_of(rec);
+        let scope = rec.origin.scope.as_ref().and_then(|s| {
+            let small = s.name.len() + s.version.len() <= REPEAT_BYTES;
+            let show =
+                small || large_scopes_seen.insert(std::sync::Arc::as_ptr(&rec.origin) as usize);
+            show.then(|| Scope {
+                name: s.name.clone(),
+                version: s.version.clone(),
+            })
+        });
+        push_span(rec, m, &shared, resource, scope, &mut observations);
     }
     observations.sort_by(|a, b| (a.start_nanos, &a.id).cmp(&(b.start_nanos, &b.id)));
 
@@ -240,19 +296,100 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
         input,
         output,
         late_fragment: trace.late_fragment,
+        resources: resources.list,
         observations,
         start,
         id,
     }
 }
 
-fn merged_metadata(
-    trace_meta: &Map<String, Value>,
-    own: &Map<String, Value>,
-) -> Map<String, Value> {
-    let mut out = trace_meta.clone();
-    for (k, v) in own {
+/// What every observation of a trace repeats.
+struct Shared<'a> {
+    /// The trace `id`, shortened when long.
+    trace_id: String,
+    /// The trace metadata entries small enough to repeat.
+    metadata: Map<String, Value>,
+    /// The whole trace-level metadata.
+    trace_metadata: &'a Map<String, Value>,
+}
+
+/// The trace metadata entries repeated in observations: smallest first (ties by key), up to
+/// [`REPEAT_BYTES`] serialised bytes in total. The rest stays at the trace level only.
+fn repeated_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
+    let mut by_size: Vec<(usize, &String, &Value)> = metadata
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.len() + serde_json::to_vec(v).map_or(usize::MAX, |b| b.len()),
+                k,
+                v,
+            )
+        })
+        .collect();
+    by_size.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut out = Map::new();
+    let mut spent = 0usize;
+    for (size, k, v) in by_size {
+        if spent.saturating_add(size) > REPEAT_BYTES {
+            break;
+        }
+        spent += size;
         out.insert(k.clone(), v.clone());
+    }
+    out.sort_keys();
+    out
+}
+
+/// A span's resource: its index in `resources`, and its attributes when small enough to
+/// repeat in the observation.
+type ResourceRef = (usize, Option<Map<String, Value>>);
+
+/// The trace's distinct resources, found once per shared resource allocation and deduplicated
+/// by content (the same service sends the same resource in every request).
+#[derive(Default)]
+struct Resources {
+    list: Vec<ResourceEntry>,
+    by_content: HashMap<String, usize>,
+    /// Resource allocation -> (index, attributes to repeat when small).
+    by_ptr: HashMap<usize, Option<ResourceRef>>,
+}
+
+impl Resources {
+    fn index_of(&mut self, rec: &SpanRecord) -> Option<ResourceRef> {
+        let attrs = &rec.origin.resource_attributes;
+        let ptr = attrs.as_ptr() as usize;
+        if let Some(known) = self.by_ptr.get(&ptr) {
+            return known.clone();
+        }
+        let found = (!attrs.is_empty()).then(|| {
+            let map = attributes_map(attrs);
+            let text = serde_json::to_string(&map).unwrap_or_default();
+            let small = text.len() <= REPEAT_BYTES;
+            let next = self.list.len();
+            let index = *self.by_content.entry(text).or_insert(next);
+            if index == next {
+                self.list.push(ResourceEntry {
+                    attributes: map.clone(),
+                });
+            }
+            (index, small.then_some(map))
+        });
+        self.by_ptr.insert(ptr, found.clone());
+        found
+    }
+}
+
+/// An observation's `metadata`: the repeated trace entries, then its own entries (which
+/// win), except own entries equal to a trace-level entry too large to repeat: those are
+/// the trace's value, written once at the trace level.
+fn merged_metadata(shared: &Shared<'_>, own: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = shared.metadata.clone();
+    for (k, v) in own {
+        let trace_level_only =
+            !shared.metadata.contains_key(k) && shared.trace_metadata.get(k) == Some(v);
+        if !trace_level_only {
+            out.insert(k.clone(), v.clone());
+        }
     }
     out.sort_keys();
     out
@@ -261,10 +398,16 @@ fn merged_metadata(
 fn push_span(
     rec: &SpanRecord,
     m: &Mapped,
-    trace_id: &str,
-    trace_meta: &Map<String, Value>,
+    shared: &Shared<'_>,
+    resource: Option<ResourceRef>,
+    scope: Option<Scope>,
     out: &mut Vec<Observation>,
 ) {
+    let trace_id = shared.trace_id.as_str();
+    let (resource, resource_attributes) = match resource {
+        Some((i, repeated)) => (Some(i), repeated.unwrap_or_default()),
+        None => (None, Map::new()),
+    };
     let span = &rec.span;
     let span_id = hex_or_zero(&span.span_id, 16);
     let status = span.status.as_ref();
@@ -307,14 +450,12 @@ fn push_span(
         provider_name: m.provider_name.clone(),
         level: if is_error { "ERROR" } else { "DEFAULT" },
         status_message: status.map(|s| s.message.clone()).filter(|s| !s.is_empty()),
-        metadata: merged_metadata(trace_meta, &m.metadata),
+        metadata: merged_metadata(shared, &m.metadata),
         span_kind: span_kind(span.kind),
         attributes,
-        resource_attributes: attributes_map(&rec.origin.resource_attributes),
-        scope: rec.origin.scope.as_ref().map(|s| Scope {
-            name: s.name.clone(),
-            version: s.version.clone(),
-        }),
+        resource,
+        resource_attributes,
+        scope,
         links: span
             .links
             .iter()
@@ -354,9 +495,10 @@ fn push_span(
             status_message: exception
                 .then(|| em.attributes.get("exception.message").and_then(as_string))
                 .flatten(),
-            metadata: merged_metadata(trace_meta, &em.metadata),
+            metadata: merged_metadata(shared, &em.metadata),
             span_kind: None,
             attributes: em.attributes,
+            resource: None,
             resource_attributes: Map::new(),
             scope: None,
             links: Vec::new(),

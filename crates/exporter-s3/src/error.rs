@@ -115,7 +115,7 @@ impl StoreProblem {
                 dest.endpoint
             ),
             StoreProblem::Timeout => format!(
-                "the S3 endpoint {} did not answer in time: check `endpoint`, or raise `request_timeout`",
+                "the S3 endpoint {} did not answer in time: check `endpoint`, or raise `timeout`",
                 dest.endpoint
             ),
             StoreProblem::Throttled => format!(

@@ -14,14 +14,16 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracecast_core::dead_letter::DeadLetterStore;
+use tracecast_core::gzip;
 use tracecast_core::retry::{retry, RetryError, RetryPolicy};
 use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Exporter, TraceBatch};
 
 use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
 use crate::config::{Compression, S3ExporterConfig};
-use crate::document::{self, DEFAULT_API_KEY_NAME};
+use crate::document;
 use crate::error::{S3ExporterError, StoreProblem};
-use crate::key::{object_key_within, render_prefix, KeyVars, ObjectKey, PathTemplate};
+use crate::key::{fixed_folder, object_key_within, KeyVars, ObjectKey, PathTemplate};
 use crate::upload::{
     object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, Uploader, Written,
 };
@@ -89,7 +91,10 @@ impl S3Exporter {
             )
         })?;
         let uploader = Uploader::new(config, &validated.target)?;
-        let dead_letter_dir = crate::upload::dead_letter_dir(&id, config);
+        let dead_letter = DeadLetter(
+            DeadLetterStore::new(crate::upload::dead_letter_dir(&id, config))
+                .bounded(config.dead_letter_max_size.get(), id.as_str()),
+        );
         Ok(Self {
             shared: Arc::new(Shared {
                 id,
@@ -98,10 +103,8 @@ impl S3Exporter {
                 prefix: config.prefix.clone(),
                 compression: config.compression,
                 api_key_name_attribute: config.api_key_name_attribute.clone(),
-                policy: config.retry.policy(),
-                dead_letter: DeadLetter {
-                    dir: dead_letter_dir,
-                },
+                policy: config.retry_on_failure.policy(),
+                dead_letter,
             }),
             limits: AssemblyLimits {
                 idle_timeout: config.trace_idle_timeout.get(),
@@ -118,24 +121,22 @@ impl S3Exporter {
         &self.shared.uploader.destination.display
     }
 
-    /// The key of the connection probe for instant `now`.
-    pub fn probe_key(&self, now: OffsetDateTime) -> String {
-        let folder = render_prefix(
-            &self.shared.template,
-            KeyVars {
-                prefix: &self.shared.prefix,
-                api_key_name: DEFAULT_API_KEY_NAME,
-            },
-            now,
-        );
-        let name = format!(".tracecast-connection-test-{}.json", now.unix_timestamp());
+    /// The key of the connection probe: always the same object,
+    /// `<fixed folder of path_template>/.tracecast/connection-test.json` (see
+    /// [`crate::key::fixed_folder`]), overwritten by every test. One key outside the trace
+    /// folders, so tests never add objects beside the traces that readers list.
+    pub fn probe_key(&self) -> String {
+        let folder = fixed_folder(&self.shared.template, &self.shared.prefix);
         if folder.is_empty() {
-            name
+            PROBE_NAME.to_string()
         } else {
-            format!("{folder}/{name}")
+            format!("{folder}/{PROBE_NAME}")
         }
     }
 }
+
+/// Where the connection probe goes, below the template's fixed folder.
+pub const PROBE_NAME: &str = ".tracecast/connection-test.json";
 
 impl Shared {
     fn ext(&self) -> &'static str {
@@ -149,15 +150,9 @@ impl Shared {
         let json = serde_json::to_vec(doc).map_err(|e| format!("cannot encode trace: {e}"))?;
         match self.compression {
             Compression::None => Ok(Bytes::from(json)),
-            Compression::Gzip => {
-                use std::io::Write;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&json)
-                    .and_then(|()| gz.finish())
-                    .map(Bytes::from)
-                    .map_err(|e| format!("cannot compress trace: {e}"))
-            }
+            Compression::Gzip => tracecast_core::gzip::compress(&json, gzip::DEFAULT_LEVEL)
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot compress trace: {e}")),
         }
     }
 
@@ -174,11 +169,12 @@ impl Shared {
             .write_trace(&trace, &hard_stop, !claims.is_empty())
             .await;
         match &delivery {
-            Delivery::Written { .. } | Delivery::Replayed { .. } => claims.settle(),
-            Delivery::DeadLettered { file: Some(_), .. } => claims.settle(),
-            Delivery::DeadLettered { file: None, .. } | Delivery::Abandoned { .. } => {
-                claims.abandon()
-            }
+            Delivery::Written { .. } | Delivery::Replayed { .. } => claims.confirm(),
+            Delivery::DeadLettered { file: Some(_), .. } => claims.confirm(),
+            // Neither written nor kept: not delivered. Dropped unsettled, the claims send
+            // the entries back to their pipeline, which retries and then quarantines them.
+            Delivery::DeadLettered { file: None, .. } => drop(claims),
+            Delivery::Abandoned { .. } => claims.abandon(),
         }
         delivery
     }
@@ -211,7 +207,7 @@ impl Shared {
         let component = self.id.as_str();
         match self.upload(&key, &body, hard_stop).await {
             (Ok(_), Some(Written::Created(k))) => {
-                metrics::S3_OBJECTS_WRITTEN
+                crate::metrics::S3_OBJECTS_WRITTEN
                     .get_or_create(&metrics::component(component))
                     .inc();
                 metrics::SPANS_EXPORTED
@@ -316,7 +312,7 @@ impl Shared {
                 }
             }
             Err(io) => {
-                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir.display(), "trace not written and the dead-letter folder failed too: trace lost");
+                tracing::error!(exporter = component, key, reason = %reason, dead_letter_error = %io, dir = %self.dead_letter.dir().display(), "trace not written and the dead-letter folder failed too: its queue entries go back to the pipeline (retried, then quarantined)");
                 Delivery::DeadLettered {
                     key: key.to_string(),
                     reason: format!("{reason}; dead-letter write failed: {io}"),
@@ -348,7 +344,7 @@ impl S3Exporter {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;
         let mut released = Vec::new();
-        let held = metrics::S3_TRACES_HELD
+        let held = crate::metrics::S3_TRACES_HELD
             .get_or_create(&metrics::component(self.shared.id.as_str()))
             .clone();
         loop {
@@ -356,7 +352,21 @@ impl S3Exporter {
             let accepting = open && ready.len() < self.max_concurrent * 2;
             tokio::select! {
                 batch = input.recv(), if accepting => match batch {
-                    Some(batch) => assembler.ingest(&batch, Instant::now(), &mut released),
+                    Some(batch) => {
+                        // A panic here is contained to this batch: its claims are dropped
+                        // unsettled (the pipeline retries, then quarantines the entry).
+                        let ingested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            assembler.ingest(&batch, Instant::now(), &mut released)
+                        }));
+                        match ingested {
+                            // Every trace the batch touched took its own claim.
+                            Ok(()) => batch.confirm(),
+                            Err(panic) => {
+                                tracing::error!(exporter = %self.shared.id, "trace assembly panicked on a batch ({}); its entries go back to the pipeline", tracecast_core::panic_message(&panic));
+                                drop(batch);
+                            }
+                        }
+                    }
                     None => {
                         open = false;
                         assembler.take_all(&mut released);
@@ -447,7 +457,7 @@ impl S3Exporter {
 impl Exporter for S3Exporter {
     async fn test_connection(&self) -> Result<(), ExportError> {
         let now = OffsetDateTime::now_utc();
-        let key = self.probe_key(now);
+        let key = self.probe_key();
         let body = format!(
             "{{\"tracecast\":\"connection test\",\"exporter\":\"{}\",\"at\":\"{}\"}}",
             self.shared.id,

@@ -297,7 +297,10 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     if max >= s.len() {
         return s.len();
     }
-    (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0)
+    (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0)
 }
 
 /// A key split so that a clash can get a distinct name (`-2`, `-3`, ...) before the extension.
@@ -361,6 +364,38 @@ pub fn sanitize_value(value: &str) -> String {
         out = out.replace("..", "_");
     }
     out
+}
+
+/// The folder every key of `template` starts with, whatever the trace: the literal text and
+/// `{prefix}` up to the last `/` before the first variable that varies per trace (date,
+/// hour, ingest key). `openrouter-traces/{date}` -> `openrouter-traces`;
+/// `{prefix}/llm/{date}` with prefix `prod` -> `prod/llm`; `{apiKeyName}/{date}` -> `` (the
+/// bucket root). The connection probe lives under it, beside the trace folders, not in one.
+pub fn fixed_folder(template: &PathTemplate, prefix: &str) -> String {
+    let mut fixed = String::new();
+    let mut varies = false;
+    for part in &template.parts {
+        match part {
+            Part::Literal(s) => fixed.push_str(s),
+            Part::Var(Var::Prefix) => fixed.push_str(&sanitize_value(prefix)),
+            Part::Var(_) => {
+                varies = true;
+                break;
+            }
+        }
+    }
+    let folder = if varies {
+        fixed.rsplit_once('/').map_or("", |(folder, _)| folder)
+    } else {
+        fixed.as_str()
+    };
+    folder
+        .split('/')
+        .map(|seg| seg.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        .map(|seg| shorten(&seg, &seg, MAX_SEGMENT_BYTES))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -439,7 +474,11 @@ mod tests {
     fn assert_fits(k: &ObjectKey, max_key: usize) {
         for n in [1, 2, 1000, u32::MAX] {
             let name = k.nth(n);
-            assert!(name.len() <= max_key, "{} bytes > {max_key}: {name}", name.len());
+            assert!(
+                name.len() <= max_key,
+                "{} bytes > {max_key}: {name}",
+                name.len()
+            );
             for seg in name.split('/') {
                 assert!(!seg.is_empty() && seg != "." && seg != "..", "{name}");
                 assert!(seg.len() <= MAX_SEGMENT_BYTES, "{} bytes: {seg}", seg.len());
@@ -507,13 +546,12 @@ mod tests {
             assert_fits(&k, MAX_KEY_BYTES);
             let (readable, _) = k.stem.split_once('-').unwrap();
             assert!(!readable.is_empty());
-            assert!(
-                readable.chars().all(|c| c.to_string() == ch),
-                "{readable}"
-            );
+            assert!(readable.chars().all(|c| c.to_string() == ch), "{readable}");
         }
         // An id mixing 1- and 4-byte characters around the cut.
-        let mixed: String = (0..300).map(|i| if i % 3 == 0 { '😀' } else { 'a' }).collect();
+        let mixed: String = (0..300)
+            .map(|i| if i % 3 == 0 { '😀' } else { 'a' })
+            .collect();
         assert_fits(&key_for(&mixed), MAX_KEY_BYTES);
         // A short multi-byte id stays as it is.
         assert_eq!(key_for("trace-日本").stem, "trace-日本-1705311600");
@@ -548,7 +586,9 @@ mod tests {
             assert!(name.starts_with("openrouter-traces/2024-01-15/"), "{name}");
             let file = name.rsplit('/').next().unwrap();
             assert!(!file.contains(".."), "{file}");
-            for bad in ['\u{202E}', '\u{200B}', '\u{FEFF}', '\u{FFFF}', '\u{3000}', '\\'] {
+            for bad in [
+                '\u{202E}', '\u{200B}', '\u{FEFF}', '\u{FFFF}', '\u{3000}', '\\',
+            ] {
                 assert!(!file.contains(bad), "{file:?}");
             }
         }
@@ -592,9 +632,14 @@ mod tests {
         assert!(s.len() <= 30, "{s}");
         assert_eq!(s.len(), 30);
         assert!(s.starts_with("abcdefghijklm-"), "{s}");
-        assert_eq!(s, shorten("abcdefghijklmnopqrstuvwxyz0123456789", "FULL", 30));
-        assert_ne!(s, shorten("abcdefghijklmnopqrstuvwxyz0123456789", "OTHER", 30));
+        assert_eq!(
+            s,
+            shorten("abcdefghijklmnopqrstuvwxyz0123456789", "FULL", 30)
+        );
+        assert_ne!(
+            s,
+            shorten("abcdefghijklmnopqrstuvwxyz0123456789", "OTHER", 30)
+        );
         assert_eq!(shorten(&"z".repeat(40), "z", 10).len(), 10);
     }
-
 }

@@ -6,12 +6,13 @@
 //! - `key.rs`: the `path_template` parser and the pure object-key builder.
 //! - `assembly.rs`: groups spans by trace across batches and decides when a trace is due.
 //! - `mapping.rs`: span attributes (`gen_ai.*`, metadata processor keys) to observation fields.
+//! - `metrics.rs`: the exporter's own metric families (traces held, objects written).
 //! - `values.rs`: OTLP values as JSON (content strings holding JSON embedded as JSON).
 //! - `document.rs`: the trace file's JSON document (schema in `docs/trace-file.schema.json`).
 //! - `upload.rs`: the store (S3 or local), create-only writes with distinct names on clashes,
 //!   and the local dead-letter folder.
 //! - `exporter.rs`: [`S3Exporter`]: run loop, concurrent uploads with the shared retry loop,
-//!   and the PutObject-only connection test.
+//!   and the PutObject-only connection test (one fixed probe object, overwritten).
 //! - `error.rs`: build errors and the classification of store failures into plain words.
 
 pub mod assembly;
@@ -21,9 +22,10 @@ pub mod error;
 pub mod exporter;
 pub mod key;
 pub mod mapping;
+pub mod metrics;
 pub mod upload;
 pub mod values;
 
-pub use config::{Compression, RetrySettings, S3ExporterConfig};
+pub use config::{Compression, RetryOnFailure, S3ExporterConfig};
 pub use error::{S3ExporterError, StoreProblem};
 pub use exporter::{Delivery, S3Exporter};

@@ -18,6 +18,8 @@ use object_store::{
 use crate::config::{non_empty, S3ExporterConfig, Target};
 use crate::error::{classify, Destination, S3ExporterError, StoreProblem};
 use crate::key::{shorten, ObjectKey, MAX_KEY_BYTES};
+pub use tracecast_core::dead_letter::reason_path;
+use tracecast_core::dead_letter::{self, DeadLetterStore};
 use tracecast_core::ComponentId;
 
 /// How many distinct names (`-2` ... ) are tried before a clash counts as a failure.
@@ -137,16 +139,16 @@ impl Uploader {
                 format!("https://s3.{region}.amazonaws.com")
             }
         };
-        // One retry loop: tracecast's (`retry` settings), not object_store's as well.
+        // One retry loop: tracecast's (`retry_on_failure`), not object_store's as well.
         b = b
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 0,
-                retry_timeout: config.request_timeout.get(),
+                retry_timeout: config.timeout.get(),
             })
             .with_client_options(
                 ClientOptions::new()
-                    .with_timeout(config.request_timeout.get())
+                    .with_timeout(config.timeout.get())
                     .with_connect_timeout(std::time::Duration::from_secs(5))
                     .with_allow_http(allow_http),
             );
@@ -226,38 +228,41 @@ impl Uploader {
 }
 
 /// The folder exporter `id` keeps its dead letters in: `dead_letter_dir` when set, else
-/// `./tracecast-data/dead-letter/<id>` (`/` in the id becomes `_`). The one rule, shared by
-/// the exporter and `tracecast dead-letters`.
+/// `./tracecast-data/dead-letter/<id>` (the one rule of
+/// [`tracecast_core::dead_letter::dir_for`]).
 pub fn dead_letter_dir(id: &ComponentId, config: &S3ExporterConfig) -> PathBuf {
-    config.dead_letter_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("./tracecast-data/dead-letter").join(id.as_str().replace('/', "_"))
-    })
+    dead_letter::dir_for(id, config.dead_letter_dir.as_deref())
 }
 
-/// Keeps traces that could not be written on local disk: `<dir>/<key with / as _>` plus a
+/// Keeps traces that could not be written in the shared dead-letter store
+/// ([`tracecast_core::dead_letter`]): `<unix_nanos>-<n>-<key with / as _>` plus a
 /// `.reason.txt` beside it holding the full key, so an operator can see why and replay them
 /// (`tracecast dead-letters resend`, see [`crate::S3Exporter::resend_dead_letter`]). A
 /// flattened key longer than [`DEAD_LETTER_NAME_BYTES`] is shortened like a long trace id
 /// (a prefix plus a hash of the full key), so the name always fits a file system.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub dir: PathBuf,
-}
+#[derive(Debug)]
+pub struct DeadLetter(pub DeadLetterStore);
 
 impl DeadLetter {
+    pub fn dir(&self) -> &Path {
+        self.0.dir()
+    }
+
     pub async fn keep(&self, key: &str, body: &[u8], reason: &str) -> std::io::Result<PathBuf> {
-        tokio::fs::create_dir_all(&self.dir).await?;
-        let file = unique_path(&self.dir, &dead_letter_name(key)).await;
-        tokio::fs::write(&file, body).await?;
-        let mut reason_file = file.clone().into_os_string();
-        reason_file.push(".reason.txt");
-        tokio::fs::write(&reason_file, format!("key: {key}\nreason: {reason}\n")).await?;
-        Ok(file)
+        let details = [("key", key)];
+        let reason = dead_letter::Reason {
+            outcome: "not written",
+            error: reason,
+            spans: None,
+            details: &details,
+        };
+        let label = format!("-{}", dead_letter_name(key));
+        self.0.keep(&label, "", body, &reason).await
     }
 }
 
-/// Longest dead-letter file name before the `<n>-` clash prefix: 255 bytes (the file-system
-/// limit) minus `.reason.txt` and room for the prefix.
+/// Longest flattened key in a dead-letter file name: 255 bytes (the file-system limit)
+/// minus `.reason.txt` and the store's `<unix_nanos>-<n>-` prefix.
 pub const DEAD_LETTER_NAME_BYTES: usize = 200;
 
 /// The dead-letter file name of `key`: `/` becomes `_`, and a long result keeps its readable
@@ -292,56 +297,30 @@ pub struct StoredTrace {
     pub bytes: u64,
 }
 
-/// The reason file beside a dead-lettered trace: `<file>.reason.txt`.
-pub fn reason_path(file: &Path) -> PathBuf {
-    let mut p = file.as_os_str().to_owned();
-    p.push(".reason.txt");
-    PathBuf::from(p)
-}
-
-/// The dead-lettered traces in `dir`, sorted by file name. A missing folder holds none.
+/// The dead-lettered traces in `dir`, oldest first. A missing folder holds none.
 pub fn list_dead_letters(dir: &Path) -> std::io::Result<Vec<StoredTrace>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut traces = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        let meta = entry.metadata()?;
-        if !meta.is_file() || path.to_string_lossy().ends_with(".reason.txt") {
-            continue;
-        }
-        let (key, reason) = match std::fs::read_to_string(reason_path(&path)) {
-            Ok(text) => parse_reason(&text),
-            Err(e) => (None, format!("(no reason file: {e})")),
-        };
-        traces.push(StoredTrace {
-            path,
-            key,
-            reason,
-            bytes: meta.len(),
-        });
-    }
-    traces.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(traces)
-}
-
-/// `(key, first line of the reason)` from a reason file (`key: ...\nreason: ...`).
-fn parse_reason(text: &str) -> (Option<String>, String) {
-    let key = text
-        .lines()
-        .find_map(|l| l.strip_prefix("key: "))
-        .map(str::to_string)
-        .filter(|k| !k.is_empty());
-    let reason = text
-        .lines()
-        .find_map(|l| l.strip_prefix("reason: "))
-        .unwrap_or("(no reason line)")
-        .to_string();
-    (key, reason)
+    Ok(dead_letter::list(dir)?
+        .into_iter()
+        .map(|l| {
+            let (key, reason) = match &l.reason {
+                Ok(text) => (
+                    dead_letter::field(text, "key")
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string),
+                    dead_letter::field(text, "error")
+                        .unwrap_or("(no error line)")
+                        .to_string(),
+                ),
+                Err(why) => (None, why.clone()),
+            };
+            StoredTrace {
+                path: l.path,
+                key,
+                reason,
+                bytes: l.bytes,
+            }
+        })
+        .collect())
 }
 
 /// Splits a stored key back into an [`ObjectKey`], so a resend gets the same create-only,
@@ -383,16 +362,6 @@ pub enum ResendError {
     },
 }
 
-async fn unique_path(dir: &Path, name: &str) -> PathBuf {
-    let mut candidate = dir.join(name);
-    let mut n = 2;
-    while tokio::fs::try_exists(&candidate).await.unwrap_or(false) {
-        candidate = dir.join(format!("{n}-{name}"));
-        n += 1;
-    }
-    candidate
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,9 +386,7 @@ mod tests {
         assert!(list_dead_letters(&dir.path().join("missing"))
             .unwrap()
             .is_empty());
-        let dl = DeadLetter {
-            dir: dir.path().to_path_buf(),
-        };
+        let dl = DeadLetter(DeadLetterStore::new(dir.path().to_path_buf()));
         let file = dl
             .keep("p/2025/t1.json", b"{}", "bucket \"b\" does not exist\nmore")
             .await
@@ -441,11 +408,15 @@ mod tests {
     #[tokio::test]
     async fn long_keys_get_dead_letter_names_that_fit_and_keep_the_full_key() {
         let dir = tempfile::tempdir().unwrap();
-        let dl = DeadLetter {
-            dir: dir.path().to_path_buf(),
-        };
-        let long = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(990));
-        let other = format!("openrouter-traces/2024-01-15/{}-1705311600.json", "x".repeat(991));
+        let dl = DeadLetter(DeadLetterStore::new(dir.path().to_path_buf()));
+        let long = format!(
+            "openrouter-traces/2024-01-15/{}-1705311600.json",
+            "x".repeat(990)
+        );
+        let other = format!(
+            "openrouter-traces/2024-01-15/{}-1705311600.json",
+            "x".repeat(991)
+        );
         let a = dl.keep(&long, b"{}", "denied").await.unwrap();
         let b = dl.keep(&other, b"{}", "denied").await.unwrap();
         let again = dl.keep(&long, b"{ }", "denied").await.unwrap();
@@ -456,12 +427,19 @@ mod tests {
             assert!(name.ends_with(".json"), "{name}");
         }
         assert_ne!(a, b, "keys differing at the end get different names");
-        assert_ne!(a, again, "a second trace under the same key gets its own file");
+        assert_ne!(
+            a, again,
+            "a second trace under the same key gets its own file"
+        );
         assert_eq!(dead_letter_name(&long), dead_letter_name(&long));
         let listed = list_dead_letters(dir.path()).unwrap();
         assert_eq!(listed.len(), 3);
         let first = listed.iter().find(|t| t.path == a).unwrap();
-        assert_eq!(first.key.as_deref(), Some(long.as_str()), "full key for resend");
+        assert_eq!(
+            first.key.as_deref(),
+            Some(long.as_str()),
+            "full key for resend"
+        );
         assert_eq!(dead_letter_name("p/t.json"), "p_t.json");
     }
 

@@ -2,12 +2,12 @@
 //! trace it contributed spans to is written (or dead-lettered), and abandoned when the hard
 //! stop comes first. Against the in-process S3 server (SigV4 checked) on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::sync::mpsc;
 use tracecast_core::ack::{AckSink, DeliveryToken};
 use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
@@ -32,6 +32,8 @@ impl Acks {
     }
 }
 
+/// The batch with a claim on entry `seq`, and the test's own claim (settled by the test:
+/// the exporter's copy decides whether the entry is delivered).
 fn with_token(b: TraceBatch, seq: u64, acks: &Arc<Acks>) -> (TraceBatch, DeliveryToken) {
     let t = DeliveryToken::new(seq, acks.clone());
     (b.with_tokens(vec![t.clone()]), t)
@@ -116,7 +118,7 @@ async fn an_entry_is_acknowledged_once_every_trace_it_fed_is_written() {
         &acks,
     );
     run.tx.send(b1).await.unwrap();
-    drop(t1);
+    t1.confirm();
     assert!(acks.seen().is_empty(), "held for assembly");
     run.wait_for(1).await;
     assert!(
@@ -130,7 +132,7 @@ async fn an_entry_is_acknowledged_once_every_trace_it_fed_is_written() {
         &acks,
     );
     run.tx.send(b2).await.unwrap();
-    drop(t2);
+    t2.confirm();
     run.wait_for(2).await;
     assert_eq!(acks.seen(), vec![1, 2]);
 
@@ -141,7 +143,7 @@ async fn an_entry_is_acknowledged_once_every_trace_it_fed_is_written() {
         &acks,
     );
     run.tx.send(b3).await.unwrap();
-    drop(t3);
+    t3.confirm();
     run.wait_for(3).await;
     let d = run.finish().await;
     assert!(
@@ -173,7 +175,7 @@ async fn a_dead_lettered_trace_is_final_and_acknowledged() {
         "{d:?}"
     );
     assert!(!t.is_abandoned());
-    drop(t);
+    t.confirm();
     assert_eq!(acks.seen(), vec![4]);
 }
 
@@ -213,7 +215,8 @@ async fn the_hard_stop_abandons_traces_not_written() {
         "{d:?}"
     );
     assert!(t1.is_abandoned() && t2.is_abandoned());
-    drop((t1, t2));
+    t1.confirm();
+    t2.confirm();
     assert!(acks.seen().is_empty(), "both entries stay queued");
     assert!(
         std::fs::read_dir(&dl).map_or(true, |mut r| r.next().is_none()),

@@ -1,11 +1,11 @@
 //! The s3 exporter against a real S3-compatible server (s3s + s3s-fs, SigV4 checked) over
 //! HTTP on 127.0.0.1, and against a local folder.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tracecast_core::{ComponentId, ExportError, Exporter};
 use tracecast_exporter_s3::{Compression, Delivery, S3Exporter, S3ExporterConfig};
 use tracecast_test_util::s3::S3TestServer;
@@ -239,13 +239,13 @@ async fn the_probe_needs_only_put_object() {
     config.secret_access_key = Some(S3TestServer::PUT_ONLY_SECRET_KEY.into());
     config.prefix = "production".into();
     config.path_template = "{prefix}/llm-traces/{date}".into();
-    exporter(&config).test_connection().await.unwrap();
-    let keys = server.list_keys(BUCKET);
-    assert_eq!(keys.len(), 1);
-    assert!(
-        keys[0].starts_with("production/llm-traces/")
-            && keys[0].contains("/.tracecast-connection-test-"),
-        "{keys:?}"
+    // Every test overwrites the same probe object, beside the date folders, not in one.
+    for _ in 0..3 {
+        exporter(&config).test_connection().await.unwrap();
+    }
+    assert_eq!(
+        server.list_keys(BUCKET),
+        vec!["production/llm-traces/.tracecast/connection-test.json".to_string()]
     );
     // Trace files go through with the same credential (create-only PUT is a PutObject).
     let run = Running::start(&config);
@@ -264,6 +264,36 @@ async fn the_probe_needs_only_put_object() {
     assert!(
         matches!(&d[0], Delivery::Written { key, .. } if *key == expected),
         "{d:?}"
+    );
+}
+
+#[test]
+fn the_probe_key_is_fixed_and_outside_the_trace_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = |template: &str, prefix: &str| {
+        let config = S3ExporterConfig {
+            url: Some(format!("file://{}", dir.path().display())),
+            path_template: template.into(),
+            prefix: prefix.into(),
+            dead_letter_dir: Some(dir.path().join("dl")),
+            ..Default::default()
+        };
+        exporter(&config).probe_key()
+    };
+    let probe = ".tracecast/connection-test.json";
+    assert_eq!(
+        key("openrouter-traces/{date}", ""),
+        format!("openrouter-traces/{probe}")
+    );
+    assert_eq!(
+        key("{prefix}/llm/{year}/{month}", "prod"),
+        format!("prod/llm/{probe}")
+    );
+    assert_eq!(key("{apiKeyName}/{date}", ""), probe);
+    assert_eq!(key("traces-{date}", ""), probe);
+    assert_eq!(
+        key("/archive//traces", ""),
+        format!("archive/traces/{probe}")
     );
 }
 
@@ -362,9 +392,16 @@ async fn a_permanent_failure_goes_to_the_dead_letter_folder() {
         matches!(&d[0], Delivery::DeadLettered { reason, .. } if reason.contains("does not exist")),
         "{d:?}"
     );
-    let name = format!("openrouter-traces_2024-01-15_{}-{T0}.json", trace_hex(20));
-    check_schema(&std::fs::read(dl.join(&name)).unwrap());
-    let reason = std::fs::read_to_string(dl.join(format!("{name}.reason.txt"))).unwrap();
+    // The shared store's naming rule: `<unix_nanos>-<n>-<key with / as _>`.
+    let key = format!("openrouter-traces_2024-01-15_{}-{T0}.json", trace_hex(20));
+    let kept: Vec<_> = std::fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{key}")))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    check_schema(&std::fs::read(&kept[0]).unwrap());
+    let reason = std::fs::read_to_string(format!("{}.reason.txt", kept[0].display())).unwrap();
     assert!(
         reason.contains("bucket \"missing-bucket\" does not exist"),
         "{reason}"

@@ -3,6 +3,8 @@
 //! OTLP attribute lists are plain vectors (duplicates are possible in bad input); these
 //! helpers treat the first occurrence of a key as its value, as most backends do.
 
+use std::collections::HashMap;
+
 use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 
@@ -63,6 +65,55 @@ pub fn set(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
     });
     if !seen {
         attrs.push(kv(key, value));
+    }
+}
+
+/// Sets every `(key, value)` of `updates` (keys distinct) in one pass: the first occurrence
+/// of a key gets the new value in place, later duplicates are dropped, missing keys are
+/// appended in `updates` order. Same result as calling [`set`] for each pair, but linear in
+/// `attrs.len() + updates.len()` (per-key [`set`] is quadratic when a request carries
+/// thousands of keys).
+pub fn set_all(attrs: &mut Vec<KeyValue>, updates: Vec<(String, AnyValue)>) {
+    if updates.is_empty() {
+        return;
+    }
+    let mut slots: Vec<Option<(String, AnyValue)>> = updates.into_iter().map(Some).collect();
+    let index: HashMap<String, usize> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|(k, _)| (k.clone(), i)))
+        .collect();
+    let mut placed = vec![false; slots.len()];
+    attrs.retain_mut(|a| {
+        let Some(&i) = index.get(a.key.as_str()) else {
+            return true;
+        };
+        if placed[i] {
+            return false;
+        }
+        placed[i] = true;
+        if let Some((_, v)) = slots[i].take() {
+            a.value = Some(v);
+        }
+        true
+    });
+    attrs.extend(slots.into_iter().flatten().map(|(k, v)| kv(k, v)));
+}
+
+/// Roughly how many bytes a value adds where it is copied (string and key bytes, 8 per
+/// scalar): what the metadata processor weighs before copying a value onto many spans.
+pub fn value_bytes(v: &AnyValue) -> usize {
+    match &v.value {
+        None => 0,
+        Some(Value::StringValue(s)) => s.len(),
+        Some(Value::BytesValue(b)) => b.len(),
+        Some(Value::ArrayValue(a)) => a.values.iter().map(|v| 2 + value_bytes(v)).sum(),
+        Some(Value::KvlistValue(l)) => l
+            .values
+            .iter()
+            .map(|kv| 4 + kv.key.len() + kv.value.as_ref().map_or(0, value_bytes))
+            .sum(),
+        Some(_) => 8,
     }
 }
 
@@ -166,6 +217,28 @@ mod tests {
         let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, vec!["a.b", "a.c", "d"]);
         assert!(matches!(out[1].1.value, Some(Value::ArrayValue(_))));
+    }
+
+    #[test]
+    fn set_all_equals_sequential_sets() {
+        let base = vec![
+            kv("a", int(1)),
+            kv("b", int(2)),
+            kv("a", int(3)),
+            kv("c", int(4)),
+        ];
+        let updates = vec![
+            ("c".to_string(), string("C")),
+            ("a".to_string(), string("A")),
+            ("new".to_string(), int(7)),
+        ];
+        let mut one_by_one = base.clone();
+        for (k, v) in &updates {
+            set(&mut one_by_one, k, v.clone());
+        }
+        let mut at_once = base;
+        set_all(&mut at_once, updates);
+        assert_eq!(at_once, one_by_one);
     }
 
     #[test]

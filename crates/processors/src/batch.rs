@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tracecast_config::{Duration, FieldError, Validate};
-use tracecast_core::ack::DeliveryToken;
+use tracecast_core::ack::{merge_tokens, DeliveryToken};
 use tracecast_core::batch::span_count;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans};
 use tracecast_core::{
@@ -84,15 +84,6 @@ struct Buffer {
     tokens: Vec<DeliveryToken>,
 }
 
-/// Adds `more` to `tokens`, skipping entries already carried.
-fn merge_tokens(tokens: &mut Vec<DeliveryToken>, more: &[DeliveryToken]) {
-    for t in more {
-        if !tokens.iter().any(|mine| mine.same_entry(t)) {
-            tokens.push(t.clone());
-        }
-    }
-}
-
 /// The `batch` processor. See the module docs.
 #[derive(Debug)]
 pub struct BatchProcessor {
@@ -126,12 +117,14 @@ impl BatchProcessor {
         self.buffers.iter().map(|b| b.spans).sum()
     }
 
-    /// Sends `request` (split by `send_batch_max_size`); every part carries `tokens`.
+    /// Sends `request` (split by `send_batch_max_size`); every part carries a claim on
+    /// each of `tokens` (so an entry is delivered once every part is). An empty request
+    /// has nothing to deliver: its claims are confirmed.
     fn emit(
         &self,
         ctx: &Arc<BatchContext>,
         mut request: ExportTraceServiceRequest,
-        tokens: &[DeliveryToken],
+        tokens: Vec<DeliveryToken>,
         out: &mut Vec<TraceBatch>,
     ) {
         let labels = metrics::component(self.id.as_str());
@@ -149,7 +142,9 @@ impl BatchProcessor {
             metrics::PROCESSOR_SPANS_OUT
                 .get_or_create(&labels)
                 .inc_by(n as u64);
-            out.push(TraceBatch::with_context(ctx.clone(), request).with_tokens(tokens.to_vec()));
+            out.push(TraceBatch::with_context(ctx.clone(), request).with_tokens(tokens));
+        } else {
+            tokens.into_iter().for_each(DeliveryToken::confirm);
         }
     }
 }
@@ -162,6 +157,7 @@ impl Processor for BatchProcessor {
             .get_or_create(&labels)
             .inc_by(n as u64);
         if n == 0 {
+            batch.confirm();
             return;
         }
         let idx = self
@@ -177,12 +173,9 @@ impl Processor for BatchProcessor {
             out.push(batch);
             return;
         }
-        let ctx = batch.shared_context().clone();
-        // Cloned before the batch is consumed, so its entries never look delivered.
-        let tokens = batch.tokens().to_vec();
-        let request = batch.into_request();
+        let (ctx, request, tokens) = batch.into_parts();
         if self.timeout.is_zero() {
-            self.emit(&ctx, request, &tokens, out);
+            self.emit(&ctx, request, tokens, out);
             return;
         }
         let now = Instant::now();
@@ -205,8 +198,7 @@ impl Processor for BatchProcessor {
         }
         buffer.request.resource_spans.extend(request.resource_spans);
         buffer.spans += n;
-        merge_tokens(&mut buffer.tokens, &tokens);
-        drop(tokens);
+        merge_tokens(&mut buffer.tokens, tokens);
         while self.buffers[i].spans >= self.send_batch_size {
             let buffer = &mut self.buffers[i];
             let take = match self.max_size {
@@ -228,7 +220,7 @@ impl Processor for BatchProcessor {
             buffer.spans -= take;
             buffer.deadline = now + self.timeout;
             let ctx = buffer.ctx.clone();
-            self.emit(&ctx, part, &part_tokens, out);
+            self.emit(&ctx, part, part_tokens, out);
         }
     }
 
@@ -253,15 +245,14 @@ impl Processor for BatchProcessor {
             }
         }
         for (ctx, request, tokens) in due {
-            self.emit(&ctx, request, &tokens, out);
+            self.emit(&ctx, request, tokens, out);
         }
     }
 
     fn flush(&mut self, out: &mut Vec<TraceBatch>) {
         for buffer in std::mem::take(&mut self.buffers) {
-            if buffer.spans > 0 {
-                self.emit(&buffer.ctx, buffer.request, &buffer.tokens, out);
-            }
+            // An empty buffer's claims (none, normally) are confirmed by `emit`.
+            self.emit(&buffer.ctx, buffer.request, buffer.tokens, out);
         }
     }
 }

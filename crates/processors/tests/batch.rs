@@ -203,19 +203,28 @@ async fn spans_in_and_out_are_counted() {
     assert!(out.iter().all(|b| b.span_count() <= 4));
 }
 
-/// Records which queue entries were acknowledged (the durable queue's side of tokens).
+/// Records which queue entries were acknowledged, and which failed (a claim dropped
+/// unsettled), as the durable queue would.
 #[derive(Default)]
-struct Acks(std::sync::Mutex<Vec<u64>>);
+struct Acks(std::sync::Mutex<Vec<u64>>, std::sync::Mutex<Vec<u64>>);
 
 impl tracecast_core::ack::AckSink for Acks {
     fn delivered(&self, seq: u64) {
         self.0.lock().unwrap().push(seq);
+    }
+    fn failed(&self, seq: u64) {
+        self.1.lock().unwrap().push(seq);
     }
 }
 
 impl Acks {
     fn seen(&self) -> Vec<u64> {
         let mut v = self.0.lock().unwrap().clone();
+        v.sort_unstable();
+        v
+    }
+    fn failed(&self) -> Vec<u64> {
+        let mut v = self.1.lock().unwrap().clone();
         v.sort_unstable();
         v
     }
@@ -227,7 +236,7 @@ fn tokened(n: usize, tag: &str, seq: u64, acks: &Arc<Acks>) -> TraceBatch {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_merged_batch_carries_every_token_and_acks_only_when_dropped() {
+async fn a_merged_batch_carries_every_token_and_acks_only_when_confirmed() {
     let acks = Arc::new(Acks::default());
     let mut p = processor("batch/tokens", 10, 0, 200);
     let mut out = Vec::new();
@@ -240,12 +249,30 @@ async fn a_merged_batch_carries_every_token_and_acks_only_when_dropped() {
     let seqs: Vec<u64> = out[0].tokens().iter().map(|t| t.seq()).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     assert!(acks.seen().is_empty(), "the merged batch is still alive");
-    // A copy (fan-out to two exporters) keeps the entries open until both are gone.
+    assert!(
+        acks.failed().is_empty(),
+        "merging settles nothing by accident"
+    );
+    // A copy (fan-out to two exporters) keeps the entries open until both are confirmed.
     let copy = out[0].clone();
-    out.clear();
+    out.pop().unwrap().confirm();
     assert!(acks.seen().is_empty());
-    drop(copy);
+    copy.confirm();
     assert_eq!(acks.seen(), vec![1, 2, 3]);
+    assert!(acks.failed().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_dropped_unconfirmed_fails_its_entries() {
+    let acks = Arc::new(Acks::default());
+    let mut p = processor("batch/tokens-drop", 4, 0, 200);
+    let mut out = Vec::new();
+    p.process(tokened(4, "a", 1, &acks), &mut out);
+    let copy = out[0].clone();
+    out.pop().unwrap().confirm();
+    drop(copy);
+    assert!(acks.seen().is_empty(), "never delivered by a drop");
+    assert_eq!(acks.failed(), vec![1]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,14 +285,15 @@ async fn split_parts_all_carry_the_token_and_the_rest_keeps_it() {
     assert!(out
         .iter()
         .all(|b| b.tokens().len() == 1 && b.tokens()[0].seq() == 7));
-    out.clear();
+    out.drain(..).for_each(TraceBatch::confirm);
     assert!(acks.seen().is_empty(), "5 spans still held in the buffer");
     p.flush(&mut out);
     assert_eq!(counts(&out), vec![5]);
     assert_eq!(out[0].tokens()[0].seq(), 7);
     assert!(acks.seen().is_empty());
-    out.clear();
+    out.drain(..).for_each(TraceBatch::confirm);
     assert_eq!(acks.seen(), vec![7]);
+    assert!(acks.failed().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,16 +307,30 @@ async fn timeout_and_zero_timeout_sends_carry_tokens_and_abandon_reaches_the_ent
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].tokens()[0].seq(), 1);
     // An exporter giving up at the hard stop: the entry must stay queued.
-    out[0].abandon();
-    out.clear();
+    out.pop().unwrap().abandon();
     assert!(acks.seen().is_empty(), "abandoned: not acknowledged");
+    assert!(
+        acks.failed().is_empty(),
+        "abandoned: not retried now either"
+    );
 
     let mut z = processor("batch/token-zero", 5, 5, 0);
     z.process(tokened(12, "z", 2, &acks), &mut out);
     assert_eq!(counts(&out), vec![5, 5, 2]);
     assert!(out.iter().all(|b| b.tokens()[0].seq() == 2));
-    out.truncate(2);
+    let last = out.pop().unwrap();
+    out.drain(..).for_each(TraceBatch::confirm);
     assert!(acks.seen().is_empty());
-    out.clear();
+    last.confirm();
     assert_eq!(acks.seen(), vec![2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_batch_is_delivered_at_once() {
+    let acks = Arc::new(Acks::default());
+    let mut p = processor("batch/token-empty", 10, 0, 200);
+    let mut out = Vec::new();
+    p.process(tokened(0, "none", 4, &acks), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(acks.seen(), vec![4]);
 }

@@ -1,9 +1,9 @@
 //! The `metadata` processor against the seeds' example request: one test per row of the
 //! mapping table, plus placement, bad input and untouched-batch cases.
 
-mod common;
+mod support;
 
-use common::{int_attr, load, span_named, spans, spans_mut, str_attr};
+use support::{int_attr, load, span_named, spans, spans_mut, str_attr};
 use sha2::{Digest, Sha256};
 use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::trace::v1::span::Link;
@@ -26,7 +26,7 @@ fn processor(id: &str) -> MetadataProcessor {
 
 fn run_with(p: &mut MetadataProcessor, req: ExportTraceServiceRequest) -> TraceBatch {
     let mut out = Vec::new();
-    p.process(common::batch(req), &mut out);
+    p.process(support::batch(req), &mut out);
     assert_eq!(out.len(), 1);
     out.pop().unwrap()
 }
@@ -332,7 +332,7 @@ fn configured_attribute_names_are_read() {
 fn input_without_request_fields_passes_untouched_with_its_received_bytes() {
     let once = run(gateway());
     let mut out = Vec::new();
-    processor("metadata").process(common::batch(once.clone()), &mut out);
+    processor("metadata").process(support::batch(once.clone()), &mut out);
     assert!(
         out[0].received_protobuf().is_some(),
         "no copy, no re-encode"

@@ -2,9 +2,9 @@
 //! fixture appears in the encoded protobuf, exactly the listed keys/events are gone, and
 //! everything else (tokens, costs, models, timing, metadata, ids, parent links) is unchanged.
 
-mod common;
+mod support;
 
-use common::{contains, int_attr, load, spans, Fixture};
+use support::{contains, int_attr, load, spans, Fixture};
 use tracecast_core::proto::common::v1::KeyValue;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 use tracecast_processors::metadata::{MetadataProcessor, MetadataProcessorConfig};
@@ -62,7 +62,7 @@ fn check_convention(name: &str) {
     }
     let out = run(
         &mut privacy(PrivacyProcessorConfig::default()),
-        common::batch(request.clone()),
+        support::batch(request.clone()),
     );
     assert!(
         out.received_protobuf().is_none(),
@@ -175,7 +175,7 @@ fn langfuse() {
 #[test]
 fn fan_out_copy_keeps_content_for_the_other_pipeline() {
     let fixture = load("gateway_request.json");
-    let received = common::batch(fixture.request.clone());
+    let received = support::batch(fixture.request.clone());
     let for_archive = received.clone();
     let private = run(&mut privacy(PrivacyProcessorConfig::default()), received);
     let private_bytes = private.to_protobuf();
@@ -194,12 +194,12 @@ fn fan_out_copy_keeps_content_for_the_other_pipeline() {
 fn batch_without_content_is_passed_on_untouched() {
     let out = run(
         &mut privacy(PrivacyProcessorConfig::default()),
-        common::batch(load("gateway_request.json").request),
+        support::batch(load("gateway_request.json").request),
     );
     let clean = out.into_request();
     let again = run(
         &mut privacy(PrivacyProcessorConfig::default()),
-        common::batch(clean.clone()),
+        support::batch(clean.clone()),
     );
     assert!(
         again.received_protobuf().is_some(),
@@ -214,11 +214,11 @@ fn extra_keys_patterns_and_events_are_removed_and_counted() {
     let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
     span.attributes.push(tracecast_processors::attrs::kv(
         "acme.prompt_text",
-        common::string("secret in-house prompt"),
+        support::string("secret in-house prompt"),
     ));
     span.attributes.push(tracecast_processors::attrs::kv(
         "acme.answer.body",
-        common::string("secret in-house answer"),
+        support::string("secret in-house answer"),
     ));
     let mut p = privacy(PrivacyProcessorConfig {
         extra_keys: vec!["acme.prompt_text".into()],
@@ -226,7 +226,7 @@ fn extra_keys_patterns_and_events_are_removed_and_counted() {
         extra_events: vec!["exception".into()],
         ..Default::default()
     });
-    let out = run(&mut p, common::batch(req));
+    let out = run(&mut p, support::batch(req));
     let bytes = out.to_protobuf();
     assert!(!contains(&bytes, "secret in-house"));
     let span = &out.request().resource_spans[0].scope_spans[0].spans[0];
@@ -245,7 +245,7 @@ fn allow_list_mode_keeps_only_allowed_keys() {
         allow_list_mode: true,
         ..Default::default()
     });
-    let out = run(&mut p, common::batch(fixture.request)).into_request();
+    let out = run(&mut p, support::batch(fixture.request)).into_request();
     let generation = &out.resource_spans[0].scope_spans[0].spans[2];
     let mut keys: Vec<&str> = generation
         .attributes
@@ -285,7 +285,7 @@ fn allow_list_mode_keeps_only_allowed_keys() {
 }
 
 fn normalized(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
-    for span in common::spans_mut(&mut req) {
+    for span in support::spans_mut(&mut req) {
         span.attributes.sort_by(|a, b| a.key.cmp(&b.key));
     }
     req
@@ -310,8 +310,8 @@ fn privacy_and_metadata_commute() {
             .unwrap();
             let mut p = privacy(cfg);
             let req: ExportTraceServiceRequest = load(name).request;
-            let a = run(&mut p, run(&mut m, common::batch(req.clone())));
-            let b = run(&mut m, run(&mut p, common::batch(req)));
+            let a = run(&mut p, run(&mut m, support::batch(req.clone())));
+            let b = run(&mut m, run(&mut p, support::batch(req)));
             // Same attributes everywhere; OTLP attribute order carries no meaning.
             assert_eq!(
                 normalized(a.into_request()),
@@ -329,7 +329,7 @@ fn spans_in_and_out_are_counted() {
         PrivacyProcessorConfig::default(),
     )
     .unwrap();
-    run(&mut p, common::batch(load("openinference.json").request));
+    run(&mut p, support::batch(load("openinference.json").request));
     let labels = metrics::component("privacy/counted");
     assert_eq!(metrics::PROCESSOR_SPANS_IN.get_or_create(&labels).get(), 3);
     assert_eq!(metrics::PROCESSOR_SPANS_OUT.get_or_create(&labels).get(), 3);

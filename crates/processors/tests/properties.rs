@@ -1,7 +1,7 @@
 //! Property tests: `metadata` is idempotent and commutes with `privacy`; `privacy` never
 //! removes a key it promises to keep.
 
-mod common;
+mod support;
 
 use proptest::prelude::*;
 use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
@@ -99,7 +99,7 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
 
 fn run(p: &mut impl Processor, req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
     let mut out = Vec::new();
-    p.process(common::batch(req), &mut out);
+    p.process(support::batch(req), &mut out);
     out.pop().map(TraceBatch::into_request).unwrap()
 }
 
@@ -120,7 +120,7 @@ fn privacy(allow_list_mode: bool) -> PrivacyProcessor {
 }
 
 fn normalized(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
-    for span in common::spans_mut(&mut req) {
+    for span in support::spans_mut(&mut req) {
         span.attributes.sort_by(|a, b| a.key.cmp(&b.key));
     }
     req
@@ -185,7 +185,7 @@ proptest! {
     #[test]
     fn metadata_never_changes_the_span_count_or_span_ids(req in request()) {
         let out = run(&mut metadata(), req.clone());
-        let ids = |r: &ExportTraceServiceRequest| common::spans(r).iter().map(|s| s.span_id.clone()).collect::<Vec<_>>();
+        let ids = |r: &ExportTraceServiceRequest| support::spans(r).iter().map(|s| s.span_id.clone()).collect::<Vec<_>>();
         prop_assert_eq!(ids(&out), ids(&req));
     }
 

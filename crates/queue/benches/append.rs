@@ -41,7 +41,7 @@ fn append(c: &mut Criterion) {
                 let queue = queue.clone();
                 rt.spawn(async move {
                     while let Some((seq, _)) = queue.next().await {
-                        drop(queue.token(seq));
+                        queue.token(seq).confirm();
                     }
                 })
             };

@@ -78,5 +78,5 @@ pub use entry::{decode_entry, encode_entry};
 pub use error::QueueError;
 pub use format::CursorState;
 pub use options::{FsyncPolicy, QueueOptions};
-pub use queue::{DurableQueue, QueueStats};
+pub use queue::{DurableQueue, Item, QueueStats};
 pub use recovery::{CorruptRegion, RecoveryReport};

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 use tracecast_core::ack::{AckSink, DeliveryToken};
+use tracecast_core::TraceBatch;
 
 use crate::error::QueueError;
 use crate::format::RECORD_OVERHEAD;
@@ -16,7 +17,7 @@ use crate::options::QueueOptions;
 use crate::reader::Reader;
 use crate::recovery::{self, RecoveryReport};
 use crate::state::{lock, AckTracker, Counters, Published, QueueAcks, Shared};
-use crate::writer::{Command, Writer};
+use crate::writer::{Command, Record, Writer};
 
 /// A durable, bounded, single-consumer queue in one directory. Cheap to clone (all clones
 /// are the same queue). See the crate documentation for the design.
@@ -70,6 +71,15 @@ impl Drop for Handle {
     }
 }
 
+/// One entry as the consumer gets it.
+#[derive(Debug)]
+pub enum Item {
+    /// The decoded batch, straight from the append (no tokens yet).
+    Live(TraceBatch),
+    /// The stored entry bytes (decode with [`crate::decode_entry`]).
+    Stored(Bytes),
+}
+
 /// A snapshot of the queue's state and counters (for metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStats {
@@ -102,6 +112,11 @@ pub struct QueueStats {
     pub read_errors: u64,
     /// Sequence numbers skipped because their records were lost to corruption.
     pub skipped_entries: u64,
+    /// Entries handed to the consumer as live batches, without reading the queue files.
+    pub entries_handed_live: u64,
+    /// Entries read back from the queue files (replay after a restart, or a consumer that
+    /// fell more than 16 MiB of live batches behind).
+    pub entries_read_from_disk: u64,
 }
 
 impl DurableQueue {
@@ -138,6 +153,9 @@ impl DurableQueue {
             persisted: AtomicU64::new(recovered.persisted.unwrap_or(report.committed_seq)),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
+            failed: Mutex::default(),
+            failed_notify: tokio::sync::Notify::new(),
+            live: Mutex::default(),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, report.next_seq, recovered.persisted);
@@ -169,6 +187,27 @@ impl DurableQueue {
     /// If the future is dropped after the entry was handed to the writer, the entry may
     /// still be stored (at least once: the client, having no 2xx, sends it again).
     pub async fn append(&self, entry: Bytes) -> Result<u64, QueueError> {
+        self.append_record(entry, None).await
+    }
+
+    /// [`DurableQueue::append`] for an entry whose decoded batch is at hand (the receiver's
+    /// request): the consumer gets `batch` from memory ([`Item::Live`]) instead of reading
+    /// the record back from disk, while the live batches of this queue stay within 16 MiB
+    /// (`size`: about the batch's memory). After a restart entries come from disk.
+    pub async fn append_live(
+        &self,
+        entry: Bytes,
+        batch: TraceBatch,
+        size: u64,
+    ) -> Result<u64, QueueError> {
+        self.append_record(entry, Some((batch, size))).await
+    }
+
+    async fn append_record(
+        &self,
+        entry: Bytes,
+        live: Option<(TraceBatch, u64)>,
+    ) -> Result<u64, QueueError> {
         let shared = &self.inner.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Err(QueueError::Closed);
@@ -191,7 +230,7 @@ impl DurableQueue {
         }
         let (reply, answer) = oneshot::channel();
         let cmd = Command::Append {
-            entry,
+            entry: Record { bytes: entry, live },
             reserved: size,
             reply,
         };
@@ -208,6 +247,19 @@ impl DurableQueue {
     /// a [`DeliveryToken`] (see [`DurableQueue::token`]), or abandoned to be replayed at the
     /// next start.
     pub async fn next(&self) -> Option<(u64, Bytes)> {
+        Some(match self.next_item().await? {
+            (seq, Item::Stored(bytes)) => (seq, bytes),
+            (seq, Item::Live(batch)) => (
+                seq,
+                crate::encode_entry(batch.context(), &batch.to_protobuf()),
+            ),
+        })
+    }
+
+    /// The next entry, like [`DurableQueue::next`], as the live batch when it was appended
+    /// with [`DurableQueue::append_live`] by this process and is still held, else as the
+    /// stored bytes. Cancel-safe.
+    pub async fn next_item(&self) -> Option<(u64, Item)> {
         let mut reader = self.inner.reader.lock().await;
         reader.next(&self.inner.shared).await
     }
@@ -221,6 +273,37 @@ impl DurableQueue {
     /// A delivery token for entry `seq`: when its last clone drops, the entry is delivered.
     pub fn token(&self, seq: u64) -> DeliveryToken {
         DeliveryToken::new(seq, self.ack_sink())
+    }
+
+    /// The next entry whose delivery failed: some claim on it was dropped without being
+    /// confirmed or abandoned (a panic, a failure nothing could keep). The consumer retries
+    /// it ([`DurableQueue::read_entry`]) or quarantines it and confirms it; until then it
+    /// holds the committed cursor back. Waits for one; cancel-safe.
+    pub async fn next_failed(&self) -> u64 {
+        let shared = &self.inner.shared;
+        loop {
+            let notified = shared.failed_notify.notified();
+            if let Some(seq) = lock(&shared.failed).pop_front() {
+                return seq;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads entry `seq` from disk again (for a retry). `Ok(None)` when it is no longer
+    /// there (delivered and deleted, or lost to corruption).
+    pub async fn read_entry(&self, seq: u64) -> Result<Option<Bytes>, QueueError> {
+        let shared = self.inner.shared.clone();
+        let dir = shared.dir.clone();
+        tokio::task::spawn_blocking(move || crate::reader::read_one(&shared, seq))
+            .await
+            .map_err(|e| QueueError::io("re-reading an entry in", &dir, std::io::Error::other(e)))?
+            .map_err(|e| QueueError::io("re-reading an entry in", &dir, e))
+    }
+
+    /// The queue's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
     }
 
     /// A snapshot of the queue's state and counters.
@@ -248,6 +331,8 @@ impl DurableQueue {
             cursor_writes: get(&c.cursor_writes),
             read_errors: get(&c.read_errors),
             skipped_entries: get(&c.skipped),
+            entries_handed_live: get(&c.handed_live),
+            entries_read_from_disk: get(&c.read_from_disk),
         }
     }
 

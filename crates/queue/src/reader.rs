@@ -16,7 +16,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::format::{self, HEADER_LEN, RECORD_OVERHEAD};
-use crate::state::{Published, Shared};
+use crate::queue::Item;
+use crate::state::{lock, Published, Shared};
 
 const READ_AHEAD_ENTRIES: usize = 64;
 const READ_AHEAD_BYTES: u64 = 4 << 20;
@@ -57,22 +58,33 @@ impl Reader {
 
     /// Cancel-safe: the position only moves once a read has come back, so a dropped call
     /// loses nothing (the open file is reopened on the next call).
-    pub async fn next(&mut self, shared: &Arc<Shared>) -> Option<(u64, Bytes)> {
+    pub async fn next(&mut self, shared: &Arc<Shared>) -> Option<(u64, Item)> {
         loop {
-            if let Some(entry) = self.buffer.pop_front() {
-                return Some(entry);
+            if let Some((seq, bytes)) = self.buffer.pop_front() {
+                return Some((seq, Item::Stored(bytes)));
             }
             let published = *self.published.borrow_and_update();
             if self.next_seq < published.end {
                 let from = self.next_seq;
+                // Live entries come from memory; disk reads stop before the first of them.
+                let (live, first_live) = {
+                    let mut live = lock(&shared.live);
+                    (live.take(from), live.first_in(from, published.end))
+                };
+                if let Some(batch) = live {
+                    self.next_seq += 1;
+                    shared.count(&shared.counters.handed_live, 1);
+                    return Some((from, Item::Live(batch)));
+                }
+                let stop = first_live.unwrap_or(published.end);
                 let open = self.open.take();
-                let shared = shared.clone();
-                let job = tokio::task::spawn_blocking(move || {
-                    read_batch(&shared, open, from, published.end)
-                });
+                let for_job = shared.clone();
+                let job =
+                    tokio::task::spawn_blocking(move || read_batch(&for_job, open, from, stop));
                 match job.await {
                     Ok((open, next_seq, entries)) => {
                         self.open = open;
+                        shared.count(&shared.counters.read_from_disk, entries.len() as u64);
                         let progressed = next_seq != from;
                         self.next_seq = next_seq;
                         self.buffer.extend(entries);
@@ -256,4 +268,31 @@ fn read_records(
         o.seq += 1;
     }
     Ok(o.seq)
+}
+
+/// Reads entry `seq` alone, again (a retry after a failed delivery). `Ok(None)` when it is
+/// not on disk any more (its segment was delivered and deleted, or lost to corruption).
+pub(crate) fn read_one(shared: &Shared, seq: u64) -> io::Result<Option<Bytes>> {
+    let Locate::In {
+        base,
+        end,
+        bytes: seg_bytes,
+    } = locate(shared, seq)
+    else {
+        return Ok(None);
+    };
+    let mut open = None;
+    let mut entries = Vec::new();
+    let mut read = 0;
+    read_segment(
+        shared,
+        &mut open,
+        Position { base, seg_bytes },
+        seq,
+        end.min(seq + 1),
+        &mut entries,
+        &mut read,
+    )
+    .map_err(|(_, e)| e)?;
+    Ok(entries.pop().map(|(_, b)| b))
 }

@@ -92,6 +92,9 @@ pub(crate) struct Counters {
     pub cursor_writes: AtomicU64,
     pub read_errors: AtomicU64,
     pub skipped: AtomicU64,
+    /// Entries handed to the consumer from memory / read back from disk.
+    pub handed_live: AtomicU64,
+    pub read_from_disk: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -107,6 +110,45 @@ pub(crate) struct Shared {
     pub persisted: AtomicU64,
     pub closed: AtomicBool,
     pub counters: Counters,
+    /// Entries some claim on which was dropped unsettled (not delivered), for the consumer
+    /// to retry or quarantine ([`crate::DurableQueue::next_failed`]).
+    pub failed: Mutex<std::collections::VecDeque<u64>>,
+    pub failed_notify: tokio::sync::Notify,
+    /// Decoded batches of entries appended by this process and not yet read: `next_item`
+    /// hands them out instead of reading their records back from disk.
+    pub live: Mutex<LiveBatches>,
+}
+
+/// Most bytes of live batches a queue keeps (beyond it an entry is read back from disk
+/// when its turn comes): a pipeline that fell behind must not pin its backlog in memory.
+pub(crate) const LIVE_BYTES: u64 = 16 << 20;
+
+/// Live batches by sequence number, with their approximate memory.
+#[derive(Default)]
+pub(crate) struct LiveBatches {
+    batches: BTreeMap<u64, (tracecast_core::TraceBatch, u64)>,
+    bytes: u64,
+}
+
+impl LiveBatches {
+    /// Keeps `batch` for entry `seq` if it fits in [`LIVE_BYTES`].
+    pub fn insert(&mut self, seq: u64, batch: tracecast_core::TraceBatch, size: u64) {
+        if self.bytes + size <= LIVE_BYTES {
+            self.bytes += size;
+            self.batches.insert(seq, (batch, size));
+        }
+    }
+
+    pub fn take(&mut self, seq: u64) -> Option<tracecast_core::TraceBatch> {
+        let (batch, size) = self.batches.remove(&seq)?;
+        self.bytes -= size;
+        Some(batch)
+    }
+
+    /// The first live entry in `from..end`.
+    pub fn first_in(&self, from: u64, end: u64) -> Option<u64> {
+        self.batches.range(from..end).next().map(|(s, _)| *s)
+    }
 }
 
 impl Shared {
@@ -145,5 +187,13 @@ impl AckSink for QueueAcks {
             return;
         }
         self.0.tracker().mark(seq, seq + 1);
+    }
+
+    fn failed(&self, seq: u64) {
+        if seq >= self.0.published.borrow().end {
+            return;
+        }
+        lock(&self.0.failed).push_back(seq);
+        self.0.failed_notify.notify_one();
     }
 }

@@ -37,9 +37,15 @@ const GATHER_WAIT: Duration = Duration::from_micros(200);
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
+/// One entry to append, and its decoded batch when the caller has it.
+pub(crate) struct Record {
+    pub bytes: Bytes,
+    pub live: Option<(tracecast_core::TraceBatch, u64)>,
+}
+
 pub(crate) enum Command {
     Append {
-        entry: Bytes,
+        entry: Record,
         /// Bytes reserved against `max_bytes` by the caller (frame included).
         reserved: u64,
         reply: Reply<u64>,
@@ -232,11 +238,11 @@ impl Writer {
         self.shared.used_bytes.fetch_sub(reserved, Ordering::AcqRel);
     }
 
-    fn write_group(&mut self, mut group: Vec<(Bytes, u64, Reply<u64>)>) {
+    fn write_group(&mut self, mut group: Vec<(Record, u64, Reply<u64>)>) {
         let segment_bytes = self.shared.segment_bytes;
         let mut buf = Vec::new();
         while !group.is_empty() {
-            let first_len = RECORD_OVERHEAD + group[0].0.len() as u64;
+            let first_len = RECORD_OVERHEAD + group[0].0.bytes.len() as u64;
             let needs_roll = self
                 .active
                 .as_ref()
@@ -263,11 +269,11 @@ impl Writer {
             let mut n = 0;
             buf.clear();
             for (entry, _, _) in &group {
-                let len = RECORD_OVERHEAD + entry.len() as u64;
+                let len = RECORD_OVERHEAD + entry.bytes.len() as u64;
                 if n > 0 && size + len > segment_bytes {
                     break;
                 }
-                format::encode_record(&mut buf, entry);
+                format::encode_record(&mut buf, &entry.bytes);
                 size += len;
                 n += 1;
             }
@@ -278,7 +284,7 @@ impl Writer {
 
     /// One write (and with `fsync: always` one fdatasync) for entries going to the active
     /// segment; answers their callers.
-    fn write_chunk(&mut self, buf: &[u8], chunk: Vec<(Bytes, u64, Reply<u64>)>) {
+    fn write_chunk(&mut self, buf: &[u8], chunk: Vec<(Record, u64, Reply<u64>)>) {
         let policy = self.shared.options.fsync;
         let path = match &self.active {
             Some(a) => format::segment_path(&self.shared.dir, a.base),
@@ -332,8 +338,20 @@ impl Writer {
         let first = self.next_seq;
         self.next_seq += n;
         let end = self.next_seq;
+        let mut replies = Vec::with_capacity(chunk.len());
+        {
+            // Live batches are in place before the entries are published, so the reader
+            // never reads from disk what it could have had from memory.
+            let mut live = crate::state::lock(&self.shared.live);
+            for (i, (record, _, reply)) in chunk.into_iter().enumerate() {
+                if let Some((batch, size)) = record.live {
+                    live.insert(first + i as u64, batch, size);
+                }
+                replies.push(reply);
+            }
+        }
         self.shared.published.send_modify(|p| p.end = end);
-        for (i, (_, _, reply)) in chunk.into_iter().enumerate() {
+        for (i, reply) in replies.into_iter().enumerate() {
             let _ = reply.send(Ok(first + i as u64));
         }
     }

@@ -1,11 +1,11 @@
 //! Group commit and the size bound.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use common::*;
+use support::*;
 use tokio::task::JoinSet;
 use tracecast_queue::{DurableQueue, FsyncPolicy, QueueError, QueueOptions};
 
@@ -110,7 +110,7 @@ async fn a_full_queue_refuses_at_once_and_accepts_again_once_delivered_segments_
     for _ in 0..appended {
         let (seq, bytes) = next(&queue).await;
         assert_eq!(bytes, entry);
-        drop(queue.token(seq));
+        queue.token(seq).confirm();
     }
     queue.sync().await.unwrap();
     let files_after = segment_files(dir.path()).len();

@@ -1,13 +1,13 @@
 //! Crash and corruption recovery: torn tails at every byte offset, flipped bytes, corrupt
 //! records in the middle of a segment, and a crash without `close`.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tracecast_queue::{CursorState, DurableQueue, FsyncPolicy, QueueOptions, RecoveryReport};
 
 const FIRST_SEGMENT: &str = "00000000000000000000.seg";
@@ -195,7 +195,7 @@ async fn corruption_in_an_earlier_segment_keeps_the_later_ones() {
     assert_eq!(stats.skipped_entries, lost);
     // The lost sequence numbers do not hold the cursor back.
     for seq in got {
-        drop(queue.token(seq));
+        queue.token(seq).confirm();
     }
     assert_eq!(queue.stats().committed_seq, 60);
     assert_eq!(queue.append(payload(60)).await.unwrap(), 60);
@@ -225,7 +225,7 @@ async fn a_crash_without_close_keeps_every_appended_entry() {
             // crash replays these too.
             for _ in 0..15 {
                 let (seq, _) = next(&queue).await;
-                drop(queue.token(seq));
+                queue.token(seq).confirm();
             }
             assert_eq!(queue.stats().committed_seq, 15);
             assert_eq!(queue.stats().cursor_writes, 0);
@@ -255,12 +255,12 @@ async fn a_crash_after_a_saved_cursor_replays_from_the_cursor() {
         let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
         append_all(&queue, 0..30).await;
         for seq in read_expected(&queue, 10).await {
-            drop(queue.token(seq));
+            queue.token(seq).confirm();
         }
         queue.sync().await.unwrap();
         // Delivered after the last save: replayed after the crash.
         for seq in read_expected(&queue, 5).await {
-            drop(queue.token(seq));
+            queue.token(seq).confirm();
         }
         drop(queue);
     }

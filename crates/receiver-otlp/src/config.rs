@@ -49,12 +49,21 @@ pub struct OtlpReceiverConfig {
     /// every span of the request, so it is bounded where ordinary attributes (prompts of
     /// many MB) are not; over it the request gets 413.
     pub max_trace_metadata_size: ByteSize,
+    /// Most decompressed bytes all requests together may hold while they inflate, so that
+    /// many small gzip bombs at once cannot take the daemon's memory up with them: a
+    /// request that would go past it gets 503 with `Retry-After`. Unset: 8 x
+    /// `max_request_body_size` (128 MiB by default: eight bodies at the limit at once).
+    pub max_decompressing_size: Option<ByteSize>,
 }
 
 /// `max_decoded_size` when unset, as a multiple of `max_request_body_size`: protobuf
 /// decodes to a few times its size, so 8x admits every realistic request and refuses
 /// bodies built to explode (16 MB of empty spans would be ~2 GB).
 pub const DECODED_SIZE_FACTOR: u64 = 8;
+
+/// `max_decompressing_size` when unset, as a multiple of `max_request_body_size`: eight
+/// requests at the body limit can inflate at once (about 128 MiB at the defaults).
+pub const DECOMPRESSING_SIZE_FACTOR: u64 = 8;
 
 impl Default for OtlpReceiverConfig {
     fn default() -> Self {
@@ -70,6 +79,7 @@ impl Default for OtlpReceiverConfig {
             max_decoded_size: None,
             max_custom_trace_id_length: 4096,
             max_trace_metadata_size: ByteSize(64 * 1024),
+            max_decompressing_size: None,
         }
     }
 }
@@ -83,6 +93,17 @@ impl OtlpReceiverConfig {
                 .max_request_body_size
                 .get()
                 .saturating_mul(DECODED_SIZE_FACTOR),
+        }
+    }
+
+    /// `max_decompressing_size`, or its default derived from `max_request_body_size`.
+    pub fn decompressing_size_limit(&self) -> u64 {
+        match self.max_decompressing_size {
+            Some(size) => size.get(),
+            None => self
+                .max_request_body_size
+                .get()
+                .saturating_mul(DECOMPRESSING_SIZE_FACTOR),
         }
     }
 }
@@ -165,6 +186,17 @@ impl Validate for OtlpReceiverConfig {
                 "max_decoded_size",
                 "must be greater than 0, like 128MiB (or leave it unset for 8 x max_request_body_size)",
             ));
+        }
+        if let Some(size) = self.max_decompressing_size {
+            if size.get() < self.max_request_body_size.get() {
+                errors.push(FieldError::new(
+                    "max_decompressing_size",
+                    format!(
+                        "{size} is below max_request_body_size ({}): a compressed request at the body limit could never be decompressed",
+                        self.max_request_body_size
+                    ),
+                ));
+            }
         }
         if self.max_custom_trace_id_length == 0 {
             errors.push(FieldError::new(

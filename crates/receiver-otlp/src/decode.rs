@@ -3,6 +3,7 @@
 //! decompression, decoding, and dropping spans whose ids are invalid.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -12,6 +13,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracecast_core::otlp_json::{self, DecodeLimits, LimitExceeded, LimitedDecodeError};
 use tracecast_core::ExportTraceServiceRequest;
 
@@ -165,13 +167,18 @@ async fn read_limited(
 /// is refused once it crosses the limit instead of inflating in memory. The buffer grows
 /// by doubling but never past `limit`, so a request at the limit takes `limit` bytes here,
 /// not the next power of two.
+///
+/// Every byte of buffer is first reserved from `budget`, shared by all requests, and held
+/// in the returned [`Reserved`] until the caller is done with the request.
 pub fn decompress(
     body: Bytes,
     encoding: ContentEncoding,
     limit: u64,
-) -> Result<Bytes, RequestError> {
+    budget: &InflateBudget,
+) -> Result<(Bytes, Reserved), RequestError> {
+    let mut reserved = Reserved(None);
     let (name, mut reader): (&'static str, Box<dyn Read + '_>) = match encoding {
-        ContentEncoding::Identity => return Ok(body),
+        ContentEncoding::Identity => return Ok((body, reserved)),
         ContentEncoding::Gzip => ("gzip", Box::new(MultiGzDecoder::new(&body[..]))),
         // HTTP `deflate` is zlib-wrapped (RFC 9110), but some clients send raw deflate.
         ContentEncoding::Deflate if looks_like_zlib(&body) => {
@@ -180,7 +187,9 @@ pub fn decompress(
         ContentEncoding::Deflate => ("deflate", Box::new(DeflateDecoder::new(&body[..]))),
     };
     let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut out: Vec<u8> = Vec::with_capacity(body.len().saturating_mul(4).min(limit_len));
+    let initial = body.len().saturating_mul(4).min(limit_len);
+    budget.reserve(&mut reserved, initial)?;
+    let mut out: Vec<u8> = Vec::with_capacity(initial);
     let mut chunk = [0u8; 32 * 1024];
     loop {
         let n = match reader.read(&mut chunk) {
@@ -206,11 +215,61 @@ pub fn decompress(
         if len > out.capacity() {
             // Doubling, but never past the limit: the buffer is at most `limit` bytes.
             let target = out.capacity().saturating_mul(2).max(len).min(limit_len);
+            budget.reserve(&mut reserved, target)?;
             out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&chunk[..n]);
     }
-    Ok(Bytes::from(out))
+    Ok((Bytes::from(out), reserved))
+}
+
+/// The decompressed bytes all requests of one receiver may hold at once
+/// (`max_decompressing_size`), counted in KiB.
+#[derive(Debug, Clone)]
+pub struct InflateBudget {
+    permits: Arc<Semaphore>,
+    limit: u64,
+    receiver: String,
+}
+
+/// A request's share of the [`InflateBudget`], returned when dropped.
+#[derive(Debug)]
+pub struct Reserved(Option<OwnedSemaphorePermit>);
+
+impl InflateBudget {
+    pub fn new(receiver: &str, limit: u64) -> Self {
+        let kib = usize::try_from(limit.div_ceil(1024)).unwrap_or(usize::MAX);
+        Self {
+            permits: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+            limit,
+            receiver: receiver.to_string(),
+        }
+    }
+
+    /// Grows `held` to cover a buffer of `total` bytes, or refuses (503, retry soon) when
+    /// the budget is used up.
+    fn reserve(&self, held: &mut Reserved, total: usize) -> Result<(), RequestError> {
+        let have = held.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let need = total.div_ceil(1024).saturating_sub(have);
+        if need == 0 {
+            return Ok(());
+        }
+        let kib = u32::try_from(need).unwrap_or(u32::MAX);
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| RequestError::Decompressing {
+                receiver: self.receiver.clone(),
+                limit: self.limit,
+                retry_after: Duration::from_secs(1),
+            })?;
+        match &mut held.0 {
+            Some(existing) => existing.merge(permit),
+            None => held.0 = Some(permit),
+        }
+        Ok(())
+    }
 }
 
 fn looks_like_zlib(body: &[u8]) -> bool {
@@ -371,12 +430,14 @@ mod tests {
         let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(b"hello spans").unwrap();
         let raw = Bytes::from(enc.finish().unwrap());
-        let out = decompress(raw, ContentEncoding::Deflate, 100).unwrap();
+        let budget = InflateBudget::new("otlp", 1 << 20);
+        let (out, _reserved) = decompress(raw, ContentEncoding::Deflate, 100, &budget).unwrap();
         assert_eq!(&out[..], b"hello spans");
         let err = decompress(
             Bytes::from_static(b"\x1f\x8bnot gzip"),
             ContentEncoding::Gzip,
             100,
+            &budget,
         );
         assert!(matches!(
             err,
@@ -385,6 +446,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn inflating_shares_one_budget_and_gives_it_back() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&[0u8; 200 * 1024]).unwrap();
+        let gz = Bytes::from(enc.finish().unwrap());
+        let budget = InflateBudget::new("otlp/in", 400 * 1024);
+        let (first, held) =
+            decompress(gz.clone(), ContentEncoding::Gzip, 1 << 20, &budget).unwrap();
+        assert_eq!(first.len(), 200 * 1024);
+        // The first body still holds its ~256 KiB buffer: a second one does not fit beside it.
+        let err = decompress(gz.clone(), ContentEncoding::Gzip, 1 << 20, &budget).unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            err.to_string(),
+            "the receiver is already decompressing its maximum of 409600 bytes \
+             (receivers.otlp/in.max_decompressing_size); retry after 1s"
+        );
+        drop(held);
+        assert!(decompress(gz, ContentEncoding::Gzip, 1 << 20, &budget).is_ok());
     }
 
     #[test]

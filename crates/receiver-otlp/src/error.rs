@@ -131,6 +131,12 @@ pub enum RequestError {
     },
     #[error("the receiver is handling its maximum of {limit} concurrent requests; retry after {}s", retry_after_secs(*.retry_after))]
     Overloaded { limit: usize, retry_after: Duration },
+    #[error("the receiver is already decompressing its maximum of {limit} bytes (receivers.{receiver}.max_decompressing_size); retry after {}s", retry_after_secs(*.retry_after))]
+    Decompressing {
+        receiver: String,
+        limit: u64,
+        retry_after: Duration,
+    },
     #[error("internal error: {message}")]
     Internal { message: String },
 }
@@ -168,9 +174,9 @@ impl RequestError {
             }
             RequestError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             RequestError::Full { .. } => StatusCode::TOO_MANY_REQUESTS,
-            RequestError::Unavailable { .. } | RequestError::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RequestError::Unavailable { .. }
+            | RequestError::Overloaded { .. }
+            | RequestError::Decompressing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -183,7 +189,9 @@ impl RequestError {
             RequestError::MissingToken | RequestError::BadToken => 16, // UNAUTHENTICATED
             RequestError::ReadTimeout { .. } => 4,       // DEADLINE_EXCEEDED
             RequestError::Full { .. } => 8,              // RESOURCE_EXHAUSTED
-            RequestError::Unavailable { .. } | RequestError::Overloaded { .. } => 14, // UNAVAILABLE
+            RequestError::Unavailable { .. }
+            | RequestError::Overloaded { .. }
+            | RequestError::Decompressing { .. } => 14, // UNAVAILABLE
             RequestError::Internal { .. } => 13,         // INTERNAL
             _ => 3,                                      // INVALID_ARGUMENT
         }
@@ -202,7 +210,7 @@ impl RequestError {
             RequestError::ReadTimeout { .. } => "timeout",
             RequestError::Full { .. } => "full",
             RequestError::Unavailable { .. } => "unavailable",
-            RequestError::Overloaded { .. } => "overloaded",
+            RequestError::Overloaded { .. } | RequestError::Decompressing { .. } => "overloaded",
             RequestError::Internal { .. } => "internal",
         }
     }
@@ -212,7 +220,8 @@ impl RequestError {
         match self {
             RequestError::Full { retry_after }
             | RequestError::Unavailable { retry_after, .. }
-            | RequestError::Overloaded { retry_after, .. } => Some(*retry_after),
+            | RequestError::Overloaded { retry_after, .. }
+            | RequestError::Decompressing { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

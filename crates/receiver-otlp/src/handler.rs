@@ -16,7 +16,7 @@ use tracecast_core::{metrics, BatchContext, BatchSink, ComponentId, SubmitError,
 
 use crate::auth::Authenticator;
 use crate::config::OtlpReceiverConfig;
-use crate::decode::{self, BodyEncoding, ContentEncoding, Rejected};
+use crate::decode::{self, BodyEncoding, ContentEncoding, InflateBudget, Rejected, Reserved};
 use crate::error::RequestError;
 use crate::limits::Limits;
 use crate::status::{self, ResponseBody};
@@ -24,6 +24,9 @@ use crate::status::{self, ResponseBody};
 /// Bodies at least this large are decompressed and decoded on the blocking pool, so a
 /// 16 MiB request does not stall the other connections served by the same worker thread.
 const BLOCKING_DECODE_THRESHOLD: usize = 512 * 1024;
+/// The same for compressed bodies: gzip inflates up to ~1000x, so 15 KB can be 16 MB to
+/// inflate and scan.
+const BLOCKING_DECOMPRESS_THRESHOLD: usize = 4 * 1024;
 
 /// How long a refused request's unread body is drained before the connection is closed.
 /// Closing a socket with unread data makes the kernel send a reset, which can destroy the
@@ -38,6 +41,7 @@ pub(crate) struct Handler {
     path: String,
     limit: u64,
     limits: Arc<Limits>,
+    inflate: InflateBudget,
     read_timeout: Duration,
     max_concurrent: usize,
     permits: Arc<Semaphore>,
@@ -74,6 +78,7 @@ impl Handler {
         let max_concurrent = config.max_concurrent_requests.max(1);
         Self {
             limits: Arc::new(Limits::new(id.as_str(), config)),
+            inflate: InflateBudget::new(id.as_str(), config.decompressing_size_limit()),
             receiver: Arc::from(id.as_str()),
             id,
             path: config.path.clone(),
@@ -144,18 +149,39 @@ impl Handler {
             })?;
         let limit = self.limit;
         let limits = self.limits.clone();
-        let decoded = if received.len() >= BLOCKING_DECODE_THRESHOLD {
+        let inflate = self.inflate.clone();
+        let threshold = match content_encoding {
+            ContentEncoding::Identity => BLOCKING_DECODE_THRESHOLD,
+            _ => BLOCKING_DECOMPRESS_THRESHOLD,
+        };
+        let decoded = if received.len() >= threshold {
             tokio::task::spawn_blocking(move || {
-                decode_body(received, content_encoding, encoding, limit, &limits)
+                decode_body(
+                    received,
+                    content_encoding,
+                    encoding,
+                    limit,
+                    &limits,
+                    &inflate,
+                )
             })
             .await
             .map_err(|e| RequestError::Internal {
                 message: format!("decoding task failed: {e}"),
             })?
         } else {
-            decode_body(received, content_encoding, encoding, limit, &limits)
+            decode_body(
+                received,
+                content_encoding,
+                encoding,
+                limit,
+                &limits,
+                &inflate,
+            )
         };
-        let (mut request, body) = decoded?;
+        // `_inflated` holds the decompressed body's share of `max_decompressing_size`
+        // until the request is answered.
+        let (mut request, body, _inflated) = decoded?;
 
         let rejected = decode::drop_invalid_spans(&mut request);
         if let Some(rejected) = &rejected {
@@ -263,11 +289,12 @@ fn decode_body(
     encoding: BodyEncoding,
     limit: u64,
     limits: &Limits,
-) -> Result<(tracecast_core::ExportTraceServiceRequest, Bytes), RequestError> {
-    let body = decode::decompress(received, content_encoding, limit)?;
+    inflate: &InflateBudget,
+) -> Result<(tracecast_core::ExportTraceServiceRequest, Bytes, Reserved), RequestError> {
+    let (body, reserved) = decode::decompress(received, content_encoding, limit, inflate)?;
     let request = decode::decode(encoding, &body, limits)?;
     limits.check_decoded(&request)?;
-    Ok((request, body))
+    Ok((request, body, reserved))
 }
 
 /// Reads and discards up to `max_bytes` of a refused request's body within [`DRAIN_TIME`].

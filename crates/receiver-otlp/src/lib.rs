@@ -6,7 +6,8 @@
 //! silently: a full pipeline is 429, an unavailable one 503, both with `Retry-After`.
 //!
 //! - `config.rs`: [`OtlpReceiverConfig`] (YAML shape, defaults, validation).
-//! - `server.rs`: [`OtlpReceiver`] / [`RunningReceiver`]: listener, connections, graceful stop.
+//! - `server.rs`: [`OtlpReceiver`] / [`BoundReceiver`] / [`RunningReceiver`]: listener (bound
+//!   before it serves, or taken over from a running receiver on reload), connections, graceful stop.
 //! - `handler.rs`: one request from concurrency slot to answer, and its metrics and logs.
 //! - `decode.rs`: content type and encoding, size limits (declared, received,
 //!   decompressed), bounded decompression, decoding, invalid-id filtering.
@@ -32,7 +33,7 @@ mod status;
 
 pub use config::{ApiKey, OtlpReceiverConfig};
 pub use error::{ReceiverError, RequestError, RequestLimit};
-pub use server::{OtlpReceiver, RunningReceiver};
+pub use server::{BoundReceiver, OtlpReceiver, RunningReceiver};
 pub use status::Status;
 
 /// The request decode path (decompression, decoding, invalid-id filtering), for the fuzz

@@ -78,6 +78,7 @@ fn request_limits_parse_from_the_fixture() {
             max_decoded_size: Some(ByteSize::mib(64)),
             max_custom_trace_id_length: 1024,
             max_trace_metadata_size: ByteSize(16 * 1024),
+            max_decompressing_size: Some(ByteSize::mib(32)),
             ..Default::default()
         }
     );
@@ -102,6 +103,23 @@ fn zero_request_limits_are_reported_with_their_keys() {
             FieldError::new("max_custom_trace_id_length", "must be at least 1, like 4096"),
             FieldError::new("max_trace_metadata_size", "must be greater than 0, like 64KiB"),
         ]
+    );
+}
+
+#[test]
+fn decompressing_size_defaults_to_eight_bodies_and_must_hold_one() {
+    assert_eq!(
+        OtlpReceiverConfig::default().decompressing_size_limit(),
+        128 * 1024 * 1024
+    );
+    let config = parse("max_request_body_size: 4MiB\nmax_decompressing_size: 2MiB\n");
+    assert_eq!(config.max_decompressing_size, Some(ByteSize::mib(2)));
+    assert_eq!(
+        config.validate(),
+        vec![FieldError::new(
+            "max_decompressing_size",
+            "2097152B is below max_request_body_size (4194304B): a compressed request at the body limit could never be decompressed"
+        )]
     );
 }
 

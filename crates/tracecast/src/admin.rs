@@ -1,8 +1,8 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
-//! (receivers listening and the last connection test of every destination passed).
+//! (receivers listening and every destination up; the body names the ones that are not).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,28 +16,12 @@ use tokio::net::TcpListener;
 use tracecast_core::CancellationToken;
 use tracing::warn;
 
-/// What `/readyz` reports, updated by the service.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    /// Receivers are listening.
-    pub listening: AtomicBool,
-    /// The last connection test of every destination passed.
-    pub destinations_ok: AtomicBool,
-}
+pub use tracecast_runtime::health::Readiness;
 
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Relaxed) && self.destinations_ok.load(Ordering::Relaxed)
-    }
-}
-
-/// The process-wide registry with every tracecast metric family, with
-/// `tracecast_build_info{version}` set to 1 for this build.
+/// The process-wide registry with every tracecast metric family (see
+/// [`tracecast_runtime::metrics_registry`]).
 pub fn registry() -> Registry {
-    let mut registry = Registry::default();
-    tracecast_core::metrics::register(&mut registry);
-    tracecast_core::metrics::set_build_info(env!("CARGO_PKG_VERSION"));
-    registry
+    tracecast_runtime::metrics_registry()
 }
 
 /// Serves the admin endpoint on `addr` until `stop` fires. Returns the bound address.
@@ -113,9 +97,15 @@ fn route(
                 text(StatusCode::OK, "ready\n", "text/plain")
             } else {
                 let why = if !readiness.listening.load(Ordering::Relaxed) {
-                    "receivers are not listening"
+                    "receivers are not listening".to_string()
                 } else {
-                    "a destination failed its last connection test (see `tracecast check`)"
+                    readiness
+                        .down_destinations()
+                        .iter()
+                        .map(|(id, why)| format!("destination {id} is down ({why})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                        + "; its spans wait in the durable queue"
                 };
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,

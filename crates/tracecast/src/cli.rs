@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use tracecast_core::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::signals::{self, Interrupted, Signal, Signals};
+use crate::taken::TakenDestinations;
 use crate::{
     admin, check, dead_letters, health, load_config, logging, sd_notify, self_telemetry, Service,
 };
@@ -32,8 +34,9 @@ pub enum Command {
         /// Pipeline config file (YAML).
         #[arg(short, long, env = "TRACECAST_CONFIG")]
         config: Option<PathBuf>,
-        /// Start without testing destinations first (e.g. when a backend is known to be
-        /// down and data should queue until it returns).
+        /// Start without testing destinations first, e.g. with a new destination that is
+        /// known to be down (data queues until it answers). Not needed for destinations
+        /// whose settings passed before: those start while down anyway.
         #[arg(long)]
         skip_connection_test: bool,
     },
@@ -111,38 +114,52 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     };
     logging::init(&cfg.raw.service.telemetry);
     info!(config = %describe(config.as_deref()), "starting tracecast {}", env!("CARGO_PKG_VERSION"));
+    // Installed before anything else, kept for the life of the process: see `signals.rs`.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen for SIGTERM/SIGINT/SIGHUP ({e})");
+            return ExitCode::FAILURE;
+        }
+    };
     let readiness = Arc::new(admin::Readiness::default());
     let stop_admin = CancellationToken::new();
     let _stop_admin_on_exit = stop_admin.clone().drop_guard();
-    let admin_endpoint = &cfg.raw.service.admin.endpoint;
-    if !admin_endpoint.is_empty() {
-        let addr = match admin_endpoint.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                error!("service.admin.endpoint {admin_endpoint:?} is not host:port ({e})");
-                return ExitCode::from(2);
-            }
-        };
+    if let Some(addr) = cfg.raw.service.admin.endpoint {
         match admin::serve(addr, readiness.clone(), stop_admin.clone()).await {
             Ok(local) => info!(address = %local, "admin endpoint: /metrics, /healthz, /readyz"),
             Err(e) => {
-                error!("cannot listen on service.admin.endpoint {admin_endpoint} ({e}); free the port or change the setting");
+                error!("cannot listen on service.admin.endpoint {addr} ({e}); free the port or change the setting");
                 return ExitCode::FAILURE;
             }
         }
     }
-    if !skip_connection_test {
-        let results = check::test_destinations(&cfg).await;
-        let failed: Vec<_> = results.iter().filter(|r| r.outcome.is_err()).collect();
-        if !failed.is_empty() {
-            for r in &failed {
-                error!(destination = %r.id, "connection test failed: {}", r.outcome.as_ref().err().map_or("", |s| s));
+    let taken = TakenDestinations::load(&cfg.raw.service.queue_dir);
+    let mut reload_pending = false;
+    if skip_connection_test {
+        warn!("--skip-connection-test: destinations are not tested; the first readiness check judges them (service.admin.recheck_interval)");
+    } else {
+        let results = match signals::until_signal(
+            &mut signals,
+            "testing destinations",
+            check::test_destinations(&cfg),
+        )
+        .await
+        {
+            Interrupted::Done { output, reload } => {
+                reload_pending = reload;
+                output
             }
-            error!("not starting: a configuration is only taken when every destination passes its connection test (run `tracecast check` for details, or pass --skip-connection-test)");
+            Interrupted::Terminated(name) => {
+                info!("{name} received while testing destinations at start-up: stopped");
+                return ExitCode::SUCCESS;
+            }
+        };
+        if !take_at_start(&cfg, &results, &taken) {
             return ExitCode::FAILURE;
         }
+        readiness.set_destinations(&results);
     }
-    readiness.destinations_ok.store(true, Ordering::Relaxed);
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
     health::spawn(config_rx, readiness.clone(), stop_admin.clone());
     let self_telemetry = cfg.raw.service.telemetry.otlp.as_ref().and_then(|o| {
@@ -150,7 +167,7 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
             .map_err(|e| error!("self-telemetry disabled: {e}"))
             .ok()
     });
-    let service = match Service::start(&cfg).await {
+    let mut service = match Service::start(&cfg).await {
         Ok(s) => s,
         Err(e) => {
             error!("failed to start: {e:#}");
@@ -159,18 +176,57 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     };
     readiness.listening.store(true, Ordering::Relaxed);
     sd_notify::notify_ready();
-    let mut service = service;
-    while let Signal::Reload = wait_for_signal().await {
-        if let Some(taken) = reload(&mut service, config.as_deref()).await {
-            // The periodic destination re-test follows the running config.
-            config_tx.send_replace(Arc::new(taken));
+    loop {
+        let signal = if std::mem::take(&mut reload_pending) {
+            Signal::Reload
+        } else {
+            signals.next().await
+        };
+        match signal {
+            Signal::Terminate(name) => {
+                info!("{name} received: shutting down");
+                break;
+            }
+            Signal::Reload => {
+                info!("SIGHUP received: reloading the config");
+                let ctx = ReloadContext {
+                    path: config.as_deref(),
+                    taken: &taken,
+                    readiness: &readiness,
+                };
+                match reload(&mut service, ctx, &mut signals).await {
+                    ReloadEnd::Taken { config, again } => {
+                        // The periodic destination check follows the running config.
+                        config_tx.send_replace(Arc::new(*config));
+                        reload_pending = again;
+                    }
+                    ReloadEnd::Refused { again } => reload_pending = again,
+                    ReloadEnd::Terminated => break,
+                }
+            }
         }
     }
     readiness.listening.store(false, Ordering::Relaxed);
-    if service.shutdown().await {
-        info!("stopped; everything drained");
-    } else {
-        error!("stopped; shutdown_timeout passed before every exporter drained (the rest stays queued for the next start)");
+    // A second SIGTERM/SIGINT ends the drain at once: whatever was acknowledged is in the
+    // durable queue and is delivered at the next start.
+    let shutdown = service.shutdown();
+    tokio::pin!(shutdown);
+    let drained = loop {
+        tokio::select! {
+            drained = &mut shutdown => break Some(drained),
+            signal = signals.next() => match signal {
+                Signal::Terminate(name) => {
+                    warn!("{name} received again: exiting now without waiting for the drain; undelivered spans stay in the durable queue for the next start");
+                    break None;
+                }
+                Signal::Reload => info!("SIGHUP ignored: shutting down"),
+            },
+        }
+    };
+    match drained {
+        Some(true) => info!("stopped; everything drained"),
+        Some(false) => error!("stopped; shutdown_timeout passed before every exporter drained (the rest stays queued for the next start)"),
+        None => return ExitCode::SUCCESS,
     }
     if let Some(t) = self_telemetry {
         t.shutdown().await;
@@ -178,47 +234,110 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// What a signal asks for.
-enum Signal {
-    Terminate,
-    Reload,
+/// Decides, from the start-up connection tests, whether `cfg` may run (logging why). A
+/// destination that fails may still run when its settings were taken before (see
+/// `taken.rs`): it is reported not ready and its spans wait in the durable queue. When the
+/// config is taken, the destinations that passed are recorded.
+fn take_at_start(
+    cfg: &crate::ValidatedConfig,
+    results: &[check::DestinationResult],
+    taken: &TakenDestinations,
+) -> bool {
+    let mut refused = false;
+    for r in results {
+        let Err(why) = &r.outcome else { continue };
+        if taken.is_taken(cfg, &r.id) {
+            warn!(destination = %r.id, "destination down at start-up: {why}; its settings were taken before (they passed an earlier test), so tracecast starts anyway: /readyz reports it not ready and its spans wait in the durable queue until it answers");
+        } else {
+            error!(destination = %r.id, "connection test failed for new or changed destination {}: {why}", r.id);
+            refused = true;
+        }
+    }
+    if refused {
+        error!("not starting: a new or changed destination must pass its connection test before the config is taken (run `tracecast check` for details, or pass --skip-connection-test)");
+        return false;
+    }
+    let passed: Vec<_> = results
+        .iter()
+        .filter(|r| r.outcome.is_ok())
+        .map(|r| r.id.clone())
+        .collect();
+    if let Err(e) = taken.record(cfg, &passed) {
+        warn!(file = %taken.path().display(), "cannot record the taken destinations ({e}); a restart during an outage will refuse to start");
+    }
+    true
 }
 
-/// Re-reads the config file; the new config is taken only if it is valid and every new or
-/// changed destination passes its connection test. Otherwise the running config stays.
-/// Returns the config taken.
-async fn reload(
-    service: &mut Service,
-    path: Option<&std::path::Path>,
-) -> Option<crate::ValidatedConfig> {
+/// What a reload needs besides the service.
+struct ReloadContext<'a> {
+    path: Option<&'a std::path::Path>,
+    taken: &'a TakenDestinations,
+    readiness: &'a admin::Readiness,
+}
+
+/// How a reload ended. `again`: a SIGHUP arrived during it, so the file is read once more.
+enum ReloadEnd {
+    Taken {
+        config: Box<crate::ValidatedConfig>,
+        again: bool,
+    },
+    Refused {
+        again: bool,
+    },
+    /// A SIGTERM/SIGINT cut the reload short; the running config stays and the caller
+    /// shuts down.
+    Terminated,
+}
+
+/// Re-reads the config file; the new config is taken only if it is valid, every new or
+/// changed destination passes its connection test, and the service switches to it
+/// completely (see [`Service::reload`]). Otherwise the running config stays, and the failure
+/// is logged and counted. A SIGTERM/SIGINT while destinations are tested ends the reload.
+async fn reload(service: &mut Service, ctx: ReloadContext<'_>, signals: &mut Signals) -> ReloadEnd {
     let count = |result: &str| {
         tracecast_core::metrics::CONFIG_RELOADS
             .get_or_create(&tracecast_core::metrics::reason("service", result))
             .inc();
     };
-    let Some(path) = path else {
+    let Some(path) = ctx.path else {
         warn!("SIGHUP ignored: tracecast runs on the embedded default config (start it with --config FILE to reload)");
         count("failed");
-        return None;
+        return ReloadEnd::Refused { again: false };
     };
     let new = match load_config(Some(path)) {
         Ok(c) => c,
         Err(errors) => {
             error!("reload refused, the running config stays: invalid config:\n{errors}");
             count("failed");
-            return None;
+            return ReloadEnd::Refused { again: false };
         }
     };
     let changed = service.changed_exporters(&new);
-    let results = check::test_some_destinations(&new, Some(&changed)).await;
+    let tests = check::test_some_destinations(&new, Some(&changed));
+    let (results, again) = match signals::until_signal(
+        signals,
+        "testing the reloaded config's destinations",
+        tests,
+    )
+    .await
+    {
+        Interrupted::Done { output, reload } => (output, reload),
+        Interrupted::Terminated(name) => {
+            warn!("{name} received during the reload: reload abandoned, the running config stays; shutting down");
+            count("cancelled");
+            return ReloadEnd::Terminated;
+        }
+    };
     let failed: Vec<_> = results.iter().filter(|r| r.outcome.is_err()).collect();
     if !failed.is_empty() {
         for r in failed {
-            error!(destination = %r.id, "reload refused, the running config stays: connection test failed: {}", r.outcome.as_ref().err().map_or("", |s| s));
+            error!(destination = %r.id, "reload refused, the running config stays: connection test failed for new or changed destination {}: {}", r.id, r.outcome.as_ref().err().map_or("", |s| s));
         }
         count("failed");
-        return None;
+        return ReloadEnd::Refused { again };
     }
+    // Not cut short by a signal: the switch is quick and all or nothing, and a signal
+    // meanwhile waits in the stream.
     match service.reload(&new).await {
         Ok(summary) => {
             info!(
@@ -228,42 +347,20 @@ async fn reload(
                 "config reloaded from {}", path.display()
             );
             count("ok");
-            Some(new)
+            ctx.readiness
+                .reconcile(&crate::pipeline::used_exporters(&new), &results);
+            if let Err(e) = ctx.taken.record(&new, &changed) {
+                warn!(file = %ctx.taken.path().display(), "cannot record the taken destinations ({e}); a restart during an outage will refuse to start");
+            }
+            ReloadEnd::Taken {
+                config: Box::new(new),
+                again,
+            }
         }
         Err(e) => {
-            error!("reload failed part-way: {e:#}");
+            error!("reload refused, the running config stays: {e:#}");
             count("failed");
-            None
+            ReloadEnd::Refused { again }
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT (Terminate) or SIGHUP (Reload).
-async fn wait_for_signal() -> Signal {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(mut term), Ok(mut hup)) => {
-                tokio::select! {
-                    _ = term.recv() => { info!("SIGTERM received"); Signal::Terminate }
-                    _ = tokio::signal::ctrl_c() => { info!("SIGINT received"); Signal::Terminate }
-                    _ = hup.recv() => { info!("SIGHUP received: reloading the config"); Signal::Reload }
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                error!("cannot listen for SIGTERM/SIGHUP ({e}); only Ctrl-C stops tracecast");
-                let _ = tokio::signal::ctrl_c().await;
-                Signal::Terminate
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Terminate
     }
 }

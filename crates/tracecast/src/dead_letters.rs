@@ -32,6 +32,7 @@ use tracecast_exporter_otlp::dead_letter::{self as otlp_dl, RESENDING_DIR};
 use tracecast_exporter_s3::upload::{self as s3_dl, Written};
 use tracecast_exporter_s3::S3Exporter;
 
+use crate::pipeline::quarantine;
 use crate::registry::{self, ExporterConfig, ValidatedConfig};
 use crate::{load_config, logging};
 
@@ -52,6 +53,11 @@ pub enum Action {
         /// Only this exporter (e.g. `otlp/axiom`); default: every exporter.
         #[arg(long)]
         exporter: Option<String>,
+        /// Re-send the pipelines' quarantined queue entries instead: each is posted to the
+        /// running daemon's receiver that first accepted it (so the daemon must run), and
+        /// deleted once acknowledged.
+        #[arg(long)]
+        quarantined: bool,
     },
 }
 
@@ -111,6 +117,9 @@ pub async fn main(action: Action) -> ExitCode {
     };
     match action {
         Action::List { .. } => list(&cfg),
+        Action::Resend {
+            quarantined: true, ..
+        } => resend_quarantined(&cfg).await,
         Action::Resend { exporter, .. } => {
             // The exporters' own warnings and errors (rejections, retries) go to stderr.
             logging::init(&cfg.raw.service.telemetry);
@@ -148,6 +157,32 @@ fn list(cfg: &ValidatedConfig) -> ExitCode {
         "{total} dead letter(s) in {} exporter(s)",
         cfg.exporters.len()
     );
+    let mut quarantined = 0usize;
+    for name in cfg.raw.service.pipelines.keys() {
+        let dir = quarantine::dir_for(&cfg.raw.service.queue_dir, name);
+        match quarantine::entries(&dir) {
+            Ok(entries) => {
+                quarantined += entries.len();
+                for e in entries {
+                    println!(
+                        "pipeline {name}  {}  quarantined  {}",
+                        e.display(),
+                        reason_line(&e)
+                    );
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!(
+                    "pipeline {name}: cannot read the quarantine folder {}: {e}",
+                    dir.display()
+                );
+            }
+        }
+    }
+    if quarantined > 0 {
+        println!("{quarantined} quarantined queue entr(ies); `tracecast dead-letters resend --quarantined` sends them again");
+    }
     if failed {
         ExitCode::FAILURE
     } else {
@@ -219,6 +254,104 @@ async fn resend(cfg: &ValidatedConfig, only: Option<&str>) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The `reason:` line of a quarantined entry's reason file.
+fn reason_line(entry: &Path) -> String {
+    let path = format!("{}.reason.txt", entry.display());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("reason: "))
+            .unwrap_or("(no reason line)")
+            .to_string(),
+        Err(e) => format!("(reason file unreadable: {e})"),
+    }
+}
+
+/// Posts every quarantined entry's request to the receiver that accepted it (the running
+/// daemon), with the entry's API key when the receiver requires one; deletes the entry once
+/// it is acknowledged. The request re-enters like any other: through every pipeline that
+/// receiver feeds, so pipelines that had delivered it may get it twice (at least once).
+async fn resend_quarantined(cfg: &ValidatedConfig) -> ExitCode {
+    let client = reqwest::Client::new();
+    let (mut resent, mut failed) = (0usize, 0usize);
+    for name in cfg.raw.service.pipelines.keys() {
+        let dir = quarantine::dir_for(&cfg.raw.service.queue_dir, name);
+        let entries = match quarantine::entries(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("pipeline {name}: cannot read {}: {e}", dir.display());
+                failed += 1;
+                continue;
+            }
+        };
+        for path in entries {
+            match resend_one(cfg, &client, &path).await {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(format!("{}.reason.txt", path.display()));
+                    let _ = std::fs::remove_file(&path);
+                    resent += 1;
+                }
+                Err(why) => {
+                    eprintln!("pipeline {name}: {} not resent: {why}", path.display());
+                    failed += 1;
+                }
+            }
+        }
+    }
+    println!("quarantine: {resent} resent, {failed} failed (kept)");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn resend_one(
+    cfg: &ValidatedConfig,
+    client: &reqwest::Client,
+    path: &Path,
+) -> Result<(), String> {
+    let bytes = Bytes::from(std::fs::read(path).map_err(|e| e.to_string())?);
+    let (ctx, protobuf) = tracecast_queue::decode_entry(&bytes).map_err(|e| {
+        format!("not a readable queue entry ({e}); it can only be inspected by hand")
+    })?;
+    ExportTraceServiceRequest::decode(protobuf.clone())
+        .map_err(|e| format!("its request is not OTLP protobuf ({e}); inspect it by hand"))?;
+    let receiver = cfg
+        .receivers
+        .iter()
+        .find(|(id, _)| id.as_str() == &*ctx.receiver)
+        .or_else(|| cfg.receivers.iter().next());
+    let Some((id, registry::ReceiverConfig::Otlp(r))) = receiver else {
+        return Err("the config has no receiver to send it to".into());
+    };
+    let url = format!("http://{}{}", r.endpoint, r.path);
+    let mut request = client
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        .body(protobuf);
+    let key = r
+        .api_keys
+        .iter()
+        .find(|k| ctx.api_key_name.as_deref() == Some(k.name.as_str()))
+        .or_else(|| r.api_keys.first());
+    if let Some(k) = key {
+        request = request.bearer_auth(&k.token);
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("receiver {id} at {url} unreachable ({e}): is the daemon running?"))?;
+    if answer.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "receiver {id} at {url} answered {}",
+            answer.status()
+        ))
     }
 }
 

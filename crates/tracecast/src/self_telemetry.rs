@@ -3,9 +3,12 @@
 //! The numbers already live in the prometheus-client families behind `/metrics`; rather
 //! than count twice, every family becomes an OpenTelemetry observable instrument whose
 //! callback reads the same registry. The SDK's periodic reader (its own thread) collects
-//! them every `interval` and the OTLP exporter (blocking reqwest client, see DEPS.md) posts
-//! them straight to the configured endpoint. Nothing here touches tracecast's pipelines, so
-//! its own telemetry can never feed back into the data it carries.
+//! them every `interval` and the OTLP exporter posts them straight to the configured
+//! endpoint. The exporter uses reqwest's blocking client (opentelemetry-otlp's
+//! `reqwest-blocking-client` feature, root Cargo.toml) because the periodic reader and the
+//! batch span processor export from their own OS threads, where no Tokio runtime runs for
+//! the async client. Nothing here touches tracecast's pipelines, so its own telemetry can
+//! never feed back into the data it carries.
 //!
 //! Spans: with `traces_sampling_ratio` above 0, a tracer provider (ratio sampler, batch
 //! span processor with the blocking client) is installed as the global one, and the
@@ -463,8 +466,10 @@ mod tests {
         metrics::observe_request("otlp/st_map", Duration::from_millis(3));
         metrics::observe_request("otlp/st_map", Duration::from_millis(5));
         metrics::DEAD_LETTERS.get_or_create(&c).inc();
-        metrics::S3_TRACES_HELD.get_or_create(&c).set(2);
-        metrics::QUEUE_ENTRIES
+        tracecast_exporter_s3::metrics::S3_TRACES_HELD
+            .get_or_create(&c)
+            .set(2);
+        tracecast_runtime::metrics::QUEUE_ENTRIES
             .get_or_create(&metrics::pipeline("st_map"))
             .set(1);
         let snapshot = Snapshot::new(admin::registry());

@@ -1,5 +1,7 @@
 //! Reading the request fields (`trace`, `user`, `session_id`) out of an attribute list.
 
+use std::collections::HashSet;
+
 use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
 
@@ -23,13 +25,16 @@ pub struct Fields {
 
 impl Fields {
     /// Merges layers, the first layer that has a field winning (per metadata key too).
+    /// Linear in the layers' size: keys are deduplicated with a hash set, and each winning
+    /// value is cloned once.
     pub fn layered(layers: &[&Fields]) -> Fields {
         let first =
             |pick: fn(&Fields) -> &Option<String>| layers.iter().find_map(|l| pick(l).clone());
         let mut metadata: Vec<(String, AnyValue)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for layer in layers {
             for (k, v) in &layer.metadata {
-                if !metadata.iter().any(|(seen, _)| seen == k) {
+                if seen.insert(k.as_str()) {
                     metadata.push((k.clone(), v.clone()));
                 }
             }
@@ -141,6 +146,7 @@ fn read_trace(value: Option<AnyValue>, key: &str, fields: &mut Fields, warner: &
             return;
         }
     };
+    let mut seen: HashSet<String> = fields.metadata.iter().map(|(k, _)| k.clone()).collect();
     for entry in entries {
         let Some(v) = entry.value else { continue };
         if RESERVED.contains(&entry.key.as_str()) {
@@ -161,7 +167,9 @@ fn read_trace(value: Option<AnyValue>, key: &str, fields: &mut Fields, warner: &
                     warner.warn("reserved_key_not_scalar", || {
                         format!("trace.{k} is not a string; kept as trace.metadata.{k}")
                     });
-                    fields.metadata.push((entry.key, v));
+                    if seen.insert(entry.key.clone()) {
+                        fields.metadata.push((entry.key, v));
+                    }
                 }
             }
             continue;
@@ -169,7 +177,7 @@ fn read_trace(value: Option<AnyValue>, key: &str, fields: &mut Fields, warner: &
         let mut flat = Vec::new();
         attrs::flatten(&entry.key, &v, &mut flat);
         for (k, v) in flat {
-            if !fields.metadata.iter().any(|(seen, _)| *seen == k) {
+            if seen.insert(k.clone()) {
                 fields.metadata.push((k, v));
             }
         }

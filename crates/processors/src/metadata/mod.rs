@@ -9,17 +9,25 @@
 //!
 //! | request field | result |
 //! |---|---|
-//! | `trace.trace_id` | OTLP trace id of every span of the request: 32 hex chars as is (lowercased); any other string (at most 256 bytes) -> first 16 bytes of `SHA-256("tracecast:" + string)`, the string kept on every span as `tracecast.custom_trace_id`. Span links pointing at a moved span follow it. |
+//! | `trace.trace_id` | OTLP trace id of every span of the request: 32 hex chars as is (lowercased); any other string (at most 256 bytes) -> first 16 bytes of `SHA-256("tracecast:" + string)`, the string kept as `tracecast.custom_trace_id` (on every span, see *Copies* below). Span links pointing at a moved span follow it. |
 //! | `trace.trace_name` | name of the request's root span(s) |
 //! | `trace.span_name` | name of intermediate (non-root, non-generation) spans |
 //! | `trace.generation_name` | name of generation spans (a root that is also a generation takes `trace_name` if set) |
 //! | `trace.parent_span_id` | `parent_span_id` of the root span(s) (16 hex chars), and the root's span flags get "parent is remote" (`0x100 \| 0x200`) |
-//! | any other key `k` | attribute `trace.metadata.k` on every span of the request; nested maps flattened with dots (`trace.metadata.a.b`), arrays kept as OTLP arrays, nulls skipped |
+//! | any other key `k` | attribute `trace.metadata.k` on every span of the request (see *Copies*); nested maps flattened with dots (`trace.metadata.a.b`), arrays kept as OTLP arrays, nulls skipped |
 //! | `user` | `user.id` |
 //! | `session_id` | `session.id` |
 //!
 //! Root spans: the spans with an empty parent; if the request has none, the spans whose
 //! parent is not in the batch. Generation spans carry one of `generation_attributes`.
+//!
+//! *Copies*: work and memory stay linear in the request's size. The request's fields
+//! (`tracecast.custom_trace_id`, `trace.metadata.*`, `user.id`, `session.id`) are copied onto
+//! every span up to [`COPY_BYTES_PER_SPAN`] bytes per span, smallest first; the rest is
+//! written once, on the request's first root span (readers such as the S3 trace file take
+//! trace metadata from the whole trace). A request name (`trace_name`, `span_name`,
+//! `generation_name`) longer than that names only the first span it applies to. A span's own
+//! values are always written on it. Keys are matched with hash sets, never by rescanning.
 //!
 //! Bad input never stops a span; it is counted in `tracecast_warnings{reason}` with a
 //! rate-limited log line: a `trace` value that is not an object is kept as
@@ -34,7 +42,7 @@ pub mod ids;
 
 use std::collections::{HashMap, HashSet};
 
-use tracecast_core::proto::trace::v1::Span;
+use tracecast_core::proto::common::v1::AnyValue;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 
 use crate::attrs;
@@ -154,14 +162,14 @@ impl MetadataProcessor {
             };
             let mut order: Vec<usize> = members.iter().copied().filter(|&i| is_root(i)).collect();
             order.extend(members.iter().copied().filter(|&i| !is_root(i)));
-            let span_layers: Vec<&Fields> = order.iter().map(|&i| &spans[i].fields).collect();
-            let from_spans = Fields::layered(&span_layers);
-            let mut seen_resources = Vec::new();
-            let mut layers = vec![&from_spans];
+            // The span that receives the request's fields too large to copy onto every
+            // span: the first root (else the first span).
+            let anchor = order[0];
+            let mut layers: Vec<&Fields> = order.iter().map(|&i| &spans[i].fields).collect();
+            let mut seen_resources = HashSet::new();
             for &i in members {
                 let ri = spans[i].pos.0;
-                if !seen_resources.contains(&ri) {
-                    seen_resources.push(ri);
+                if seen_resources.insert(ri) {
                     layers.push(&resource_fields[ri]);
                 }
             }
@@ -192,25 +200,31 @@ impl MetadataProcessor {
                 }
                 parsed
             });
+            let custom = new_trace.as_ref().and_then(|(_, c)| c.clone());
+            let plan = CopyPlan::new(&request, custom);
+            if !plan.anchor_only.is_empty() && members.len() > 1 {
+                let (n, spans_n) = (plan.anchor_only.len(), members.len());
+                self.warner.warn("request_field_not_copied", || {
+                    format!(
+                        "{n} request field(s) too large to copy onto all {spans_n} spans of \
+                         the request; written once, on its root span (limit \
+                         {COPY_BYTES_PER_SPAN} bytes per span)"
+                    )
+                });
+            }
+            // Whether a request name too long to copy was used already, per kind
+            // (trace_name, generation_name, span_name).
+            let mut long_name_used = [false; 3];
 
             for &i in members {
                 let info = &spans[i];
                 let (ri, si, pi) = info.pos;
-                let effective =
-                    Fields::layered(&[&info.fields, &from_spans, &resource_fields[ri], &request]);
                 let root = is_root(i);
                 let span = &mut req.resource_spans[ri].scope_spans[si].spans[pi];
-                if let Some((id, custom)) = &new_trace {
+                if let Some((id, _)) = &new_trace {
                     if span.trace_id != id[..] {
                         moved.insert((old_trace_id.clone(), span.span_id.clone()), *id);
                         span.trace_id = id.to_vec();
-                    }
-                    if let Some(custom) = custom {
-                        attrs::set(
-                            &mut span.attributes,
-                            CUSTOM_TRACE_ID_ATTRIBUTE,
-                            attrs::string(custom.clone()),
-                        );
                     }
                 }
                 if root {
@@ -221,19 +235,26 @@ impl MetadataProcessor {
                         span.flags |= SPAN_FLAGS_PARENT_IS_REMOTE;
                     }
                 }
-                let name = if root && request.trace_name.is_some() {
-                    &request.trace_name
+                // A name is the span's own (its input) or the request's; a request name too
+                // long to copy names only the first span it applies to.
+                let own = &info.fields;
+                let (kind, name) = if root && request.trace_name.is_some() {
+                    (0, (false, request.trace_name.as_deref()))
                 } else if info.generation {
-                    &effective.generation_name
+                    (1, own_or(&own.generation_name, &request.generation_name))
                 } else if !root {
-                    &effective.span_name
+                    (2, own_or(&own.span_name, &request.span_name))
                 } else {
-                    &None
+                    (0, (false, None))
                 };
-                if let Some(name) = name {
-                    span.name = name.clone();
+                if let (is_own, Some(name)) = name {
+                    let long = !is_own && name.len() > COPY_BYTES_PER_SPAN;
+                    if !long || !long_name_used[kind] {
+                        long_name_used[kind] |= long;
+                        span.name = name.to_string();
+                    }
                 }
-                write_attributes(span, &effective);
+                attrs::set_all(&mut span.attributes, plan.updates(own, i == anchor));
             }
         }
         if !moved.is_empty() {
@@ -253,27 +274,105 @@ impl MetadataProcessor {
     }
 }
 
-fn write_attributes(span: &mut Span, fields: &Fields) {
-    for (k, v) in &fields.metadata {
-        attrs::set(
-            &mut span.attributes,
-            &format!("{METADATA_PREFIX}{k}"),
-            v.clone(),
-        );
+/// The span's own value when it has one (`true`), else the request's.
+fn own_or<'a>(own: &'a Option<String>, request: &'a Option<String>) -> (bool, Option<&'a str>) {
+    match own {
+        Some(v) => (true, Some(v)),
+        None => (false, request.as_deref()),
     }
-    if let Some(user) = &fields.user {
-        attrs::set(
-            &mut span.attributes,
-            USER_ID_ATTRIBUTE,
-            attrs::string(user.clone()),
-        );
+}
+
+/// Bytes of request fields (key plus value) copied onto each span of a request, at most.
+/// Fields are taken smallest first; the rest is written once, on the request's root span.
+/// This keeps the processor's output linear in its input: a 4 MB `trace` value on a root
+/// with 60,000 children is written once, not 60,000 times, while the usual small fields
+/// (`environment`, `user.id`, a custom trace id) still reach every span, where OTLP
+/// backends filter on them. The split depends only on the fields themselves, so `privacy`
+/// (which never touches them) still commutes with this processor.
+pub const COPY_BYTES_PER_SPAN: usize = 1024;
+
+/// Which of a request's fields (as output attributes) go onto every span and which only
+/// onto its anchor span.
+struct CopyPlan {
+    /// Written on every span (unless the span has its own value).
+    everywhere: Vec<(String, AnyValue)>,
+    /// Written on the anchor span only (unless it has its own value).
+    anchor_only: Vec<(String, AnyValue)>,
+}
+
+impl CopyPlan {
+    fn new(request: &Fields, custom_trace_id: Option<String>) -> Self {
+        let mut entries: Vec<(String, AnyValue)> = Vec::new();
+        if let Some(c) = custom_trace_id {
+            entries.push((CUSTOM_TRACE_ID_ATTRIBUTE.to_string(), attrs::string(c)));
+        }
+        for (k, v) in &request.metadata {
+            entries.push((format!("{METADATA_PREFIX}{k}"), v.clone()));
+        }
+        if let Some(user) = &request.user {
+            entries.push((USER_ID_ATTRIBUTE.to_string(), attrs::string(user.clone())));
+        }
+        if let Some(session) = &request.session_id {
+            entries.push((
+                SESSION_ID_ATTRIBUTE.to_string(),
+                attrs::string(session.clone()),
+            ));
+        }
+        // Smallest first (equal sizes keep their order), until the budget is spent.
+        let mut by_size: Vec<(usize, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| (k.len() + attrs::value_bytes(v), i))
+            .collect();
+        by_size.sort_unstable();
+        let mut copy = vec![false; entries.len()];
+        let mut spent = 0usize;
+        for (cost, i) in by_size {
+            if spent + cost > COPY_BYTES_PER_SPAN {
+                break;
+            }
+            spent += cost;
+            copy[i] = true;
+        }
+        let (mut everywhere, mut anchor_only) = (Vec::new(), Vec::new());
+        for (e, copy) in entries.into_iter().zip(copy) {
+            if copy {
+                everywhere.push(e);
+            } else {
+                anchor_only.push(e);
+            }
+        }
+        Self {
+            everywhere,
+            anchor_only,
+        }
     }
-    if let Some(session) = &fields.session_id {
-        attrs::set(
-            &mut span.attributes,
-            SESSION_ID_ATTRIBUTE,
-            attrs::string(session.clone()),
-        );
+
+    /// The attributes to set on one span, in the request's order: its own fields, then the
+    /// request's fields it has no own value for (all of them on the anchor).
+    fn updates(&self, own: &Fields, anchor: bool) -> Vec<(String, AnyValue)> {
+        let mut out: Vec<(String, AnyValue)> = own
+            .metadata
+            .iter()
+            .map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v.clone()))
+            .collect();
+        if let Some(user) = &own.user {
+            out.push((USER_ID_ATTRIBUTE.to_string(), attrs::string(user.clone())));
+        }
+        if let Some(session) = &own.session_id {
+            out.push((
+                SESSION_ID_ATTRIBUTE.to_string(),
+                attrs::string(session.clone()),
+            ));
+        }
+        let taken: HashSet<String> = out.iter().map(|(k, _)| k.clone()).collect();
+        let extra: &[(String, AnyValue)] = if anchor { &self.anchor_only } else { &[] };
+        for (k, v) in self.everywhere.iter().chain(extra) {
+            if !taken.contains(k) {
+                out.push((k.clone(), v.clone()));
+            }
+        }
+        out
     }
 }
 

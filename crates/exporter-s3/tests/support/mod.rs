@@ -13,7 +13,7 @@ use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tracecast_core::{
     BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, TraceBatch,
 };
-use tracecast_exporter_s3::{Delivery, RetrySettings, S3Exporter, S3ExporterConfig};
+use tracecast_exporter_s3::{Delivery, RetryOnFailure, S3Exporter, S3ExporterConfig};
 use tracecast_test_util::s3::S3TestServer;
 
 pub const AK: &str = "test-access-key";
@@ -106,12 +106,13 @@ pub fn s3_config(server: &S3TestServer, dead_letter: &std::path::Path) -> S3Expo
         secret_access_key: Some(SK.into()),
         trace_idle_timeout: CfgDuration::from_millis(200),
         max_trace_wait: CfgDuration::from_secs(10),
-        request_timeout: CfgDuration::from_secs(5),
+        timeout: CfgDuration::from_secs(5),
         dead_letter_dir: Some(dead_letter.to_path_buf()),
-        retry: RetrySettings {
+        retry_on_failure: RetryOnFailure {
             initial_interval: CfgDuration::from_millis(100),
             max_interval: CfgDuration::from_millis(400),
             max_elapsed_time: CfgDuration::from_secs(60),
+            ..Default::default()
         },
         ..Default::default()
     }

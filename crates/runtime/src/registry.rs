@@ -1,11 +1,13 @@
 //! The one place that lists every component type: YAML type name -> typed config ->
-//! constructor. Adding a component means adding one arm to each enum below.
+//! constructor. Adding a component means adding one arm to each enum below, its name to the
+//! `*_TYPES` list, and a minimal valid body as `<kind>_<type>.yaml` in its crate's
+//! `testdata/` (`tests/registry.rs` validates and builds every listed type from it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracecast_config::{Config, ConfigErrors, RawComponent};
-use tracecast_core::{BatchSink, ComponentId, Exporter, Processor};
+use tracecast_core::{BatchSink, ComponentId, Exporter, Processor, Receiver};
 use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig};
 use tracecast_exporter_s3::{S3Exporter, S3ExporterConfig};
 use tracecast_processors::{
@@ -33,6 +35,8 @@ pub enum ProcessorConfig {
     Metadata(MetadataProcessorConfig),
     Privacy(PrivacyProcessorConfig),
     Batch(BatchProcessorConfig),
+    /// Test only (`TRACECAST_TEST_COMPONENTS=1`): see [`crate::fault`].
+    Fault(crate::fault::FaultProcessorConfig),
 }
 
 /// An exporter's validated config.
@@ -87,6 +91,7 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
             "metadata" => config.decode(raw).map(ProcessorConfig::Metadata),
             "privacy" => config.decode(raw).map(ProcessorConfig::Privacy),
             "batch" => config.decode(raw).map(ProcessorConfig::Batch),
+            "fault" if crate::fault::enabled() => config.decode(raw).map(ProcessorConfig::Fault),
             _ => Err(unknown_type(&config, raw, PROCESSOR_TYPES)),
         };
         match decoded {
@@ -149,6 +154,7 @@ pub fn build_processor(
         ProcessorConfig::Metadata(c) => Box::new(MetadataProcessor::new(id.clone(), c.clone())?),
         ProcessorConfig::Privacy(c) => Box::new(PrivacyProcessor::new(id.clone(), c.clone())?),
         ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(id.clone(), c.clone())),
+        ProcessorConfig::Fault(c) => Box::new(crate::fault::FaultProcessor(c.clone())),
     })
 }
 
@@ -168,9 +174,9 @@ pub fn build_receiver(
     id: &ComponentId,
     config: &ReceiverConfig,
     sink: Arc<dyn BatchSink>,
-) -> OtlpReceiver {
+) -> Box<dyn Receiver> {
     match config {
-        ReceiverConfig::Otlp(c) => OtlpReceiver::new(id.clone(), c.clone(), sink),
+        ReceiverConfig::Otlp(c) => Box::new(OtlpReceiver::new(id.clone(), c.clone(), sink)),
     }
 }
 

@@ -3,7 +3,9 @@
 //! The queue keeps its own counters ([`DurableQueue::stats`]) rather than touching the
 //! metric families on its hot path, so one small task per queue copies them about every
 //! [`REFRESH`]: `tracecast_queue_entries` and `tracecast_queue_bytes` (gauges) and
-//! `tracecast_queue_appends_total` / `tracecast_queue_fsyncs_total` (counters advanced by the
+//! `tracecast_queue_appends_total` / `tracecast_queue_fsyncs_total` /
+//! `tracecast_queue_entries_handed_live_total` / `tracecast_queue_entries_read_from_disk_total`
+//! (counters advanced by the
 //! difference since the last copy; a queue reopened later starts its own count from 0).
 //! The task holds a clone of the queue, so it must be stopped (its token cancelled) before
 //! the queue's directory is reopened; on stop it refreshes a last time and drops the
@@ -31,8 +33,8 @@ pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> 
             }
         }
         last.publish(&labels, &queue.stats());
-        metrics::QUEUE_ENTRIES.remove(&labels);
-        metrics::QUEUE_BYTES.remove(&labels);
+        crate::metrics::QUEUE_ENTRIES.remove(&labels);
+        crate::metrics::QUEUE_BYTES.remove(&labels);
     })
 }
 
@@ -41,25 +43,35 @@ pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> 
 struct Copied {
     appends: u64,
     fsyncs: u64,
+    live: u64,
+    disk: u64,
 }
 
 impl Copied {
     fn publish(&mut self, labels: &metrics::PipelineLabels, stats: &QueueStats) {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        metrics::QUEUE_ENTRIES
+        crate::metrics::QUEUE_ENTRIES
             .get_or_create(labels)
             .set(gauge(stats.entries_pending));
-        metrics::QUEUE_BYTES
+        crate::metrics::QUEUE_BYTES
             .get_or_create(labels)
             .set(gauge(stats.bytes_on_disk));
-        metrics::QUEUE_APPENDS
+        crate::metrics::QUEUE_APPENDS
             .get_or_create(labels)
             .inc_by(stats.appends.saturating_sub(self.appends));
-        metrics::QUEUE_FSYNCS
+        crate::metrics::QUEUE_FSYNCS
             .get_or_create(labels)
             .inc_by(stats.fsyncs.saturating_sub(self.fsyncs));
+        crate::metrics::QUEUE_HANDED_LIVE
+            .get_or_create(labels)
+            .inc_by(stats.entries_handed_live.saturating_sub(self.live));
+        crate::metrics::QUEUE_READ_FROM_DISK
+            .get_or_create(labels)
+            .inc_by(stats.entries_read_from_disk.saturating_sub(self.disk));
         self.appends = self.appends.max(stats.appends);
         self.fsyncs = self.fsyncs.max(stats.fsyncs);
+        self.live = self.live.max(stats.entries_handed_live);
+        self.disk = self.disk.max(stats.entries_read_from_disk);
     }
 }
 
@@ -85,7 +97,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = spawn("qm_test".into(), queue.clone(), stop.clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let registry = crate::admin::registry();
+        let registry = crate::metrics_registry();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let l = r#"{pipeline="qm_test"}"#;
@@ -103,7 +115,7 @@ mod tests {
         // Delivering two entries moves the gauge at the next refresh.
         for _ in 0..2 {
             let (seq, _) = queue.next().await.unwrap();
-            drop(queue.token(seq));
+            queue.token(seq).confirm();
         }
         tokio::time::sleep(REFRESH + Duration::from_millis(300)).await;
         let mut text = String::new();

@@ -1,9 +1,11 @@
-//! Connection tests of destinations, shared by `tracecast check`, start-up and reload.
+//! Connection tests of destinations, shared by `tracecast check`, start-up, reload and the
+//! readiness check of idle destinations ([`crate::health`]).
 
 use std::time::Duration;
 
 use tracecast_core::ComponentId;
 
+use crate::pipeline::used_exporters;
 use crate::registry::{self, ValidatedConfig};
 
 /// Longest a single destination's test may take.
@@ -36,19 +38,10 @@ pub async fn test_some_destinations(
     config: &ValidatedConfig,
     only: Option<&[ComponentId]>,
 ) -> Vec<DestinationResult> {
-    let used = config
-        .exporters
-        .iter()
-        .filter(|(id, _)| {
-            config
-                .raw
-                .service
-                .pipelines
-                .values()
-                .any(|p| p.exporters.contains(id))
-        })
-        .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
-        .map(|(id, cfg)| (id.clone(), cfg.clone()));
+    let used = used_exporters(config)
+        .into_iter()
+        .filter(|id| only.is_none_or(|o| o.contains(id)))
+        .filter_map(|id| config.exporters.get(&id).map(|cfg| (id, cfg.clone())));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (id, cfg)) in used.enumerate() {
         tasks.spawn(async move {
