@@ -32,7 +32,8 @@ use tracecast_processors::{
     PrivacyProcessor, PrivacyProcessorConfig,
 };
 use tracecast_receiver_otlp::fuzzing::{
-    decode, decompress, drop_invalid_spans, scan, BodyEncoding, ContentEncoding, Limits,
+    decode, decompress, drop_invalid_spans, scan, BodyEncoding, ContentEncoding, InflateBudget,
+    Limits,
 };
 use tracecast_receiver_otlp::{OtlpReceiverConfig, RequestError};
 
@@ -654,8 +655,29 @@ pub fn receiver_decode(data: &[u8]) {
     } else {
         body.to_vec()
     };
-    let plain = match decompress(Bytes::from(wire), content, limit) {
-        Ok(plain) => plain,
+    // A budget of exactly one request's limit: one request alone never exhausts it, and
+    // what a request reserved is back once it is dropped (a second decompression fits).
+    let budget = InflateBudget::new("otlp", limit);
+    let wire = Bytes::from(wire);
+    let first = decompress(wire.clone(), content, limit, &budget);
+    assert!(
+        !matches!(first, Err(RequestError::Decompressing { .. })),
+        "one request exhausted a budget of its own limit"
+    );
+    let first_ok = first.as_ref().map(|(b, _)| b.clone()).ok();
+    drop(first);
+    let plain = match decompress(wire, content, limit, &budget) {
+        Ok((plain, _reserved)) => {
+            assert_eq!(
+                first_ok.as_ref(),
+                Some(&plain),
+                "second decompression differs"
+            );
+            plain
+        }
+        Err(RequestError::Decompressing { .. }) => {
+            panic!("the budget was not returned when the first request was dropped")
+        }
         Err(RequestError::TooLarge { limit: l, .. }) => {
             assert_eq!(l, limit);
             assert!(
@@ -702,7 +724,7 @@ pub fn receiver_decode(data: &[u8]) {
                     Err(e) if open_findings() => {
                         panic!("pre-scan refuses a body prost decodes: {}", e.0)
                     }
-                    // Finding 2 (fuzz/findings/receiver_decode/): see fuzz/README.md.
+                    // Finding 4 (fuzz/README.md): unknown groups.
                     Err(_) => return,
                 }
             }
@@ -774,9 +796,9 @@ pub fn receiver_decode(data: &[u8]) {
 /// multiple of `max_trace_metadata_size` of `trace.metadata.*` (the processor copies a
 /// request's metadata onto each of its spans; the receiver bounds it per carrier).
 ///
-/// Finding 3 (`fuzz/findings/receiver_decode/`): flattening repeats a nested map's key path
-/// in every leaf, so the copy per span can be quadratic in the metadata's size. Checked
-/// only with `TRACECAST_FUZZ_OPEN_FINDINGS=1`.
+/// Finding 3 (`fuzz/README.md`, `fuzz/findings/receiver_decode/`): flattening repeats a
+/// nested map's key path in every leaf, so the copy per span can be quadratic in the
+/// metadata's size. Checked only with `TRACECAST_FUZZ_OPEN_FINDINGS=1`.
 fn within_limits_after_metadata(config: &OtlpReceiverConfig, request: &ExportTraceServiceRequest) {
     let mut m = metadata_processor(MetadataProcessorConfig::default());
     let out = run_request(&mut m, request.clone());
@@ -954,10 +976,11 @@ pub fn json_decode(data: &[u8]) {
 /// encoded as OTLP/JSON (what the `otlp` exporter sends with `encoding: json`) must decode
 /// to itself (NaN payloads aside: JSON has one NaN).
 ///
-/// Finding 1 (`fuzz/findings/json_roundtrip/`): the receiver checks the ids of spans but not
-/// of span links, and a link id of another length is written as hex that no OTLP/JSON
-/// decoder accepts (tracecast's own refuses the whole request). Such links are emptied here
-/// (set `TRACECAST_FUZZ_OPEN_FINDINGS=1` to check them) so the target keeps looking further.
+/// Finding 2 (`fuzz/README.md`, `fuzz/findings/json_roundtrip/`): the receiver checks the
+/// ids of spans but not of span links, and a link id of another length is written as hex
+/// that no OTLP/JSON decoder accepts (tracecast's own refuses the whole request). Such
+/// links are emptied here (set `TRACECAST_FUZZ_OPEN_FINDINGS=1` to check them) so the
+/// target keeps looking further.
 pub fn json_roundtrip(data: &[u8]) {
     let mut g = Gen::new(data);
     let mut request = g.request();
@@ -1135,7 +1158,6 @@ pub fn proc_privacy(data: &[u8]) {
             json(&b)
         );
     }
-
 }
 
 /// A span with where it was, for comparing batch output with its input.
