@@ -158,22 +158,8 @@ impl Handler {
             ContentEncoding::Identity => BLOCKING_DECODE_THRESHOLD,
             _ => BLOCKING_DECOMPRESS_THRESHOLD,
         };
-        let decoded = if received.len() >= threshold {
-            tokio::task::spawn_blocking(move || {
-                decode_body(
-                    received,
-                    content_encoding,
-                    encoding,
-                    limit,
-                    &limits,
-                    (&inflate, &decoding),
-                )
-            })
-            .await
-            .map_err(|e| RequestError::Internal {
-                message: format!("decoding task failed: {e}"),
-            })?
-        } else {
+        let large = received.len() >= threshold;
+        let decode = move || {
             decode_body(
                 received,
                 content_encoding,
@@ -182,6 +168,16 @@ impl Handler {
                 &limits,
                 (&inflate, &decoding),
             )
+        };
+        // Large bodies take milliseconds of CPU to inflate and decode: off the async workers.
+        let decoded = if large {
+            tokio::task::spawn_blocking(decode)
+                .await
+                .map_err(|e| RequestError::Internal {
+                    message: format!("decoding task failed: {e}"),
+                })?
+        } else {
+            decode()
         };
         // `_held` holds the decompressed body's share of `max_decompressing_size` and the
         // decoded request's share of `max_decoding_size` until the request is answered.
