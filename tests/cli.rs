@@ -6,10 +6,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use tracecast_tests::{
-    fixtures, free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon,
-    RecordingOtlpServer,
+    fixtures, free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon, Exporter,
+    RecordingOtlpServer, TestConfig,
 };
 
+/// Literal text, not [`TestConfig`]: `validate_rejects_a_bad_admin_endpoint` checks the
+/// line number of `service.admin.endpoint` in it.
 fn forward_config(receiver_port: u16, backend: &str) -> String {
     format!(
         r#"receivers:
@@ -123,10 +125,10 @@ async fn check_reports_reachable_and_unreachable_destinations() {
     let backend = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let dead = format!("http://127.0.0.1:{}/v1/traces", free_port());
-    let cfg = format!(
-        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:0\nexporters:\n  otlp/up:\n    endpoint: {}\n  otlp/down:\n    endpoint: {dead}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/up, otlp/down]\n",
-        backend.endpoint()
-    );
+    let cfg = TestConfig::new(0)
+        .exporter(Exporter::otlp("otlp/up", backend.endpoint()))
+        .exporter(Exporter::otlp("otlp/down", dead))
+        .yaml();
     let path = dir.path().join("check.yaml");
     std::fs::write(&path, cfg).unwrap();
     let out = tokio::task::spawn_blocking(move || {

@@ -11,8 +11,8 @@ use prost::Message;
 use tracecast_core::ExportTraceServiceRequest;
 use tracecast_tests::fixtures::{child_span, request_from_spans, request_with_named_spans, span};
 use tracecast_tests::{
-    free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon, RecordingOtlpServer,
-    Response, S3TestServer,
+    free_port, local, post_protobuf, tracecast_bin, wait_for_listener, Daemon, Exporter,
+    RecordingOtlpServer, Response, S3TestServer, TestConfig,
 };
 
 const AK: &str = "dl-access-key";
@@ -112,29 +112,12 @@ async fn otlp_rejected_batch_is_listed_kept_on_failure_and_resent_once_accepted(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("otlp.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  otlp/backend:
-    endpoint: {endpoint}
-    encoding: protobuf
-service:
-  shutdown_timeout: 10s
-  admin: {{endpoint: "127.0.0.1:0"}}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [otlp/backend]
-"#,
-            endpoint = backend.endpoint()
-        ),
-    )
-    .unwrap();
+    let yaml = TestConfig::new(port)
+        .exporter(Exporter::otlp("otlp/backend", backend.endpoint()).protobuf())
+        .shutdown_timeout("10s")
+        .admin_port(0)
+        .yaml();
+    std::fs::write(&config, yaml).unwrap();
     let cfg = config.to_str().unwrap();
     // No dead_letter_dir: the default folder, relative to the working directory.
     let dl = dir.path().join("tracecast-data/dead-letter/otlp_backend");
@@ -247,36 +230,18 @@ async fn s3_trace_refused_for_a_missing_bucket_is_uploaded_under_its_key_by_rese
     let port = free_port();
     let dl = dir.path().join("dl-s3");
     let config = dir.path().join("s3.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  s3/archive:
-    bucket: traces
-    endpoint: {endpoint}
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    path_template: "{{prefix}}/{{date}}"
-    prefix: prod
-    trace_idle_timeout: 200ms
-    dead_letter_dir: {dl}
-service:
-  shutdown_timeout: 10s
-  admin: {{endpoint: "127.0.0.1:0"}}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [s3/archive]
-"#,
-            endpoint = s3.endpoint(),
-            dl = dl.display(),
-        ),
-    )
-    .unwrap();
+    let yaml = TestConfig::new(port)
+        .exporter(
+            Exporter::s3("s3/archive", "traces", s3.endpoint(), AK, SK)
+                .path_template("{prefix}/{date}")
+                .prefix("prod")
+                .trace_idle_timeout("200ms")
+                .dead_letter_dir(&dl),
+        )
+        .shutdown_timeout("10s")
+        .admin_port(0)
+        .yaml();
+    std::fs::write(&config, yaml).unwrap();
     let cfg = config.to_str().unwrap();
     let root = span("archived-root");
     let child = child_span(&root, "archived-child");

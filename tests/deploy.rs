@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tracecast_tests::{free_port, repo_root, tracecast_bin, wait_for_listener};
+use tracecast_tests::{
+    free_port, repo_root, tracecast_bin, wait_for_listener, Exporter, TestConfig,
+};
 
 /// Kubernetes version the manifests are checked against (EKS/GKE supported releases).
 const KUBERNETES_VERSION: &str = "1.33.0";
@@ -106,13 +108,11 @@ fn run_notifies_systemd_when_listening() {
         .unwrap();
     let port = free_port();
     let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n  s3:\n    url: file://./out\nservice:\n  admin: {{endpoint: \"\"}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [s3]\n"
-        ),
-    )
-    .unwrap();
+    let yaml = TestConfig::new(port)
+        .exporter(Exporter::s3_url("s3", "file://./out"))
+        .no_admin()
+        .yaml();
+    std::fs::write(&cfg, yaml).unwrap();
     let mut child = Command::new(tracecast_bin())
         .args(["run", "--config"])
         .arg(&cfg)

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use prost::Message;
 use tracecast_tests::{
-    fixtures, free_port, wait_for_listener, Daemon, RecordingOtlpServer, Response, S3TestServer,
+    fixtures, free_port, wait_for_listener, Daemon, Exporter, RecordingOtlpServer, Response,
+    S3TestServer, TestConfig,
 };
 
 const AK: &str = "fault-access-key";
@@ -43,42 +44,31 @@ impl Harness {
         let s3 = S3TestServer::start(dir.path().join("s3"), AK, SK).await;
         s3.create_bucket(BUCKET);
         let port = free_port();
-        let config = dir.path().join("tracecast.yaml");
-        let yaml = format!(
-            r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-    timeout: 2s
-    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}
-  s3:
-    bucket: {BUCKET}
-    endpoint: {s3}
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    path_template: "faults/{{date}}"
-    trace_idle_timeout: 100ms
-    max_trace_wait: 2s
-    timeout: 2s
-    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}
-service:
-  shutdown_timeout: 5s
-  admin: {{endpoint: ""}}
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend, s3]
-"#,
-            backend = backend.endpoint(),
-            s3 = s3.endpoint(),
-            queue = dir.path().join("queue").display(),
-        );
-        std::fs::write(&config, yaml).unwrap();
+        let retry = [
+            ("initial_interval", "50ms"),
+            ("max_interval", "300ms"),
+            ("max_elapsed_time", "600s"),
+        ];
+        let config = TestConfig::new(port)
+            .exporter(
+                Exporter::otlp("otlp/backend", backend.endpoint())
+                    .protobuf()
+                    .compression("none")
+                    .timeout("2s")
+                    .retry_on_failure(&retry),
+            )
+            .exporter(
+                Exporter::s3("s3", BUCKET, s3.endpoint(), AK, SK)
+                    .path_template("faults/{date}")
+                    .trace_idle_timeout("100ms")
+                    .max_trace_wait("2s")
+                    .timeout("2s")
+                    .retry_on_failure(&retry),
+            )
+            .shutdown_timeout("5s")
+            .no_admin()
+            .queue_dir(dir.path().join("queue"))
+            .write(dir.path());
         Harness {
             dir,
             port,

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_tests::fixtures::{attr_map, attr_str, child_span, request_from_spans, span};
-use tracecast_tests::{free_port, local, post_protobuf, repo_root, Daemon, S3TestServer};
+use tracecast_tests::{
+    free_port, local, post_protobuf, repo_root, Daemon, Exporter, S3TestServer, TestConfig,
+};
 
 const AK: &str = "long-ids-access-key";
 const SK: &str = "long-ids-secret-key";
@@ -207,30 +209,16 @@ async fn long_ids_through_s3_get_short_keys_and_the_queue_drains() {
     let s3 = S3TestServer::start(dir.path().join("s3"), AK, SK).await;
     s3.create_bucket("traces");
     let (port, admin_port) = (free_port(), free_port());
-    let yaml = format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-processors:
-  metadata:
-exporters:
-  s3:
-    bucket: traces
-    endpoint: {endpoint}
-    region: us-east-1
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    trace_idle_timeout: 1s
-service:
-{admin}  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [metadata]
-      exporters: [s3]
-"#,
-        endpoint = s3.endpoint(),
-        admin = admin_section(admin_port),
-    );
+    let yaml = TestConfig::new(port)
+        .processor("metadata")
+        .exporter(
+            Exporter::s3("s3", "traces", s3.endpoint(), AK, SK)
+                .region("us-east-1")
+                .trace_idle_timeout("1s"),
+        )
+        .admin_port(admin_port)
+        .recheck_interval("1h")
+        .yaml();
     let (receiver, admin) = (local(port), local(admin_port));
     let daemon = Daemon::run_config(dir.path(), "s3", &yaml, &[], receiver);
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tracecast_core::proto::trace::v1::Span;
 use tracecast_tests::fixtures::{child_span, request_from_spans, span};
 use tracecast_tests::{
-    free_port, local, post_protobuf, Daemon, RecordingOtlpServer, Response, S3TestServer,
+    free_port, local, post_protobuf, Daemon, Exporter, RecordingOtlpServer, Response, S3TestServer,
+    TestConfig,
 };
 
 const AK: &str = "metrics-access-key";
@@ -86,35 +87,18 @@ async fn metrics_report_exact_queue_assembly_objects_latency_and_build() {
     let s3 = S3TestServer::start(dir.path().join("s3"), AK, SK).await;
     s3.create_bucket("traces");
     let (port, admin_port) = (free_port(), free_port());
-    let cfg = format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-  s3:
-    bucket: traces
-    endpoint: {s3}
-    region: us-east-1
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    trace_idle_timeout: 2s
-    max_trace_wait: 60s
-service:
-  shutdown_timeout: 5s
-  admin:
-    endpoint: 127.0.0.1:{admin_port}
-    recheck_interval: 1h
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend, s3]
-"#,
-        backend = backend.endpoint(),
-        s3 = s3.endpoint(),
-    );
+    let cfg = TestConfig::new(port)
+        .exporter(Exporter::otlp("otlp/backend", backend.endpoint()).protobuf())
+        .exporter(
+            Exporter::s3("s3", "traces", s3.endpoint(), AK, SK)
+                .region("us-east-1")
+                .trace_idle_timeout("2s")
+                .max_trace_wait("60s"),
+        )
+        .shutdown_timeout("5s")
+        .admin_port(admin_port)
+        .recheck_interval("1h")
+        .yaml();
     let admin = local(admin_port);
     let receiver = local(port);
     let daemon = Daemon::run_config(dir.path(), "config", &cfg, &[], receiver);
@@ -229,36 +213,19 @@ async fn a_rejected_batch_and_an_unwritable_trace_are_one_dead_letter_each() {
     let s3 = S3TestServer::start(dir.path().join("s3"), AK, SK).await;
     s3.create_bucket("traces");
     let (port, admin_port) = (free_port(), free_port());
-    let cfg = format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-  s3/wrong:
-    bucket: traces
-    endpoint: {s3}
-    region: us-east-1
-    access_key_id: {AK}
-    secret_access_key: not-the-secret
-    trace_idle_timeout: 100ms
-    max_trace_wait: 5s
-    retry_on_failure: {{max_elapsed_time: 1s}}
-service:
-  shutdown_timeout: 5s
-  admin:
-    endpoint: 127.0.0.1:{admin_port}
-    recheck_interval: 1h
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend, s3/wrong]
-"#,
-        backend = backend.endpoint(),
-        s3 = s3.endpoint(),
-    );
+    let cfg = TestConfig::new(port)
+        .exporter(Exporter::otlp("otlp/backend", backend.endpoint()).protobuf())
+        .exporter(
+            Exporter::s3("s3/wrong", "traces", s3.endpoint(), AK, "not-the-secret")
+                .region("us-east-1")
+                .trace_idle_timeout("100ms")
+                .max_trace_wait("5s")
+                .retry_on_failure(&[("max_elapsed_time", "1s")]),
+        )
+        .shutdown_timeout("5s")
+        .admin_port(admin_port)
+        .recheck_interval("1h")
+        .yaml();
     // The S3 key is wrong: start anyway and fail at export.
     let admin = local(admin_port);
     let receiver = local(port);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracecast_tests::{
-    fixtures, free_port, tracecast_bin, wait_for_listener, RecordingOtlpServer, Response,
-    S3TestServer,
+    fixtures, free_port, tracecast_bin, wait_for_listener, Exporter, RecordingOtlpServer, Response,
+    S3TestServer, TestConfig,
 };
 
 /// A `tracecast run` with its own environment, killed on drop.
@@ -121,10 +121,16 @@ async fn metrics_move_by_exactly_the_spans_sent_and_readyz_follows_the_destinati
     let backend = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin_port) = (free_port(), free_port());
-    let cfg = format!(
-        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n  otlp/backend:\n    endpoint: {}\n    encoding: protobuf\n    retry_on_failure: {{max_elapsed_time: 2s}}\nservice:\n  shutdown_timeout: 5s\n  admin:\n    endpoint: 127.0.0.1:{admin_port}\n    recheck_interval: 300ms\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/backend]\n",
-        backend.endpoint()
-    );
+    let cfg = TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp/backend", backend.endpoint())
+                .protobuf()
+                .retry_on_failure(&[("max_elapsed_time", "2s")]),
+        )
+        .shutdown_timeout("5s")
+        .admin_port(admin_port)
+        .recheck_interval("300ms")
+        .yaml();
     let proc = Proc::spawn(dir.path(), &cfg, &[], &[]);
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let receiver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -224,50 +230,33 @@ async fn no_secret_reaches_the_logs_or_metrics() {
     s3.create_bucket("traces");
     let dir = tempfile::tempdir().unwrap();
     let (port, admin_port) = (free_port(), free_port());
-    let cfg = format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-    api_keys:
-      - {{name: gw, token: "${{env:TC_INGEST_TOKEN}}"}}
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-    headers:
-      Authorization: "Bearer ${{env:TC_BACKEND_TOKEN}}"
-      X-Api-Key: "${{env:TC_BACKEND_TOKEN}}"
-  s3:
-    bucket: traces
-    endpoint: {s3}
-    region: us-east-1
-    access_key_id: AKIDTRACECAST
-    secret_access_key: ${{env:TC_S3_SECRET}}
-    trace_idle_timeout: 100ms
-    max_trace_wait: 500ms
-  s3/wrong:
-    bucket: traces
-    endpoint: {s3}
-    region: us-east-1
-    access_key_id: AKIDTRACECAST
-    secret_access_key: ${{env:TC_S3_WRONG_SECRET}}
-    session_token: ${{env:TC_S3_SESSION}}
-    trace_idle_timeout: 100ms
-    max_trace_wait: 500ms
-    retry_on_failure: {{max_elapsed_time: 1s}}
-service:
-  shutdown_timeout: 5s
-  admin:
-    endpoint: 127.0.0.1:{admin_port}
-    recheck_interval: 300ms
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend, s3, s3/wrong]
-"#,
-        backend = backend.endpoint(),
-        s3 = s3.endpoint(),
-    );
+    // Every secret comes from the environment.
+    let s3_exporter = |id: &str, secret: &str| {
+        Exporter::s3(id, "traces", s3.endpoint(), "AKIDTRACECAST", secret)
+            .region("us-east-1")
+            .trace_idle_timeout("100ms")
+            .max_trace_wait("500ms")
+    };
+    let cfg = TestConfig::new(port)
+        .api_key("gw", "${env:TC_INGEST_TOKEN}")
+        .exporter(
+            Exporter::otlp("otlp/backend", backend.endpoint())
+                .protobuf()
+                .headers(&[
+                    ("Authorization", "Bearer ${env:TC_BACKEND_TOKEN}"),
+                    ("X-Api-Key", "${env:TC_BACKEND_TOKEN}"),
+                ]),
+        )
+        .exporter(s3_exporter("s3", "${env:TC_S3_SECRET}"))
+        .exporter(
+            s3_exporter("s3/wrong", "${env:TC_S3_WRONG_SECRET}")
+                .session_token("${env:TC_S3_SESSION}")
+                .retry_on_failure(&[("max_elapsed_time", "1s")]),
+        )
+        .shutdown_timeout("5s")
+        .admin_port(admin_port)
+        .recheck_interval("300ms")
+        .yaml();
     let proc = Proc::spawn(
         dir.path(),
         &cfg,

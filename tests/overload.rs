@@ -15,33 +15,32 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracecast_tests::fixtures::{attr_str, request_from_spans, span};
-use tracecast_tests::{free_port, local, Daemon, RecordingOtlpServer};
+use tracecast_tests::{free_port, local, Daemon, Exporter, RecordingOtlpServer, TestConfig};
 
 const SKIP_TEST: &[&str] = &["--skip-connection-test"];
 
-fn config(port: u16, backend: &str, queue_dir: &Path, extra_service: &str) -> String {
-    format!(
-        r#"receivers:
-  otlp:
-    endpoint: 127.0.0.1:{port}
-    max_concurrent_requests: 16
-exporters:
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-    timeout: 120s
-service:
-  shutdown_timeout: 20s
-  admin: {{endpoint: ""}}
-  queue_dir: {queue}
-{extra_service}  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [otlp/backend]
-"#,
-        queue = queue_dir.display()
-    )
+/// 16 requests at a time into one OTLP exporter with long requests; `queue_max_size` and
+/// `segment_size` bound the durable queue.
+fn config(
+    port: u16,
+    backend: &str,
+    queue_dir: &Path,
+    queue_max_size: &str,
+    segment_size: &str,
+) -> TestConfig {
+    TestConfig::new(port)
+        .max_concurrent_requests(16)
+        .exporter(
+            Exporter::otlp("otlp/backend", backend)
+                .protobuf()
+                .compression("none")
+                .timeout("120s"),
+        )
+        .shutdown_timeout("20s")
+        .no_admin()
+        .queue_dir(queue_dir)
+        .queue("max_size", queue_max_size)
+        .queue("segment_size", segment_size)
 }
 
 /// A one-span request carrying `kib` KiB of completion text, named `name-0`.
@@ -155,8 +154,11 @@ async fn overload_refuses_instead_of_growing_and_loses_nothing() {
         addr.port(),
         &backend.endpoint(),
         &dir.path().join("queue"),
-        &format!("  memory_limit: {LIMIT}\n  queue: {{max_size: 48MiB, segment_size: 4MiB}}\n"),
-    );
+        "48MiB",
+        "4MiB",
+    )
+    .memory_limit(LIMIT)
+    .yaml();
     let daemon = Daemon::run_config(dir.path(), "tracecast", &yaml, SKIP_TEST, addr);
     let f = flood(addr, 12, 256, Duration::from_secs(6)).await;
     let peak = peak_rss_bytes(daemon.child.id());
@@ -205,14 +207,14 @@ async fn disk_full_answers_503_instead_of_acking() {
     // queue's own bound stands in for it (answered 429 rather than 503).
     let real_disk = mount_tmpfs(&queue, "2m");
     let _unmount = real_disk.then(|| Unmount(queue.clone()));
-    let extra = if real_disk {
-        "  queue: {max_size: 1GiB, segment_size: 256KiB}\n".to_string()
+    let max_size = if real_disk {
+        "1GiB"
     } else {
         eprintln!("tmpfs mount not permitted here: testing the queue bound instead");
-        "  queue: {max_size: 2MiB, segment_size: 256KiB}\n".to_string()
+        "2MiB"
     };
     let addr = local(free_port());
-    let yaml = config(addr.port(), &backend.endpoint(), &queue, &extra);
+    let yaml = config(addr.port(), &backend.endpoint(), &queue, max_size, "256KiB").yaml();
     let daemon = Daemon::run_config(dir.path(), "tracecast", &yaml, SKIP_TEST, addr);
     let f = flood(addr, 4, 64, Duration::from_secs(4)).await;
     eprintln!("disk full: codes {:?}, acked {}", f.codes, f.acked.len());

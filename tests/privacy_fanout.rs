@@ -16,7 +16,7 @@ use tracecast_core::proto::trace::v1::Span;
 use tracecast_core::ExportTraceServiceRequest;
 use tracecast_processors::privacy::REDACTED_COUNT_ATTRIBUTE;
 use tracecast_tests::fixtures::{attr_str, gateway_request, now_unix_nanos};
-use tracecast_tests::{RecordingOtlpServer, S3TestServer};
+use tracecast_tests::{Exporter, RecordingOtlpServer, S3TestServer, TestConfig};
 
 const AK: &str = "fanout-access-key";
 const SK: &str = "fanout-secret-key";
@@ -147,50 +147,35 @@ async fn the_private_destinations_never_see_content_and_the_full_one_sees_all() 
     s3.create_bucket("private");
     let full = RecordingOtlpServer::start().await;
     let private = RecordingOtlpServer::start().await;
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    endpoint: 127.0.0.1:0
-processors:
-  metadata:
-  privacy:
-exporters:
-  otlp/full:
-    endpoint: {full}
-    encoding: json
-    compression: none
-    dead_letter_dir: {dl}/full
-  otlp/private:
-    endpoint: {private}
-    encoding: protobuf
-    compression: none
-    dead_letter_dir: {dl}/private
-  s3/private:
-    bucket: private
-    endpoint: {s3}
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    trace_idle_timeout: 300ms
-    dead_letter_dir: {dl}/s3
-service:
-  queue_dir: {queue}
-  pipelines:
-    traces/full:
-      receivers: [otlp]
-      processors: [metadata]
-      exporters: [otlp/full]
-    traces/private:
-      receivers: [otlp]
-      processors: [metadata, privacy]
-      exporters: [otlp/private, s3/private]
-"#,
-        full = full.endpoint(),
-        private = private.endpoint(),
-        s3 = s3.endpoint(),
-        dl = dir.path().join("dead-letter").display(),
-        queue = dir.path().join("queue").display(),
-    );
+    let dl = dir.path().join("dead-letter");
+    let yaml = TestConfig::new(0)
+        .processor("metadata")
+        .processor("privacy")
+        .exporter(
+            Exporter::otlp("otlp/full", full.endpoint())
+                .encoding("json")
+                .compression("none")
+                .dead_letter_dir(dl.join("full")),
+        )
+        .exporter(
+            Exporter::otlp("otlp/private", private.endpoint())
+                .protobuf()
+                .compression("none")
+                .dead_letter_dir(dl.join("private")),
+        )
+        .exporter(
+            Exporter::s3("s3/private", "private", s3.endpoint(), AK, SK)
+                .trace_idle_timeout("300ms")
+                .dead_letter_dir(dl.join("s3")),
+        )
+        .queue_dir(dir.path().join("queue"))
+        .pipeline("traces/full", &["metadata"], &["otlp/full"])
+        .pipeline(
+            "traces/private",
+            &["metadata", "privacy"],
+            &["otlp/private", "s3/private"],
+        )
+        .yaml();
     let config = tracecast::load_config_str("fanout.yaml", &yaml).expect("valid config");
     let service = Service::start(&config).await.expect("service starts");
     let addr = service.receiver_addr("otlp").unwrap();

@@ -14,33 +14,20 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tracecast::Service;
-use tracecast_tests::{node_dir, python, repo_root, RecordingOtlpServer};
+use tracecast_tests::{node_dir, python, repo_root, Exporter, RecordingOtlpServer, TestConfig};
 
 async fn start(backend: &RecordingOtlpServer, encoding: &str) -> (Service, String) {
     // Each test gets its own queue folder (kept alive for the test process's life).
     let queue_dir = tempfile::tempdir().unwrap().keep();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    endpoint: 127.0.0.1:0
-exporters:
-  otlp/backend:
-    endpoint: {}
-    encoding: {encoding}
-    compression: gzip
-    retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms}}
-service:
-  queue_dir: {}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [otlp/backend]
-"#,
-        backend.endpoint(),
-        queue_dir.display()
-    );
+    let yaml = TestConfig::new(0)
+        .exporter(
+            Exporter::otlp("otlp/backend", backend.endpoint())
+                .encoding(encoding)
+                .compression("gzip")
+                .retry_on_failure(&[("initial_interval", "50ms"), ("max_interval", "200ms")]),
+        )
+        .queue_dir(&queue_dir)
+        .yaml();
     let config = tracecast::load_config_str("test.yaml", &yaml).expect("valid config");
     let service = Service::start(&config).await.expect("service starts");
     let addr = service.receiver_addr("otlp").expect("receiver address");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracecast_tests::{
-    fixtures, free_port, local, wait_for_listener, Daemon, RecordingOtlpServer, Response,
-    S3TestServer,
+    fixtures, free_port, local, wait_for_listener, Daemon, Exporter, RecordingOtlpServer, Response,
+    S3TestServer, TestConfig,
 };
 
 const AK: &str = "restart-access-key";
@@ -39,27 +39,37 @@ fn config(
     queue: &Path,
     recheck: &str,
     shutdown_timeout: &str,
-) -> String {
-    let mut yaml = format!("receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n");
-    let mut ids = Vec::new();
+) -> TestConfig {
+    // Quick retries for ten minutes: an outage in these tests never ends in a dead letter.
+    let retry = [
+        ("initial_interval", "50ms"),
+        ("max_interval", "300ms"),
+        ("max_elapsed_time", "600s"),
+    ];
+    let mut config = TestConfig::new(port)
+        .shutdown_timeout(shutdown_timeout)
+        .queue_dir(queue)
+        .admin_port(admin)
+        .recheck_interval(recheck);
     if let Some(endpoint) = dest.otlp {
-        yaml.push_str(&format!(
-            "  otlp/backend:\n    endpoint: {endpoint}\n    encoding: protobuf\n    timeout: 2s\n    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}\n"
-        ));
-        ids.push("otlp/backend");
+        config = config.exporter(
+            Exporter::otlp("otlp/backend", endpoint)
+                .protobuf()
+                .timeout("2s")
+                .retry_on_failure(&retry),
+        );
     }
     if let Some(endpoint) = dest.s3 {
-        yaml.push_str(&format!(
-            "  s3:\n    bucket: {BUCKET}\n    endpoint: {endpoint}\n    access_key_id: {AK}\n    secret_access_key: {SK}\n    path_template: \"archive/{{date}}\"\n    trace_idle_timeout: 100ms\n    max_trace_wait: 2s\n    timeout: 2s\n    retry_on_failure: {{initial_interval: 50ms, max_interval: 300ms, max_elapsed_time: 600s}}\n"
-        ));
-        ids.push("s3");
+        config = config.exporter(
+            Exporter::s3("s3", BUCKET, endpoint, AK, SK)
+                .path_template("archive/{date}")
+                .trace_idle_timeout("100ms")
+                .max_trace_wait("2s")
+                .timeout("2s")
+                .retry_on_failure(&retry),
+        );
     }
-    yaml.push_str(&format!(
-        "service:\n  shutdown_timeout: {shutdown_timeout}\n  queue_dir: {}\n  admin:\n    endpoint: 127.0.0.1:{admin}\n    recheck_interval: {recheck}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [{}]\n",
-        queue.display(),
-        ids.join(", ")
-    ));
-    yaml
+    config
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -131,8 +141,9 @@ fn s3_span_names(s3: &S3TestServer) -> BTreeSet<String> {
     names
 }
 
-fn start(dir: &Path, yaml: &str, addr: SocketAddr) -> Daemon {
-    Daemon::run_config(dir, "tracecast", yaml, &[], addr)
+/// Runs `tracecast` on `config`, written to `<dir>/tracecast.yaml` (where a reload reads it).
+fn start(dir: &Path, config: &TestConfig, addr: SocketAddr) -> Daemon {
+    Daemon::run_config(dir, "tracecast", &config.yaml(), &[], addr)
 }
 
 fn config_path(dir: &Path) -> PathBuf {
@@ -274,7 +285,7 @@ async fn a_changed_destination_that_fails_its_test_is_refused_on_sighup_and_at_s
     acked.extend(send(&client, addr, "first").await);
 
     // SIGHUP with the destination moved to an endpoint that does not answer: refused.
-    std::fs::write(config_path(dir.path()), yaml(&dead)).unwrap();
+    yaml(&dead).write(dir.path());
     daemon.signal("HUP");
     let log = wait_log(&daemon, "reload refused", 1).await;
     assert!(
@@ -347,14 +358,10 @@ async fn sigterm_during_a_reload_testing_a_hanging_destination_exits_within_the_
     );
     let daemon = start(dir.path(), &yaml, addr);
     // The reload adds a destination whose connection test hangs (30 s request timeout).
-    let with_hang = yaml.replace(
-        "exporters:\n",
-        &format!(
-            "exporters:\n  otlp/hang:\n    endpoint: http://{hang_addr}/v1/traces\n    timeout: 30s\n"
-        ),
-    )
-    .replace("exporters: [otlp/backend]", "exporters: [otlp/backend, otlp/hang]");
-    std::fs::write(config_path(dir.path()), with_hang).unwrap();
+    let with_hang = yaml.clone().exporter(
+        Exporter::otlp("otlp/hang", format!("http://{hang_addr}/v1/traces")).timeout("30s"),
+    );
+    with_hang.write(dir.path());
     daemon.signal("HUP");
     wait_log(&daemon, "SIGHUP received", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -398,7 +405,7 @@ async fn a_reload_to_a_port_in_use_changes_nothing_and_listeners_never_gap() {
     // Another process holds the new port: refused, nothing changes.
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = squatter.local_addr().unwrap().port();
-    std::fs::write(config_path(dir.path()), yaml(taken_port)).unwrap();
+    yaml(taken_port).write(dir.path());
     daemon.signal("HUP");
     let log = wait_log(&daemon, "reload refused", 1).await;
     assert!(log.contains(&format!("127.0.0.1:{taken_port}")), "{log}");
@@ -427,11 +434,8 @@ async fn a_reload_to_a_port_in_use_changes_nothing_and_listeners_never_gap() {
             (sent, refused)
         })
     };
-    let resized = yaml(port).replace(
-        &format!("endpoint: 127.0.0.1:{port}\n"),
-        &format!("endpoint: 127.0.0.1:{port}\n    max_request_body_size: 8MiB\n"),
-    );
-    std::fs::write(config_path(dir.path()), resized).unwrap();
+    let resized = yaml(port).receiver_option("max_request_body_size", "8MiB");
+    resized.write(dir.path());
     daemon.signal("HUP");
     wait_log(&daemon, "config reloaded", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -445,7 +449,7 @@ async fn a_reload_to_a_port_in_use_changes_nothing_and_listeners_never_gap() {
 
     // A free port: the new listener serves, then the old one closes.
     let new_port = free_port();
-    std::fs::write(config_path(dir.path()), yaml(new_port)).unwrap();
+    yaml(new_port).write(dir.path());
     daemon.signal("HUP");
     wait_log(&daemon, "config reloaded", 2).await;
     let new_addr = local(new_port);

@@ -20,7 +20,7 @@ use tracecast_processors::metadata::ids::derive_trace_id;
 use tracecast_tests::fixtures::{
     attr_str, child_span, flatten_spans, gateway_request, request_from_spans, span,
 };
-use tracecast_tests::{RecordingOtlpServer, S3TestServer};
+use tracecast_tests::{Exporter, RecordingOtlpServer, S3TestServer, TestConfig};
 
 const AK: &str = "e2e-access-key";
 const SK: &str = "e2e-secret-key";
@@ -41,52 +41,29 @@ async fn start() -> Env {
     s3.create_bucket("by-date");
     let backend = RecordingOtlpServer::start().await;
     let s3_exporter = |bucket: &str, template: &str| {
-        format!(
-            r#"
-    bucket: {bucket}
-    endpoint: {endpoint}
-    access_key_id: {AK}
-    secret_access_key: {SK}
-    path_template: "{template}"
-    prefix: production
-    trace_idle_timeout: 300ms
-    max_trace_wait: 30s
-    dead_letter_dir: {dl}"#,
-            endpoint = s3.endpoint(),
-            dl = dir.path().join("dead-letter").join(bucket).display(),
-        )
+        Exporter::s3(&format!("s3/{bucket}"), bucket, s3.endpoint(), AK, SK)
+            .path_template(template)
+            .prefix("production")
+            .trace_idle_timeout("300ms")
+            .max_trace_wait("30s")
+            .dead_letter_dir(dir.path().join("dead-letter").join(bucket))
     };
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    endpoint: 127.0.0.1:0
-    api_keys:
-      - {{name: team-a, token: {TOKEN}}}
-processors:
-  metadata:
-exporters:
-  s3/by-key:{by_key}
-  s3/by-date:{by_date}
-  otlp/backend:
-    endpoint: {backend}
-    encoding: protobuf
-    compression: none
-    dead_letter_dir: {dl}
-service:
-  queue_dir: {queue}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [metadata]
-      exporters: [s3/by-key, s3/by-date, otlp/backend]
-"#,
-        by_key = s3_exporter("by-key", "{apiKeyName}/{year}/{month}/{day}/{hour}"),
-        by_date = s3_exporter("by-date", "{prefix}/{date}"),
-        backend = backend.endpoint(),
-        dl = dir.path().join("dead-letter/otlp").display(),
-        queue = dir.path().join("queue").display(),
-    );
+    let yaml = TestConfig::new(0)
+        .api_key("team-a", TOKEN)
+        .processor("metadata")
+        .exporter(s3_exporter(
+            "by-key",
+            "{apiKeyName}/{year}/{month}/{day}/{hour}",
+        ))
+        .exporter(s3_exporter("by-date", "{prefix}/{date}"))
+        .exporter(
+            Exporter::otlp("otlp/backend", backend.endpoint())
+                .protobuf()
+                .compression("none")
+                .dead_letter_dir(dir.path().join("dead-letter/otlp")),
+        )
+        .queue_dir(dir.path().join("queue"))
+        .yaml();
     let config = tracecast::load_config_str("s3_files.yaml", &yaml).expect("valid config");
     let service = Service::start(&config).await.expect("service starts");
     let addr = service.receiver_addr("otlp").expect("receiver address");

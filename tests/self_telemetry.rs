@@ -20,7 +20,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use prost::Message;
 use tokio::net::TcpListener;
-use tracecast_tests::{fixtures, free_port, tracecast_bin, wait_for_listener, RecordingOtlpServer};
+use tracecast_tests::{
+    fixtures, free_port, tracecast_bin, wait_for_listener, Exporter, RecordingOtlpServer,
+    TestConfig,
+};
 
 /// One received metrics export: path and decoded body.
 type Received = Arc<Mutex<Vec<(String, ExportMetricsServiceRequest)>>>;
@@ -107,10 +110,17 @@ async fn own_metrics_reach_the_otlp_endpoint_and_never_the_pipelines() {
     let backend = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = format!(
-        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:{port}\nexporters:\n  otlp/backend:\n    endpoint: {}\n    encoding: protobuf\nservice:\n  shutdown_timeout: 5s\n  admin: {{endpoint: \"\"}}\n  telemetry:\n    otlp:\n      endpoint: http://{metrics_addr}\n      interval: 300ms\n      traces_sampling_ratio: 1.0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/backend]\n",
-        backend.endpoint()
-    );
+    let cfg = TestConfig::new(port)
+        .exporter(Exporter::otlp("otlp/backend", backend.endpoint()).protobuf())
+        .shutdown_timeout("5s")
+        .no_admin()
+        .service(
+            "telemetry",
+            format!(
+                "{{otlp: {{endpoint: \"http://{metrics_addr}\", interval: 300ms, traces_sampling_ratio: 1.0}}}}"
+            ),
+        )
+        .yaml();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, cfg).unwrap();
     let log = dir.path().join("tracecast.log");

@@ -267,3 +267,23 @@ mod tests {
         assert!(listed[2].reason.is_err());
     }
 }
+
+/// One dead letter as `tracecast dead-letters list` shows it, whatever the exporter type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedLetter {
+    /// The kept file.
+    pub file: PathBuf,
+    /// Span count, when the exporter records it.
+    pub spans: Option<usize>,
+    /// Why it was kept, in one line.
+    pub reason: String,
+}
+
+/// What `tracecast dead-letters resend` did for one exporter.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResendSummary {
+    /// Dead letters delivered.
+    pub resent: usize,
+    /// Dead letters kept again: rejected again, unreadable, or not sent (stopped).
+    pub failed: usize,
+}

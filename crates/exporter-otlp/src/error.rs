@@ -25,6 +25,18 @@ pub enum OtlpExporterError {
     Client(String),
 }
 
+/// Why `tracecast dead-letters resend` stopped for an `otlp` exporter (what was not sent
+/// stays in its dead-letter folder).
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error(transparent)]
+    Build(OtlpExporterError),
+    #[error("dead-letter folder: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the exporter task failed: {0}")]
+    Task(String),
+}
+
 fn join(errors: &[FieldError]) -> String {
     errors
         .iter()

@@ -10,6 +10,7 @@
 //! - `classify.rs`: HTTP status / transport failure -> retryable or permanent, `Retry-After`,
 //!   the backend's message, `partial_success`.
 //! - `dead_letter.rs`: the local folder for batches rejected for good or out of retries.
+//! - `resend.rs`: `tracecast dead-letters resend`: those batches through the exporter again.
 //! - `error.rs`: [`OtlpExporterError`], why an exporter could not be built.
 //!
 //! Delivery tokens ([`tracecast_core::ack`]): a batch's [`Claims`](tracecast_core::ack::Claims)
@@ -25,9 +26,10 @@ pub mod dead_letter;
 pub mod encode;
 pub mod error;
 pub mod exporter;
+pub mod resend;
 
 pub use config::{
     Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
 };
-pub use error::OtlpExporterError;
+pub use error::{OtlpExporterError, ResendError};
 pub use exporter::OtlpExporter;

@@ -21,6 +21,12 @@ pub enum S3ExporterError {
         path: String,
         source: std::io::Error,
     },
+    /// The dead-letter folder could not be listed (`tracecast dead-letters resend`).
+    #[error("cannot read the dead-letter folder {path}: {source}")]
+    ReadFolder {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What went wrong with one store request, in the terms a user can act on.

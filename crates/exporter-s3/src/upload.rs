@@ -362,6 +362,47 @@ pub enum ResendError {
     },
 }
 
+/// `tracecast dead-letters resend` for exporter `id`: puts every dead-lettered trace back
+/// under its original key ([`crate::S3Exporter::resend_dead_letter`]), removing each once
+/// written. `stop` ends it early; what was not sent stays in the folder.
+pub async fn resend_dead_letters(
+    id: &ComponentId,
+    config: &S3ExporterConfig,
+    stop: &tracecast_core::CancellationToken,
+) -> Result<tracecast_core::dead_letter::ResendSummary, S3ExporterError> {
+    let dir = dead_letter_dir(id, config);
+    let stored = list_dead_letters(&dir).map_err(|source| S3ExporterError::ReadFolder {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut summary = tracecast_core::dead_letter::ResendSummary::default();
+    if stored.is_empty() {
+        return Ok(summary);
+    }
+    let exporter = crate::S3Exporter::new(id.clone(), config)?;
+    for trace in stored {
+        if stop.is_cancelled() {
+            summary.failed += 1;
+            continue;
+        }
+        match exporter.resend_dead_letter(&trace, stop).await {
+            Ok(Written::Created(key)) => {
+                summary.resent += 1;
+                tracing::info!(exporter = %id, file = %trace.path.display(), key = %key, "dead letter resent");
+            }
+            Ok(Written::AlreadyPresent(key)) => {
+                summary.resent += 1;
+                tracing::info!(exporter = %id, file = %trace.path.display(), key = %key, "dead letter was already there");
+            }
+            Err(e) => {
+                summary.failed += 1;
+                tracing::error!(exporter = %id, error = %e, "dead letter not resent");
+            }
+        }
+    }
+    Ok(summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

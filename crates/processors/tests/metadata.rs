@@ -3,8 +3,8 @@
 
 mod support;
 
-use support::{int_attr, load, span_named, spans, spans_mut, str_attr};
 use sha2::{Digest, Sha256};
+use support::{int_attr, load, span_named, spans, spans_mut, str_attr};
 use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::trace::v1::span::Link;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};

@@ -54,6 +54,12 @@ pub struct OtlpReceiverConfig {
     /// request that would go past it gets 503 with `Retry-After`. Unset: 8 x
     /// `max_request_body_size` (128 MiB by default: eight bodies at the limit at once).
     pub max_decompressing_size: Option<ByteSize>,
+    /// Most decoded request memory all requests together may hold until they are answered
+    /// (each request's pre-scan estimate; for JSON 64 x its body, at most
+    /// `max_decoded_size`), so many requests just under `max_decoded_size` at once cannot
+    /// take the daemon's memory up: beyond it a request gets 503 with `Retry-After` before
+    /// it is decoded. Unset: 2 x `max_decoded_size` (256 MiB by default).
+    pub max_decoding_size: Option<ByteSize>,
 }
 
 /// `max_decoded_size` when unset, as a multiple of `max_request_body_size`: protobuf
@@ -80,6 +86,7 @@ impl Default for OtlpReceiverConfig {
             max_custom_trace_id_length: 4096,
             max_trace_metadata_size: ByteSize(64 * 1024),
             max_decompressing_size: None,
+            max_decoding_size: None,
         }
     }
 }
@@ -93,6 +100,14 @@ impl OtlpReceiverConfig {
                 .max_request_body_size
                 .get()
                 .saturating_mul(DECODED_SIZE_FACTOR),
+        }
+    }
+
+    /// `max_decoding_size`, or its default: 2 x `max_decoded_size`.
+    pub fn decoding_size_limit(&self) -> u64 {
+        match self.max_decoding_size {
+            Some(size) => size.get(),
+            None => self.decoded_size_limit().saturating_mul(2),
         }
     }
 
@@ -186,6 +201,17 @@ impl Validate for OtlpReceiverConfig {
                 "max_decoded_size",
                 "must be greater than 0, like 128MiB (or leave it unset for 8 x max_request_body_size)",
             ));
+        }
+        if let Some(size) = self.max_decoding_size {
+            if size.get() < self.decoded_size_limit() {
+                errors.push(FieldError::new(
+                    "max_decoding_size",
+                    format!(
+                        "{size} is below max_decoded_size ({} bytes): a request at that limit could never be decoded",
+                        self.decoded_size_limit()
+                    ),
+                ));
+            }
         }
         if let Some(size) = self.max_decompressing_size {
             if size.get() < self.max_request_body_size.get() {

@@ -230,6 +230,9 @@ pub struct InflateBudget {
     permits: Arc<Semaphore>,
     limit: u64,
     receiver: String,
+    /// Decompressed bodies (`max_decompressing_size`) or decoded requests
+    /// (`max_decoding_size`): only the refusal's message differs.
+    decoding: bool,
 }
 
 /// A request's share of the [`InflateBudget`], returned when dropped.
@@ -243,6 +246,16 @@ impl InflateBudget {
             permits: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
             limit,
             receiver: receiver.to_string(),
+            decoding: false,
+        }
+    }
+
+    /// The budget of decoded request memory held by all requests at once
+    /// (`max_decoding_size`).
+    pub fn decoding(receiver: &str, limit: u64) -> Self {
+        Self {
+            decoding: true,
+            ..Self::new(receiver, limit)
         }
     }
 
@@ -259,10 +272,22 @@ impl InflateBudget {
             .permits
             .clone()
             .try_acquire_many_owned(kib)
-            .map_err(|_| RequestError::Decompressing {
-                receiver: self.receiver.clone(),
-                limit: self.limit,
-                retry_after: Duration::from_secs(1),
+            .map_err(|_| {
+                let (receiver, limit, retry_after) =
+                    (self.receiver.clone(), self.limit, Duration::from_secs(1));
+                if self.decoding {
+                    RequestError::Decoding {
+                        receiver,
+                        limit,
+                        retry_after,
+                    }
+                } else {
+                    RequestError::Decompressing {
+                        receiver,
+                        limit,
+                        retry_after,
+                    }
+                }
             })?;
         match &mut held.0 {
             Some(existing) => existing.merge(permit),
@@ -282,11 +307,37 @@ fn looks_like_zlib(body: &[u8]) -> bool {
 /// Decodes an export request in `encoding`, refusing it with 413 when it would hold more
 /// spans or take more memory than `limits` allow: protobuf is pre-scanned on the wire
 /// before prost allocates anything, JSON is counted while it decodes and stopped early.
+/// (Without a decoding budget: the fuzz targets and tests call it.)
+#[allow(dead_code)]
 pub fn decode(
     encoding: BodyEncoding,
     body: &[u8],
     limits: &Limits,
 ) -> Result<ExportTraceServiceRequest, RequestError> {
+    decode_within(encoding, body, limits, None).map(|(request, _)| request)
+}
+
+/// JSON's worst amplification from text to decoded structs: an empty span `{},` (3 bytes)
+/// decodes to about 200. Reserved up front from the decoding budget, capped at
+/// `max_decoded_size` (the JSON decoder stops there anyway).
+pub const JSON_DECODE_FACTOR: u64 = 64;
+
+/// [`decode`], first reserving the request's decoded memory from `budget` (shared by all
+/// requests of the receiver, `max_decoding_size`): the protobuf pre-scan's estimate, or for
+/// JSON [`JSON_DECODE_FACTOR`] x the body (at most `max_decoded_size`). The reservation is
+/// held until the request is answered; when the budget is used up the request gets 503
+/// with `Retry-After` before anything is decoded.
+pub fn decode_within(
+    encoding: BodyEncoding,
+    body: &[u8],
+    limits: &Limits,
+    budget: Option<&InflateBudget>,
+) -> Result<(ExportTraceServiceRequest, Reserved), RequestError> {
+    let mut reserved = Reserved(None);
+    let mut reserve = |bytes: u64| match budget {
+        Some(b) => b.reserve(&mut reserved, usize::try_from(bytes).unwrap_or(usize::MAX)),
+        None => Ok(()),
+    };
     let malformed_protobuf = |message: String| {
         RequestError::Malformed {
         encoding: "OTLP protobuf",
@@ -299,9 +350,17 @@ pub fn decode(
         BodyEncoding::Protobuf => {
             let shape = prescan::scan(body).map_err(|e| malformed_protobuf(e.0))?;
             limits.check_shape(shape)?;
-            ExportTraceServiceRequest::decode(body).map_err(|e| malformed_protobuf(e.to_string()))
+            reserve(shape.decoded_size)?;
+            let request = ExportTraceServiceRequest::decode(body)
+                .map_err(|e| malformed_protobuf(e.to_string()))?;
+            Ok((request, reserved))
         }
         BodyEncoding::Json => {
+            reserve(
+                (body.len() as u64)
+                    .saturating_mul(JSON_DECODE_FACTOR)
+                    .min(limits.max_decoded_size),
+            )?;
             let json_limits = DecodeLimits {
                 max_spans: limits.max_spans,
                 max_decoded_size: limits.max_decoded_size,
@@ -324,6 +383,7 @@ pub fn decode(
                     )
                 }
             })
+            .map(|request| (request, reserved))
         }
     }
 }
@@ -468,6 +528,49 @@ mod tests {
         );
         drop(held);
         assert!(decompress(gz, ContentEncoding::Gzip, 1 << 20, &budget).is_ok());
+    }
+
+    #[test]
+    fn decoded_requests_share_one_budget_and_give_it_back() {
+        use crate::config::OtlpReceiverConfig;
+        use crate::limits::Limits;
+        use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans};
+        let limits = Limits::new("otlp/dec", &OtlpReceiverConfig::default());
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); 2000],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = request.encode_to_vec();
+        let estimate = crate::prescan::scan(&body).unwrap().decoded_size;
+        // Room for one such request at a time.
+        let budget = InflateBudget::decoding("otlp/dec", estimate + estimate / 2);
+        let (decoded, held) =
+            decode_within(BodyEncoding::Protobuf, &body, &limits, Some(&budget)).unwrap();
+        assert_eq!(decoded, request);
+        let err = decode_within(BodyEncoding::Protobuf, &body, &limits, Some(&budget)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the receiver already holds its maximum of {} bytes of decoded requests \
+                 (receivers.otlp/dec.max_decoding_size); retry after 1s",
+                estimate + estimate / 2
+            )
+        );
+        assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        assert!(decode_within(BodyEncoding::Protobuf, &body, &limits, Some(&budget)).is_ok());
+        // JSON reserves 64 x its body up front.
+        let json = format!("{{\"resourceSpans\":[]}}{}", " ".repeat(1004));
+        assert_eq!(json.len(), 1024);
+        let small = InflateBudget::decoding("otlp/dec", 63 * 1024);
+        assert!(decode_within(BodyEncoding::Json, json.as_bytes(), &limits, Some(&small)).is_err());
+        let enough = InflateBudget::decoding("otlp/dec", 64 * 1024);
+        assert!(decode_within(BodyEncoding::Json, json.as_bytes(), &limits, Some(&enough)).is_ok());
     }
 
     #[test]

@@ -137,6 +137,12 @@ pub enum RequestError {
         limit: u64,
         retry_after: Duration,
     },
+    #[error("the receiver already holds its maximum of {limit} bytes of decoded requests (receivers.{receiver}.max_decoding_size); retry after {}s", retry_after_secs(*.retry_after))]
+    Decoding {
+        receiver: String,
+        limit: u64,
+        retry_after: Duration,
+    },
     #[error("internal error: {message}")]
     Internal { message: String },
 }
@@ -176,7 +182,8 @@ impl RequestError {
             RequestError::Full { .. } => StatusCode::TOO_MANY_REQUESTS,
             RequestError::Unavailable { .. }
             | RequestError::Overloaded { .. }
-            | RequestError::Decompressing { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | RequestError::Decompressing { .. }
+            | RequestError::Decoding { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -191,7 +198,8 @@ impl RequestError {
             RequestError::Full { .. } => 8,              // RESOURCE_EXHAUSTED
             RequestError::Unavailable { .. }
             | RequestError::Overloaded { .. }
-            | RequestError::Decompressing { .. } => 14, // UNAVAILABLE
+            | RequestError::Decompressing { .. }
+            | RequestError::Decoding { .. } => 14, // UNAVAILABLE
             RequestError::Internal { .. } => 13,         // INTERNAL
             _ => 3,                                      // INVALID_ARGUMENT
         }
@@ -210,7 +218,9 @@ impl RequestError {
             RequestError::ReadTimeout { .. } => "timeout",
             RequestError::Full { .. } => "full",
             RequestError::Unavailable { .. } => "unavailable",
-            RequestError::Overloaded { .. } | RequestError::Decompressing { .. } => "overloaded",
+            RequestError::Overloaded { .. }
+            | RequestError::Decompressing { .. }
+            | RequestError::Decoding { .. } => "overloaded",
             RequestError::Internal { .. } => "internal",
         }
     }
@@ -221,7 +231,8 @@ impl RequestError {
             RequestError::Full { retry_after }
             | RequestError::Unavailable { retry_after, .. }
             | RequestError::Overloaded { retry_after, .. }
-            | RequestError::Decompressing { retry_after, .. } => Some(*retry_after),
+            | RequestError::Decompressing { retry_after, .. }
+            | RequestError::Decoding { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -42,6 +42,8 @@ pub(crate) struct Handler {
     limit: u64,
     limits: Arc<Limits>,
     inflate: InflateBudget,
+    /// Decoded request memory held by all requests at once (`max_decoding_size`).
+    decoding: InflateBudget,
     read_timeout: Duration,
     max_concurrent: usize,
     permits: Arc<Semaphore>,
@@ -79,6 +81,7 @@ impl Handler {
         Self {
             limits: Arc::new(Limits::new(id.as_str(), config)),
             inflate: InflateBudget::new(id.as_str(), config.decompressing_size_limit()),
+            decoding: InflateBudget::decoding(id.as_str(), config.decoding_size_limit()),
             receiver: Arc::from(id.as_str()),
             id,
             path: config.path.clone(),
@@ -150,38 +153,35 @@ impl Handler {
         let limit = self.limit;
         let limits = self.limits.clone();
         let inflate = self.inflate.clone();
+        let decoding = self.decoding.clone();
         let threshold = match content_encoding {
             ContentEncoding::Identity => BLOCKING_DECODE_THRESHOLD,
             _ => BLOCKING_DECOMPRESS_THRESHOLD,
         };
-        let decoded = if received.len() >= threshold {
-            tokio::task::spawn_blocking(move || {
-                decode_body(
-                    received,
-                    content_encoding,
-                    encoding,
-                    limit,
-                    &limits,
-                    &inflate,
-                )
-            })
-            .await
-            .map_err(|e| RequestError::Internal {
-                message: format!("decoding task failed: {e}"),
-            })?
-        } else {
+        let large = received.len() >= threshold;
+        let decode = move || {
             decode_body(
                 received,
                 content_encoding,
                 encoding,
                 limit,
                 &limits,
-                &inflate,
+                (&inflate, &decoding),
             )
         };
-        // `_inflated` holds the decompressed body's share of `max_decompressing_size`
-        // until the request is answered.
-        let (mut request, body, _inflated) = decoded?;
+        // Large bodies take milliseconds of CPU to inflate and decode: off the async workers.
+        let decoded = if large {
+            tokio::task::spawn_blocking(decode)
+                .await
+                .map_err(|e| RequestError::Internal {
+                    message: format!("decoding task failed: {e}"),
+                })?
+        } else {
+            decode()
+        };
+        // `_held` holds the decompressed body's share of `max_decompressing_size` and the
+        // decoded request's share of `max_decoding_size` until the request is answered.
+        let (mut request, body, _held) = decoded?;
 
         let rejected = decode::drop_invalid_spans(&mut request);
         if let Some(rejected) = &rejected {
@@ -289,12 +289,19 @@ fn decode_body(
     encoding: BodyEncoding,
     limit: u64,
     limits: &Limits,
-    inflate: &InflateBudget,
-) -> Result<(tracecast_core::ExportTraceServiceRequest, Bytes, Reserved), RequestError> {
-    let (body, reserved) = decode::decompress(received, content_encoding, limit, inflate)?;
-    let request = decode::decode(encoding, &body, limits)?;
+    (inflate, decoding): (&InflateBudget, &InflateBudget),
+) -> Result<
+    (
+        tracecast_core::ExportTraceServiceRequest,
+        Bytes,
+        (Reserved, Reserved),
+    ),
+    RequestError,
+> {
+    let (body, inflated) = decode::decompress(received, content_encoding, limit, inflate)?;
+    let (request, decoded) = decode::decode_within(encoding, &body, limits, Some(decoding))?;
     limits.check_decoded(&request)?;
-    Ok((request, body, reserved))
+    Ok((request, body, (inflated, decoded)))
 }
 
 /// Reads and discards up to `max_bytes` of a refused request's body within [`DRAIN_TIME`].

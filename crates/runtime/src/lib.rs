@@ -2,8 +2,10 @@
 //! The binary (`crates/tracecast`) keeps the CLI, the admin endpoint, logging,
 //! self-telemetry, signals and systemd notification.
 //!
-//! - `registry.rs`: the one place that maps a YAML type to its config, validation and
-//!   constructor, for every component kind.
+//! - `registry.rs`: the one place that lists every component type: one entry per type (YAML
+//!   type, config decoded and validated, constructor; for exporters the dead-letter store),
+//!   for every component kind; `registry/factory.rs`: the entry types and type-erased
+//!   configs.
 //! - `pipeline/`: receivers -> durable queues -> pipelines -> exporters (`mod.rs`: the
 //!   service, start and shutdown; `apply.rs`: start and reload as prepare-then-switch steps;
 //!   `fanout.rs`: the receivers' sink; `task.rs`: a pipeline's task, retries of failed

@@ -1,49 +1,141 @@
-//! The one place that lists every component type: YAML type name -> typed config ->
-//! constructor. Adding a component means adding one arm to each enum below, its name to the
-//! `*_TYPES` list, and a minimal valid body as `<kind>_<type>.yaml` in its crate's
-//! `testdata/` (`tests/registry.rs` validates and builds every listed type from it).
+//! The one place that lists every component type: one entry per type, giving its YAML type
+//! name, its config type (decoded and validated from the YAML body), its constructor and,
+//! for exporters, its dead-letter store (folder, list, resend). [`validate`], the `build_*`
+//! functions, the connection tests (`check.rs`) and `tracecast dead-letters` all go
+//! through these entries; nothing else names a component type.
+//!
+//! Adding a component type: write its crate (a config type implementing
+//! `serde::Deserialize` + [`tracecast_config::Validate`], and a type implementing
+//! [`Receiver`], [`Processor`] or [`Exporter`]), add ONE entry to [`RECEIVERS`],
+//! [`PROCESSORS`] or [`EXPORTERS`] below, and put a minimal valid body in its crate as
+//! `testdata/<kind>_<type>.yaml` (`crates/tracecast/tests/registry.rs` validates and builds
+//! every listed type from it). `factory.rs` holds the entry types and the type-erased
+//! configs they produce.
+
+mod factory;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracecast_config::{Config, ConfigErrors, RawComponent};
+use tracecast_core::dead_letter::ListedLetter;
 use tracecast_core::{BatchSink, ComponentId, Exporter, Processor, Receiver};
-use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig};
-use tracecast_exporter_s3::{S3Exporter, S3ExporterConfig};
+use tracecast_exporter_otlp::{dead_letter as otlp_dl, OtlpExporter, OtlpExporterConfig};
+use tracecast_exporter_s3::{upload as s3_dl, S3Exporter, S3ExporterConfig};
 use tracecast_processors::{
     BatchProcessor, BatchProcessorConfig, MetadataProcessor, MetadataProcessorConfig,
     PrivacyProcessor, PrivacyProcessorConfig,
 };
 use tracecast_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig};
 
-/// Receiver types tracecast knows.
-pub const RECEIVER_TYPES: &[&str] = &["otlp"];
-/// Processor types tracecast knows.
-pub const PROCESSOR_TYPES: &[&str] = &["metadata", "privacy", "batch"];
-/// Exporter types tracecast knows.
-pub const EXPORTER_TYPES: &[&str] = &["otlp", "s3"];
+use crate::fault::{FaultProcessor, FaultProcessorConfig};
+pub use factory::{
+    BoxError, DeadLetters, ExporterConfig, ExporterEntry, Factory, ProcessorConfig, ProcessorEntry,
+    ReceiverConfig, ReceiverEntry,
+};
 
-/// A receiver's validated config.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiverConfig {
-    Otlp(OtlpReceiverConfig),
+/// Every receiver type.
+pub static RECEIVERS: &[&dyn Factory<Config = ReceiverConfig>] =
+    &[&ReceiverEntry::<OtlpReceiverConfig> {
+        type_name: "otlp",
+        build: |id, config, sink| Box::new(OtlpReceiver::new(id.clone(), config.clone(), sink)),
+    }];
+
+/// Every processor type.
+pub static PROCESSORS: &[&dyn Factory<Config = ProcessorConfig>] = &[
+    &ProcessorEntry::<MetadataProcessorConfig> {
+        type_name: "metadata",
+        test_only: false,
+        build: |id, config| {
+            Ok(Box::new(MetadataProcessor::new(
+                id.clone(),
+                config.clone(),
+            )?))
+        },
+    },
+    &ProcessorEntry::<PrivacyProcessorConfig> {
+        type_name: "privacy",
+        test_only: false,
+        build: |id, config| Ok(Box::new(PrivacyProcessor::new(id.clone(), config.clone())?)),
+    },
+    &ProcessorEntry::<BatchProcessorConfig> {
+        type_name: "batch",
+        test_only: false,
+        build: |id, config| Ok(Box::new(BatchProcessor::new(id.clone(), config.clone()))),
+    },
+    // Only with `TRACECAST_TEST_COMPONENTS=1`: see [`crate::fault`].
+    &ProcessorEntry::<FaultProcessorConfig> {
+        type_name: "fault",
+        test_only: true,
+        build: |_, config| Ok(Box::new(FaultProcessor(config.clone()))),
+    },
+];
+
+/// Every exporter type.
+pub static EXPORTERS: &[&dyn Factory<Config = ExporterConfig>] = &[
+    &ExporterEntry::<OtlpExporterConfig> {
+        type_name: "otlp",
+        build: |id, config| Ok(Box::new(OtlpExporter::new(id.clone(), config.clone())?)),
+        dead_letters: DeadLetters {
+            dir: otlp_dl::effective_dir,
+            list: |dir| {
+                let letters = otlp_dl::list(dir)?.into_iter().map(|b| ListedLetter {
+                    file: b.path,
+                    spans: b.spans,
+                    reason: b.reason,
+                });
+                Ok(letters.collect())
+            },
+            resend: |id, config, stop| {
+                Box::pin(async move {
+                    Ok(tracecast_exporter_otlp::resend::resend(&id, &config, &stop).await?)
+                })
+            },
+        },
+    },
+    &ExporterEntry::<S3ExporterConfig> {
+        type_name: "s3",
+        build: |id, config| Ok(Box::new(S3Exporter::new(id.clone(), config)?)),
+        dead_letters: DeadLetters {
+            dir: s3_dl::dead_letter_dir,
+            list: |dir| {
+                let letters = s3_dl::list_dead_letters(dir)?
+                    .into_iter()
+                    .map(|t| ListedLetter {
+                        file: t.path,
+                        spans: None,
+                        reason: t.reason,
+                    });
+                Ok(letters.collect())
+            },
+            resend: |id, config, stop| {
+                Box::pin(async move { Ok(s3_dl::resend_dead_letters(&id, &config, &stop).await?) })
+            },
+        },
+    },
+];
+
+/// The receiver types a config may use.
+pub fn receiver_types() -> Vec<&'static str> {
+    listed(RECEIVERS)
 }
 
-/// A processor's validated config.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProcessorConfig {
-    Metadata(MetadataProcessorConfig),
-    Privacy(PrivacyProcessorConfig),
-    Batch(BatchProcessorConfig),
-    /// Test only (`TRACECAST_TEST_COMPONENTS=1`): see [`crate::fault`].
-    Fault(crate::fault::FaultProcessorConfig),
+/// The processor types a config may use (test-only ones aside).
+pub fn processor_types() -> Vec<&'static str> {
+    listed(PROCESSORS)
 }
 
-/// An exporter's validated config.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExporterConfig {
-    Otlp(OtlpExporterConfig),
-    S3(S3ExporterConfig),
+/// The exporter types a config may use.
+pub fn exporter_types() -> Vec<&'static str> {
+    listed(EXPORTERS)
+}
+
+fn listed<C>(entries: &[&dyn Factory<Config = C>]) -> Vec<&'static str> {
+    entries
+        .iter()
+        .filter(|e| !e.test_only())
+        .map(|e| e.type_name())
+        .collect()
 }
 
 /// A config whose every component body decoded and validated.
@@ -55,16 +147,39 @@ pub struct ValidatedConfig {
     pub exporters: BTreeMap<ComponentId, ExporterConfig>,
 }
 
-fn unknown_type(config: &Config, raw: &RawComponent, known: &[&str]) -> ConfigErrors {
-    config.error_at(
-        raw,
-        format!(
-            "unknown {} type {:?}; known types: {}",
-            raw.kind,
-            raw.id.type_name(),
-            known.join(", ")
-        ),
-    )
+/// Decodes every component of one section through its type's entry; problems go to
+/// `errors` (an unknown type names the known ones).
+fn decode_section<C>(
+    config: &Config,
+    section: &BTreeMap<ComponentId, RawComponent>,
+    entries: &'static [&'static dyn Factory<Config = C>],
+    errors: &mut Vec<tracecast_config::ConfigError>,
+) -> BTreeMap<ComponentId, C> {
+    let mut decoded = BTreeMap::new();
+    for (id, raw) in section {
+        let entry = entries.iter().find(|e| {
+            e.type_name() == raw.id.type_name() && (!e.test_only() || crate::fault::enabled())
+        });
+        let result = match entry {
+            Some(entry) => entry.decode(config, raw),
+            None => Err(config.error_at(
+                raw,
+                format!(
+                    "unknown {} type {:?}; known types: {}",
+                    raw.kind,
+                    raw.id.type_name(),
+                    listed(entries).join(", ")
+                ),
+            )),
+        };
+        match result {
+            Ok(c) => {
+                decoded.insert(id.clone(), c);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    decoded
 }
 
 /// Decodes and validates every component, reporting all problems at once: `problems` are
@@ -72,49 +187,9 @@ fn unknown_type(config: &Config, raw: &RawComponent, known: &[&str]) -> ConfigEr
 pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfig, ConfigErrors> {
     let mut errors = problems.0;
     let loader_problems = errors.len();
-    let mut receivers = BTreeMap::new();
-    for (id, raw) in &config.receivers {
-        let decoded = match raw.id.type_name() {
-            "otlp" => config.decode(raw).map(ReceiverConfig::Otlp),
-            _ => Err(unknown_type(&config, raw, RECEIVER_TYPES)),
-        };
-        match decoded {
-            Ok(c) => {
-                receivers.insert(id.clone(), c);
-            }
-            Err(e) => errors.extend(e.0),
-        }
-    }
-    let mut processors = BTreeMap::new();
-    for (id, raw) in &config.processors {
-        let decoded = match raw.id.type_name() {
-            "metadata" => config.decode(raw).map(ProcessorConfig::Metadata),
-            "privacy" => config.decode(raw).map(ProcessorConfig::Privacy),
-            "batch" => config.decode(raw).map(ProcessorConfig::Batch),
-            "fault" if crate::fault::enabled() => config.decode(raw).map(ProcessorConfig::Fault),
-            _ => Err(unknown_type(&config, raw, PROCESSOR_TYPES)),
-        };
-        match decoded {
-            Ok(c) => {
-                processors.insert(id.clone(), c);
-            }
-            Err(e) => errors.extend(e.0),
-        }
-    }
-    let mut exporters = BTreeMap::new();
-    for (id, raw) in &config.exporters {
-        let decoded = match raw.id.type_name() {
-            "otlp" => config.decode(raw).map(ExporterConfig::Otlp),
-            "s3" => config.decode(raw).map(ExporterConfig::S3),
-            _ => Err(unknown_type(&config, raw, EXPORTER_TYPES)),
-        };
-        match decoded {
-            Ok(c) => {
-                exporters.insert(id.clone(), c);
-            }
-            Err(e) => errors.extend(e.0),
-        }
-    }
+    let receivers = decode_section(&config, &config.receivers, RECEIVERS, &mut errors);
+    let processors = decode_section(&config, &config.processors, PROCESSORS, &mut errors);
+    let exporters = decode_section(&config, &config.exporters, EXPORTERS, &mut errors);
     for problem in queue_options(&config.service.queue).problems() {
         let key = match problem.path.as_str() {
             "max_bytes" => "max_size",
@@ -145,39 +220,35 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
     })
 }
 
+/// Why a component could not be built from its validated config (a CA file that cannot be
+/// read, a client that cannot be set up): the component's own error, with its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub BoxError);
+
 /// Builds a fresh processor instance (each pipeline gets its own, as in the Collector).
 pub fn build_processor(
     id: &ComponentId,
     config: &ProcessorConfig,
-) -> anyhow::Result<Box<dyn Processor>> {
-    Ok(match config {
-        ProcessorConfig::Metadata(c) => Box::new(MetadataProcessor::new(id.clone(), c.clone())?),
-        ProcessorConfig::Privacy(c) => Box::new(PrivacyProcessor::new(id.clone(), c.clone())?),
-        ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(id.clone(), c.clone())),
-        ProcessorConfig::Fault(c) => Box::new(crate::fault::FaultProcessor(c.clone())),
-    })
+) -> Result<Box<dyn Processor>, BuildError> {
+    config.build(id).map_err(BuildError)
 }
 
-/// Builds an exporter.
+/// Builds an exporter (not started).
 pub fn build_exporter(
     id: &ComponentId,
     config: &ExporterConfig,
-) -> anyhow::Result<Box<dyn Exporter>> {
-    Ok(match config {
-        ExporterConfig::Otlp(c) => Box::new(OtlpExporter::new(id.clone(), c.clone())?),
-        ExporterConfig::S3(c) => Box::new(S3Exporter::new(id.clone(), c)?),
-    })
+) -> Result<Box<dyn Exporter>, BuildError> {
+    config.build(id).map_err(BuildError)
 }
 
-/// Builds a receiver feeding `sink`.
+/// Builds a receiver feeding `sink` (nothing is bound yet).
 pub fn build_receiver(
     id: &ComponentId,
     config: &ReceiverConfig,
     sink: Arc<dyn BatchSink>,
 ) -> Box<dyn Receiver> {
-    match config {
-        ReceiverConfig::Otlp(c) => Box::new(OtlpReceiver::new(id.clone(), c.clone(), sink)),
-    }
+    config.build(id, sink)
 }
 
 /// The durable queue options for `service.queue`.
@@ -193,5 +264,49 @@ pub fn queue_options(cfg: &tracecast_config::QueueConfig) -> tracecast_queue::Qu
         max_bytes: cfg.max_size.get(),
         segment_bytes: cfg.segment_size.get(),
         cursor_interval: cfg.cursor_interval.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all<C>(entries: &[&dyn Factory<Config = C>]) -> Vec<&'static str> {
+        entries.iter().map(|e| e.type_name()).collect()
+    }
+
+    #[test]
+    fn each_type_is_registered_exactly_once() {
+        for (kind, names) in [
+            ("receiver", all(RECEIVERS)),
+            ("processor", all(PROCESSORS)),
+            ("exporter", all(EXPORTERS)),
+        ] {
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{kind} types: {names:?}");
+        }
+        assert_eq!(receiver_types(), ["otlp"]);
+        assert_eq!(processor_types(), ["metadata", "privacy", "batch"]);
+        assert_eq!(exporter_types(), ["otlp", "s3"]);
+    }
+
+    #[test]
+    fn an_unknown_type_lists_the_known_ones() {
+        let yaml = "receivers:\n  otlp:\n  kafka:\nprocessors:\n  sample:\n\
+                    exporters:\n  otlp:\n    endpoint: http://127.0.0.1:4318/v1/traces\n  \
+                    loki:\nservice:\n  admin: {endpoint: \"\"}\n  pipelines:\n    traces:\n      \
+                    receivers: [otlp]\n      exporters: [otlp]\n";
+        let errors = crate::load_config_str("unknown.yaml", yaml)
+            .expect_err("unknown types must be refused")
+            .to_string();
+        for expected in [
+            "unknown receiver type \"kafka\"; known types: otlp",
+            "unknown processor type \"sample\"; known types: metadata, privacy, batch",
+            "unknown exporter type \"loki\"; known types: otlp, s3",
+        ] {
+            assert!(errors.contains(expected), "{expected:?} not in:\n{errors}");
+        }
     }
 }

@@ -1,39 +1,26 @@
 //! `tracecast dead-letters list | resend`: what each exporter kept in its dead-letter folder,
-//! and sending it again once the destination is fixed.
+//! and sending it again once the destination is fixed; and each pipeline's quarantine.
 //!
-//! - `otlp` exporters: each `.pb` batch is decoded and fed through the exporter itself
-//!   ([`registry::build_exporter`] + [`Exporter::run`]), so it gets the configured encoding,
-//!   compression, headers and retry loop. The batches are first moved into the folder's
-//!   `resending/` subfolder; a batch the backend rejects again is dead-lettered again by the
-//!   exporter (a new file in the folder), and the `resending/` copy of every batch whose
-//!   export became final is deleted. A crash mid-resend leaves every batch either in place
-//!   or in `resending/`, which the next `resend` picks up (at least once: a batch may be
-//!   sent twice, never lost).
-//! - `s3` exporters: each trace file is put back under its original key with the exporter's
-//!   create-only write ([`S3Exporter::resend_dead_letter`]) and removed once written.
+//! Each exporter type's folder, listing and resend come from its registry entry
+//! ([`registry::DeadLetters`]): `otlp` batches go through the exporter again
+//! (`tracecast_exporter_otlp::resend`), `s3` traces are put back under their original key
+//! (`tracecast_exporter_s3::upload::resend_dead_letters`). Nothing here names an exporter
+//! type.
 //!
 //! Run `resend` while the daemon is stopped, or expect the "failed again" count to include
 //! dead letters the daemon wrote meanwhile (nothing is lost either way).
 
-use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use clap::Subcommand;
 use prost::Message;
-use tokio::sync::mpsc;
-use tracecast_core::ack::{AckSink, DeliveryToken};
-use tracecast_core::{
-    BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, TraceBatch,
-};
-use tracecast_exporter_otlp::dead_letter::{self as otlp_dl, RESENDING_DIR};
-use tracecast_exporter_s3::upload::{self as s3_dl, Written};
-use tracecast_exporter_s3::S3Exporter;
+use tracecast_core::{CancellationToken, ComponentId, ExportTraceServiceRequest};
+use tracecast_receiver_otlp::OtlpReceiverConfig;
 
 use crate::pipeline::quarantine;
-use crate::registry::{self, ExporterConfig, ValidatedConfig};
+use crate::registry::{ExporterConfig, ValidatedConfig};
 use crate::{load_config, logging};
 
 /// `tracecast dead-letters ...`
@@ -70,37 +57,19 @@ pub struct Listed {
     pub reason: String,
 }
 
-/// The dead-letter folder of an exporter, by the exporter crate's own rule.
-pub fn dead_letter_dir(id: &ComponentId, config: &ExporterConfig) -> PathBuf {
-    match config {
-        ExporterConfig::Otlp(c) => otlp_dl::effective_dir(id, c),
-        ExporterConfig::S3(c) => s3_dl::dead_letter_dir(id, c),
-    }
-}
-
 /// Every dead letter of one exporter (its folder missing means none).
 pub fn list_exporter(id: &ComponentId, config: &ExporterConfig) -> std::io::Result<Vec<Listed>> {
-    let dir = dead_letter_dir(id, config);
-    Ok(match config {
-        ExporterConfig::Otlp(_) => otlp_dl::list(&dir)?
-            .into_iter()
-            .map(|b| Listed {
-                exporter: id.clone(),
-                file: b.path,
-                spans: b.spans,
-                reason: b.reason,
-            })
-            .collect(),
-        ExporterConfig::S3(_) => s3_dl::list_dead_letters(&dir)?
-            .into_iter()
-            .map(|t| Listed {
-                exporter: id.clone(),
-                file: t.path,
-                spans: None,
-                reason: t.reason,
-            })
-            .collect(),
-    })
+    let dir = config.dead_letter_dir(id);
+    Ok(config
+        .list_dead_letters(&dir)?
+        .into_iter()
+        .map(|l| Listed {
+            exporter: id.clone(),
+            file: l.file,
+            spans: l.spans,
+            reason: l.reason,
+        })
+        .collect())
 }
 
 /// Exit codes: 0 ok, 1 something failed (again), 2 bad config or unknown `--exporter`.
@@ -148,7 +117,7 @@ fn list(cfg: &ValidatedConfig) -> ExitCode {
                 failed = true;
                 eprintln!(
                     "{id}: cannot read the dead-letter folder {}: {e}",
-                    dead_letter_dir(id, config).display()
+                    config.dead_letter_dir(id).display()
                 );
             }
         }
@@ -190,15 +159,6 @@ fn list(cfg: &ValidatedConfig) -> ExitCode {
     }
 }
 
-/// What a resend did for one exporter.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResendSummary {
-    /// Dead letters delivered.
-    pub resent: usize,
-    /// Dead letters kept again: rejected again, unreadable, or not sent (stopped).
-    pub failed: usize,
-}
-
 async fn resend(cfg: &ValidatedConfig, only: Option<&str>) -> ExitCode {
     let selected: Vec<_> = match only {
         None => cfg.exporters.iter().collect(),
@@ -228,12 +188,8 @@ async fn resend(cfg: &ValidatedConfig, only: Option<&str>) -> ExitCode {
     });
     let mut any_failed = false;
     for (id, config) in selected {
-        let dir = dead_letter_dir(id, config);
-        let outcome = match config {
-            ExporterConfig::Otlp(_) => resend_otlp(id, config, &dir, &stop).await,
-            ExporterConfig::S3(c) => resend_s3(id, c, &dir, &stop).await,
-        };
-        match outcome {
+        let dir = config.dead_letter_dir(id);
+        match config.resend_dead_letters(id, &stop).await {
             Ok(s) => {
                 any_failed |= s.failed > 0;
                 println!(
@@ -245,7 +201,7 @@ async fn resend(cfg: &ValidatedConfig, only: Option<&str>) -> ExitCode {
             }
             Err(e) => {
                 any_failed = true;
-                eprintln!("{id}: {e:#}");
+                eprintln!("{id}: {e}");
             }
         }
     }
@@ -325,8 +281,14 @@ async fn resend_one(
         .iter()
         .find(|(id, _)| id.as_str() == &*ctx.receiver)
         .or_else(|| cfg.receivers.iter().next());
-    let Some((id, registry::ReceiverConfig::Otlp(r))) = receiver else {
+    let Some((id, receiver)) = receiver else {
         return Err("the config has no receiver to send it to".into());
+    };
+    // Quarantined entries are OTLP/HTTP requests: only an OTLP receiver takes them back.
+    let Some(r) = receiver.get::<OtlpReceiverConfig>() else {
+        return Err(format!(
+            "receiver {id} is not an OTLP/HTTP receiver; the entry can only be posted to one"
+        ));
     };
     let url = format!("http://{}{}", r.endpoint, r.path);
     let mut request = client
@@ -369,170 +331,4 @@ async fn wait_for_stop() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// Records which batches' exports became final: a batch's token reports `delivered` when
-/// the exporter drops it settled (sent, or dead-lettered again), never when abandoned.
-#[derive(Default)]
-struct Settled(Mutex<HashSet<u64>>);
-
-impl AckSink for Settled {
-    fn delivered(&self, seq: u64) {
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(seq);
-        }
-    }
-}
-
-/// Moves `<name>` and `<name>.reason.txt` from `from` to `to`: the reason first, so a crash
-/// in between never leaves a batch without its reason in the folder it is read from.
-fn move_pair(from: &Path, to: &Path, name: &std::ffi::OsStr) -> std::io::Result<()> {
-    let batch = from.join(name);
-    match std::fs::rename(
-        otlp_dl::reason_path(&batch),
-        otlp_dl::reason_path(&to.join(name)),
-    ) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    std::fs::rename(&batch, to.join(name))
-}
-
-fn file_names(paths: &[PathBuf]) -> BTreeSet<std::ffi::OsString> {
-    paths
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
-        .collect()
-}
-
-async fn resend_otlp(
-    id: &ComponentId,
-    config: &ExporterConfig,
-    dir: &Path,
-    stop: &CancellationToken,
-) -> anyhow::Result<ResendSummary> {
-    let resending = dir.join(RESENDING_DIR);
-    let waiting = otlp_dl::batch_files(dir)?;
-    if waiting.is_empty() && otlp_dl::batch_files(&resending)?.is_empty() {
-        return Ok(ResendSummary::default());
-    }
-    // Built first: a config the exporter refuses leaves every file where it was.
-    let exporter = registry::build_exporter(id, config)?;
-    std::fs::create_dir_all(&resending)?;
-    for path in &waiting {
-        if let Some(name) = path.file_name() {
-            if !resending.join(name).exists() {
-                move_pair(dir, &resending, name)?;
-            }
-        }
-    }
-    let mut summary = ResendSummary::default();
-    let settled = Arc::new(Settled::default());
-    let mut batches = Vec::new();
-    let mut names = Vec::new();
-    for path in otlp_dl::batch_files(&resending)? {
-        let Some(name) = path.file_name().map(|n| n.to_os_string()) else {
-            continue;
-        };
-        let bytes = std::fs::read(&path)?;
-        match ExportTraceServiceRequest::decode(bytes.as_slice()) {
-            Ok(request) => {
-                let seq = names.len() as u64;
-                let token = DeliveryToken::new(seq, settled.clone());
-                let ctx = BatchContext::new("dead-letters");
-                batches.push(
-                    TraceBatch::new(ctx, request, Some(Bytes::from(bytes)))
-                        .with_tokens(vec![token]),
-                );
-                names.push(name);
-            }
-            Err(e) => {
-                eprintln!(
-                    "{id}: {} is not an OTLP protobuf batch ({e}); left in {}",
-                    path.display(),
-                    dir.display()
-                );
-                move_pair(&resending, dir, &name)?;
-                summary.failed += 1;
-            }
-        }
-    }
-    // Dead letters the exporter writes from here on are batches rejected again.
-    let before = file_names(&otlp_dl::batch_files(dir)?);
-    let (tx, rx) = mpsc::channel(16);
-    let run = tokio::spawn(exporter.run(rx, stop.clone()));
-    let mut pending = batches.into_iter();
-    for batch in pending.by_ref() {
-        if let Err(unsent) = tx.send(batch).await {
-            // The exporter stopped (hard stop): this batch and the rest were not sent.
-            unsent.0.abandon();
-            break;
-        }
-    }
-    pending.for_each(|b| b.abandon());
-    drop(tx);
-    run.await?;
-    let settled: HashSet<u64> = settled.0.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut finished = 0usize;
-    for (seq, name) in names.iter().enumerate() {
-        if settled.contains(&(seq as u64)) {
-            finished += 1;
-            let copy = resending.join(name);
-            std::fs::remove_file(otlp_dl::reason_path(&copy)).or_else(ignore_missing)?;
-            std::fs::remove_file(&copy).or_else(ignore_missing)?;
-        } else {
-            // Abandoned (stopped, or the dead-letter folder failed): back where it was.
-            move_pair(&resending, dir, name)?;
-            summary.failed += 1;
-        }
-    }
-    let after = file_names(&otlp_dl::batch_files(dir)?);
-    let rejected_again = after.difference(&before).count();
-    summary.resent = finished.saturating_sub(rejected_again);
-    summary.failed += rejected_again;
-    let _ = std::fs::remove_dir(&resending); // Only if empty.
-    Ok(summary)
-}
-
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
-async fn resend_s3(
-    id: &ComponentId,
-    config: &tracecast_exporter_s3::S3ExporterConfig,
-    dir: &Path,
-    stop: &CancellationToken,
-) -> anyhow::Result<ResendSummary> {
-    let stored = s3_dl::list_dead_letters(dir)?;
-    let mut summary = ResendSummary::default();
-    if stored.is_empty() {
-        return Ok(summary);
-    }
-    let exporter = S3Exporter::new(id.clone(), config)?;
-    for trace in stored {
-        if stop.is_cancelled() {
-            summary.failed += 1;
-            continue;
-        }
-        match exporter.resend_dead_letter(&trace, stop).await {
-            Ok(Written::Created(key)) => {
-                summary.resent += 1;
-                println!("{id}: {} -> {key}", trace.path.display());
-            }
-            Ok(Written::AlreadyPresent(key)) => {
-                summary.resent += 1;
-                println!("{id}: {} -> {key} (already there)", trace.path.display());
-            }
-            Err(e) => {
-                summary.failed += 1;
-                eprintln!("{id}: {e}");
-            }
-        }
-    }
-    Ok(summary)
 }

@@ -2,16 +2,17 @@
 //!
 //! The bodies live beside the crate that owns the type, named `<kind>_<type>.yaml` in some
 //! `crates/*/testdata/` (e.g. `crates/exporter-s3/testdata/exporter_s3.yaml`). The test walks
-//! `RECEIVER_TYPES`, `PROCESSOR_TYPES` and `EXPORTER_TYPES`, so a type registered without
-//! such a file, or whose file no longer validates or builds, fails here.
+//! the registry's entries (`receiver_types()`, `processor_types()`, `exporter_types()`), so a
+//! type registered without such a file, or whose file no longer validates or builds, fails
+//! here.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tracecast::registry::{
-    self, ExporterConfig, ProcessorConfig, ReceiverConfig, EXPORTER_TYPES, PROCESSOR_TYPES,
-    RECEIVER_TYPES,
+    self, exporter_types, processor_types, receiver_types, ExporterConfig, ProcessorConfig,
+    ReceiverConfig,
 };
 use tracecast_core::{BatchSink, ComponentId, SubmitError, TraceBatch};
 
@@ -69,15 +70,15 @@ fn section(out: &mut String, section: &str, kind: &str, types: &[&str]) {
 /// One config holding every registered type, all in one pipeline.
 fn config_with_every_type() -> String {
     let mut text = String::new();
-    section(&mut text, "receivers", "receiver", RECEIVER_TYPES);
-    section(&mut text, "processors", "processor", PROCESSOR_TYPES);
-    section(&mut text, "exporters", "exporter", EXPORTER_TYPES);
+    section(&mut text, "receivers", "receiver", &receiver_types());
+    section(&mut text, "processors", "processor", &processor_types());
+    section(&mut text, "exporters", "exporter", &exporter_types());
     text.push_str(&format!(
         "service:\n  admin: {{endpoint: \"\"}}\n  pipelines:\n    traces:\n      \
          receivers: [{}]\n      processors: [{}]\n      exporters: [{}]\n",
-        RECEIVER_TYPES.join(", "),
-        PROCESSOR_TYPES.join(", "),
-        EXPORTER_TYPES.join(", "),
+        receiver_types().join(", "),
+        processor_types().join(", "),
+        exporter_types().join(", "),
     ));
     text
 }
@@ -88,7 +89,7 @@ async fn every_registered_type_validates_its_testdata_and_builds() {
     let config = tracecast::load_config_str("every_type.yaml", &text)
         .unwrap_or_else(|e| panic!("{e}\n--- every_type.yaml:\n{text}"));
 
-    for type_name in RECEIVER_TYPES {
+    for type_name in receiver_types() {
         let id = ComponentId::parse(type_name).unwrap();
         let c: &ReceiverConfig = config
             .receivers
@@ -97,7 +98,7 @@ async fn every_registered_type_validates_its_testdata_and_builds() {
         // Building binds nothing (that is `start`); it cannot fail on a validated config.
         registry::build_receiver(&id, c, Arc::new(NoSink));
     }
-    for type_name in PROCESSOR_TYPES {
+    for type_name in processor_types() {
         let id = ComponentId::parse(type_name).unwrap();
         let c: &ProcessorConfig = config
             .processors
@@ -107,7 +108,7 @@ async fn every_registered_type_validates_its_testdata_and_builds() {
             panic!("processor {type_name} does not build from its testdata: {e:#}");
         }
     }
-    for type_name in EXPORTER_TYPES {
+    for type_name in exporter_types() {
         let id = ComponentId::parse(type_name).unwrap();
         let c: &ExporterConfig = config
             .exporters
