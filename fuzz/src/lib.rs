@@ -32,8 +32,8 @@ use tracecast_processors::{
     PrivacyProcessor, PrivacyProcessorConfig,
 };
 use tracecast_receiver_otlp::fuzzing::{
-    decode, decompress, drop_invalid_spans, scan, BodyEncoding, ContentEncoding, InflateBudget,
-    Limits,
+    decode, decompress, drop_invalid_links, drop_invalid_spans, scan, BodyEncoding,
+    ContentEncoding, InflateBudget, Limits,
 };
 use tracecast_receiver_otlp::{OtlpReceiverConfig, RequestError};
 
@@ -976,18 +976,14 @@ pub fn json_decode(data: &[u8]) {
 /// encoded as OTLP/JSON (what the `otlp` exporter sends with `encoding: json`) must decode
 /// to itself (NaN payloads aside: JSON has one NaN).
 ///
-/// Finding 2 (`fuzz/README.md`, `fuzz/findings/json_roundtrip/`): the receiver checks the
-/// ids of spans but not of span links, and a link id of another length is written as hex
-/// that no OTLP/JSON decoder accepts (tracecast's own refuses the whole request). Such
-/// links are emptied here (set `TRACECAST_FUZZ_OPEN_FINDINGS=1` to check them) so the
-/// target keeps looking further.
+/// Finding 2 (`fuzz/README.md`, fixed): the receiver checked the ids of spans but not of
+/// span links, and a link id of another length was written as hex that no OTLP/JSON
+/// decoder accepts. The receiver now drops such links (`drop_invalid_links`).
 pub fn json_roundtrip(data: &[u8]) {
     let mut g = Gen::new(data);
     let mut request = g.request();
     drop_invalid_spans(&mut request);
-    if !open_findings() {
-        clear_invalid_link_ids(&mut request);
-    }
+    drop_invalid_links(&mut request);
     canonical_nans(&mut request);
     json_fixed_point(&request);
 }
@@ -995,21 +991,6 @@ pub fn json_roundtrip(data: &[u8]) {
 /// Whether to check the invariants that open findings break (see `fuzz/README.md`).
 fn open_findings() -> bool {
     std::env::var_os("TRACECAST_FUZZ_OPEN_FINDINGS").is_some()
-}
-
-fn clear_invalid_link_ids(req: &mut ExportTraceServiceRequest) {
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            for link in ss.spans.iter_mut().flat_map(|s| s.links.iter_mut()) {
-                if link.trace_id.len() != 16 {
-                    link.trace_id.clear();
-                }
-                if link.span_id.len() != 8 {
-                    link.span_id.clear();
-                }
-            }
-        }
-    }
 }
 
 fn canonical_nans(req: &mut ExportTraceServiceRequest) {

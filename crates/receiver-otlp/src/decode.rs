@@ -446,6 +446,25 @@ pub fn drop_invalid_spans(request: &mut ExportTraceServiceRequest) -> Option<Rej
     })
 }
 
+/// Removes span links whose `trace_id` is not 16 bytes or whose `span_id` is not 8 bytes
+/// (the span itself is kept). Found by fuzzing: accepted as they were, such links made the
+/// OTLP/JSON the forwarder writes unreadable to every decoder downstream. Returns how many.
+pub fn drop_invalid_links(request: &mut ExportTraceServiceRequest) -> usize {
+    let mut dropped = 0usize;
+    for span in request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| rs.scope_spans.iter_mut())
+        .flat_map(|ss| ss.spans.iter_mut())
+    {
+        let before = span.links.len();
+        span.links
+            .retain(|l| l.trace_id.len() == 16 && l.span_id.len() == 8);
+        dropped += before - span.links.len();
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

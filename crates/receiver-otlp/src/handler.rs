@@ -190,13 +190,21 @@ impl Handler {
                 .inc_by(rejected.count as u64);
             tracing::debug!(receiver = %self.id, rejected = rejected.count, problem = %rejected.first_problem, "dropped spans with invalid ids");
         }
+        let bad_links = decode::drop_invalid_links(&mut request);
+        if bad_links > 0 {
+            metrics::WARNINGS
+                .get_or_create(&metrics::reason(self.id.as_str(), "invalid_link_id"))
+                .inc_by(bad_links as u64);
+            tracing::debug!(receiver = %self.id, links = bad_links, "dropped span links with invalid ids");
+        }
         let spans = span_count(&request);
         if spans == 0 {
             return Ok(Accepted { encoding, rejected });
         }
 
         // The received bytes describe the request only if it is protobuf and untouched.
-        let keep = (encoding == BodyEncoding::Protobuf && rejected.is_none()).then_some(body);
+        let untouched = rejected.is_none() && bad_links == 0;
+        let keep = (encoding == BodyEncoding::Protobuf && untouched).then_some(body);
         let ctx = BatchContext {
             receiver: self.receiver.clone(),
             api_key_name,

@@ -42,8 +42,8 @@ pub use status::Status;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::decode::{
-        decode, decompress, drop_invalid_spans, BodyEncoding, ContentEncoding, InflateBudget,
-        Rejected, Reserved,
+        decode, decompress, drop_invalid_links, drop_invalid_spans, BodyEncoding, ContentEncoding,
+        InflateBudget, Rejected, Reserved,
     };
     pub use crate::limits::Limits;
     pub use crate::prescan::{scan, Shape};

@@ -126,9 +126,11 @@ impl Limits {
         place: impl Fn() -> String,
     ) -> Result<(), RequestError> {
         let mut metadata = 0u64;
+        let mut flattened = 0u64;
         for kv in attributes {
             if is_trace_metadata(&kv.key) {
-                metadata += kv.encoded_len() as u64;
+                metadata = metadata.saturating_add(kv.encoded_len() as u64);
+                flattened = flattened.saturating_add(flattened_len(kv));
             }
         }
         if metadata > self.max_trace_metadata_size {
@@ -136,6 +138,15 @@ impl Limits {
                 RequestLimit::TraceMetadataSize,
                 format!(
                     "{} carries {metadata} bytes of trace metadata (attribute {TRACE_ATTRIBUTE:?} and {TRACE_PREFIX}* attributes)",
+                    place()
+                ),
+            ));
+        }
+        if flattened > self.max_trace_metadata_size {
+            return Err(self.over(
+                RequestLimit::TraceMetadataSize,
+                format!(
+                    "{}'s trace metadata flattens to {flattened} bytes of trace.metadata.* attributes (each nested value repeats its whole key path)",
                     place()
                 ),
             ));
@@ -186,6 +197,57 @@ impl Limits {
             }
             _ => 0,
         }
+    }
+}
+
+/// Nesting the `metadata` processor flattens (its `MAX_FLATTEN_DEPTH`); deeper maps are one
+/// leaf.
+const FLATTEN_DEPTH: usize = 16;
+
+/// Bytes the `metadata` processor writes for `kv` once flattened into
+/// `trace.metadata.<dotted path>` attributes: every leaf repeats its whole key path, so a
+/// long key over many leaves grows as their product (22.5 KB of JSON became 4.5 MB per span;
+/// found by fuzzing). The limit counts this, not only the encoded size. A `trace` value
+/// given as a JSON string is parsed as the processor parses it.
+fn flattened_len(kv: &KeyValue) -> u64 {
+    let base = (NAMESPACED_PREFIX.len() + kv.key.len()) as u64;
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::KvlistValue(list)) => list
+            .values
+            .iter()
+            .filter_map(|item| Some((item, item.value.as_ref()?)))
+            .map(|(item, child)| walk(base + 1 + item.key.len() as u64, child, 1))
+            .fold(0, u64::saturating_add),
+        Some(Value::StringValue(s)) if s.trim_start().starts_with('{') => {
+            match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(json) => walk_json(base, &json, 0),
+                Err(_) => base + s.len() as u64,
+            }
+        }
+        _ => base + kv.value.as_ref().map_or(0, |v| v.encoded_len() as u64),
+    }
+}
+
+fn walk(prefix: u64, v: &tracecast_core::proto::common::v1::AnyValue, depth: usize) -> u64 {
+    match &v.value {
+        Some(Value::KvlistValue(list)) if depth < FLATTEN_DEPTH => list
+            .values
+            .iter()
+            .filter_map(|item| Some((item, item.value.as_ref()?)))
+            .map(|(item, child)| walk(prefix + 1 + item.key.len() as u64, child, depth + 1))
+            .fold(0, u64::saturating_add),
+        _ => prefix.saturating_add(v.encoded_len() as u64),
+    }
+}
+
+fn walk_json(prefix: u64, v: &serde_json::Value, depth: usize) -> u64 {
+    match v {
+        serde_json::Value::Object(map) if depth < FLATTEN_DEPTH => map
+            .iter()
+            .map(|(k, child)| walk_json(prefix + 1 + k.len() as u64, child, depth + 1))
+            .fold(0, u64::saturating_add),
+        serde_json::Value::String(s) => prefix.saturating_add(s.len() as u64),
+        other => prefix.saturating_add(other.to_string().len() as u64),
     }
 }
 

@@ -293,3 +293,74 @@ async fn resource_attributes_repeated_over_many_scopes_are_bounded() {
     let resp = post(&s.url, PROTOBUF, false, req.encode_to_vec()).await;
     assert_eq!(resp.status(), 200);
 }
+
+/// Found by fuzzing: a small `trace` object with a long key over many leaves flattens to
+/// the key path repeated per leaf; the limit counts the flattened size.
+#[tokio::test]
+async fn trace_metadata_that_flattens_past_its_size_is_413() {
+    let s = start("otlp/flat", |_| {}).await;
+    let leaves: Vec<KeyValue> = (0..1500)
+        .map(|i| string_attr(&format!("k{i}"), "v"))
+        .collect();
+    let nested = KeyValue {
+        key: "x".repeat(3000),
+        value: Some(kvlist(leaves)),
+        ..Default::default()
+    };
+    let req = with_root_attrs(20, vec![trace_attr(vec![nested])]);
+    let encoded = req.encoded_len();
+    assert!(encoded < 64 * 1024, "small on the wire: {encoded} bytes");
+    let message = refused(post(&s.url, PROTOBUF, false, req.encode_to_vec()).await).await;
+    assert!(
+        message
+            .starts_with("resourceSpans[0].scopeSpans[0].spans[0]'s trace metadata flattens to ")
+            && message.contains("max_trace_metadata_size (65536)"),
+        "{message}"
+    );
+    // The same as a JSON string (how SDKs without map attributes send it).
+    let json = format!(
+        "{{\"{}\": {{{}}}}}",
+        "x".repeat(3000),
+        (0..1500)
+            .map(|i| format!("\"k{i}\": \"v\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let req = with_root_attrs(20, vec![string_attr("trace", &json)]);
+    let message = refused(post(&s.url, PROTOBUF, false, req.encode_to_vec()).await).await;
+    assert!(message.contains("flattens to"), "{message}");
+    assert!(s.sink.batches().is_empty());
+}
+
+/// Found by fuzzing: a span link with an id of the wrong length is dropped (the span is
+/// kept), so the forwarder never writes OTLP/JSON that decoders refuse.
+#[tokio::test]
+async fn span_links_with_invalid_ids_are_dropped_and_the_span_kept() {
+    use tracecast_core::proto::trace::v1::span::Link;
+    let s = start("otlp/links", |_| {}).await;
+    let mut req = request(1);
+    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    span.links = vec![
+        Link {
+            trace_id: vec![0x60],
+            span_id: vec![1; 8],
+            ..Default::default()
+        },
+        Link {
+            trace_id: vec![7; 16],
+            span_id: vec![8; 8],
+            ..Default::default()
+        },
+    ];
+    let resp = post(&s.url, PROTOBUF, false, req.encode_to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let batches = s.sink.batches();
+    assert_eq!(batches.len(), 1);
+    let got = &batches[0].request().resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(got.links.len(), 1, "only the valid link is kept");
+    assert_eq!(got.links[0].trace_id, vec![7; 16]);
+    assert!(
+        batches[0].received_protobuf().is_none(),
+        "the received bytes no longer describe the request"
+    );
+}
