@@ -159,8 +159,11 @@ fn walk(
                     Field::Skip => {}
                 }
             }
+            // A group: OTLP never uses one, but prost skips unknown groups, so the scan
+            // does too (found by fuzzing: refusing it turned a valid request into a 400).
+            3 => skip_group(body, &mut pos, number, offset, depth)?,
             wire => {
-                // Groups (3, 4) are not used by OTLP; 6 and 7 do not exist.
+                // 4 (an end-group without its start) is malformed; 6 and 7 do not exist.
                 return Err(WireError(format!(
                     "unsupported wire type {wire} for field {number} at byte {at}"
                 )));
@@ -168,6 +171,47 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Skips an unknown group's fields up to its end-group tag (field `number`), nested groups
+/// included (at most [`MAX_DEPTH`] deep).
+fn skip_group(
+    body: &[u8],
+    pos: &mut usize,
+    number: u64,
+    offset: usize,
+    depth: usize,
+) -> Result<(), WireError> {
+    if depth + 1 > MAX_DEPTH {
+        return Err(WireError(format!(
+            "groups nest deeper than {MAX_DEPTH} levels (at byte {})",
+            offset + *pos
+        )));
+    }
+    loop {
+        let at = offset + *pos;
+        let key = varint(body, pos).ok_or_else(|| truncated(at))?;
+        let inner = key >> 3;
+        match key & 7 {
+            0 => {
+                varint(body, pos).ok_or_else(|| truncated(at))?;
+            }
+            1 => *pos = skip(body, *pos, 8).ok_or_else(|| truncated(at))?,
+            5 => *pos = skip(body, *pos, 4).ok_or_else(|| truncated(at))?,
+            2 => {
+                let len = varint(body, pos).ok_or_else(|| truncated(at))?;
+                *pos = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| skip(body, *pos, len))
+                    .ok_or_else(|| truncated(at))?;
+            }
+            3 => skip_group(body, pos, inner, offset, depth + 1)?,
+            4 if inner == number => return Ok(()),
+            wire => return Err(WireError(format!(
+                "unexpected wire type {wire} for field {inner} inside group {number} at byte {at}"
+            ))),
+        }
+    }
 }
 
 fn truncated(at: usize) -> WireError {
@@ -294,7 +338,10 @@ mod tests {
                     .into()
             ))
         );
-        assert!(scan(&[0x0b]).unwrap_err().0.contains("wire type 3"));
+        // An unknown group is skipped like prost skips it; one that never ends is truncated.
+        assert_eq!(scan(&[0x7b, 0x08, 0x01, 0x7c]).unwrap().spans, 0);
+        assert!(scan(&[0x0b]).unwrap_err().0.contains("truncated"));
+        assert!(scan(&[0x0c]).unwrap_err().0.contains("wire type 4"));
         assert!(scan(&[0x00, 0x00])
             .unwrap_err()
             .0
