@@ -207,9 +207,11 @@ fn skip_group(
             }
             3 => skip_group(body, pos, inner, offset, depth + 1)?,
             4 if inner == number => return Ok(()),
-            wire => return Err(WireError(format!(
-                "unexpected wire type {wire} for field {inner} inside group {number} at byte {at}"
-            ))),
+            wire => {
+                let message =
+                    format!("unexpected wire type {wire} for field {inner} inside group {number}");
+                return Err(WireError(format!("{message} at byte {at}")));
+            }
         }
     }
 }
