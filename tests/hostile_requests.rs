@@ -19,7 +19,7 @@ use prost::Message;
 use tracecast_core::proto::resource::v1::Resource;
 use tracecast_core::ExportTraceServiceRequest;
 use tracecast_tests::fixtures::{attr_map, attr_str, child_span, request_from_spans, span};
-use tracecast_tests::{free_port, local, Daemon, Exporter, TestConfig};
+use tracecast_tests::{free_port, local, peak_rss_bytes, Daemon, Exporter, TestConfig};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -37,16 +37,6 @@ fn start(dir: &Path) -> (Daemon, SocketAddr) {
         .yaml();
     let addr = local(port);
     (Daemon::run_config(dir, "hostile", &yaml, &[], addr), addr)
-}
-
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 /// `len`-prefixed protobuf field `tag`.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracecast_tests::fixtures::{attr_str, request_from_spans, span};
-use tracecast_tests::{free_port, local, Daemon, Exporter, RecordingOtlpServer, TestConfig};
+use tracecast_tests::{
+    free_port, local, peak_rss_bytes, Daemon, Exporter, RecordingOtlpServer, TestConfig,
+};
 
 const SKIP_TEST: &[&str] = &["--skip-connection-test"];
 
@@ -49,16 +51,6 @@ fn big_request(name: &str, kib: usize) -> Vec<u8> {
     s.attributes
         .push(attr_str("gen_ai.completion", &"x".repeat(kib * 1024)));
     request_from_spans(vec![s]).encode_to_vec()
-}
-
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 struct Flood {

@@ -95,6 +95,17 @@ pub fn wait_for_listener(addr: SocketAddr, timeout: Duration) -> bool {
 }
 
 /// `127.0.0.1:<port>`.
+/// Peak resident memory (`VmHWM`) of process `pid` in bytes; 0 when it cannot be read.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }

@@ -296,6 +296,16 @@ impl<C: ComponentConfig> ExporterSpec for Configured<ExporterEntry<C>, C> {
     }
 }
 
+/// Decodes `raw` into `C` and pairs it with the entry that will build it.
+fn configure<E, C: ComponentConfig>(
+    entry: &'static E,
+    config: &Config,
+    raw: &RawComponent,
+) -> Result<Configured<E, C>, ConfigErrors> {
+    let config = config.decode::<C>(raw)?;
+    Ok(Configured { entry, config })
+}
+
 impl<C: ComponentConfig> Factory for ReceiverEntry<C> {
     type Config = ReceiverConfig;
     fn type_name(&self) -> &'static str {
@@ -306,11 +316,7 @@ impl<C: ComponentConfig> Factory for ReceiverEntry<C> {
         config: &Config,
         raw: &RawComponent,
     ) -> Result<ReceiverConfig, ConfigErrors> {
-        let config = config.decode::<C>(raw)?;
-        Ok(ReceiverConfig(Arc::new(Configured {
-            entry: self,
-            config,
-        })))
+        configure(self, config, raw).map(|c| ReceiverConfig(Arc::new(c)))
     }
 }
 
@@ -327,11 +333,7 @@ impl<C: ComponentConfig> Factory for ProcessorEntry<C> {
         config: &Config,
         raw: &RawComponent,
     ) -> Result<ProcessorConfig, ConfigErrors> {
-        let config = config.decode::<C>(raw)?;
-        Ok(ProcessorConfig(Arc::new(Configured {
-            entry: self,
-            config,
-        })))
+        configure(self, config, raw).map(|c| ProcessorConfig(Arc::new(c)))
     }
 }
 
@@ -345,10 +347,6 @@ impl<C: ComponentConfig> Factory for ExporterEntry<C> {
         config: &Config,
         raw: &RawComponent,
     ) -> Result<ExporterConfig, ConfigErrors> {
-        let config = config.decode::<C>(raw)?;
-        Ok(ExporterConfig(Arc::new(Configured {
-            entry: self,
-            config,
-        })))
+        configure(self, config, raw).map(|c| ExporterConfig(Arc::new(c)))
     }
 }
