@@ -82,8 +82,8 @@ pub fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 pub struct DeadLetterStore {
     dir: PathBuf,
     next: AtomicU64,
-    /// `dead_letter_max_size` (0: unbounded) and the exporter id it is reported under.
-    bound: (u64, String),
+    /// `dead_letter_max_size`, reported under the exporter id (`None`: unbounded).
+    bound: Option<std::sync::Arc<crate::spool::Bound>>,
 }
 
 impl DeadLetterStore {
@@ -92,14 +92,21 @@ impl DeadLetterStore {
         Self {
             dir,
             next: AtomicU64::new(1),
-            bound: (0, String::new()),
+            bound: None,
         }
     }
 
     /// Keeps the folder under `max_bytes` after each write (0: no bound); trimming is
     /// reported under `exporter`.
     pub fn bounded(mut self, max_bytes: u64, exporter: &str) -> Self {
-        self.bound = (max_bytes, exporter.to_string());
+        self.bound = (max_bytes > 0).then(|| {
+            std::sync::Arc::new(crate::spool::Bound::new(
+                self.dir.clone(),
+                max_bytes,
+                exporter,
+                "dead_letter",
+            ))
+        });
         self
     }
 
@@ -123,6 +130,7 @@ impl DeadLetterStore {
             .map_or(0, |d| d.as_nanos());
         let label = label.replace('/', "_");
         let (dir, body, text) = (self.dir.clone(), body.to_vec(), reason.text());
+        let written = (body.len() + text.len()) as u64;
         // Blocking create-new writes: never overwrite an existing file. A name taken by
         // another writer (a `resend` beside the daemon) takes the next `n`.
         let mut n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -144,12 +152,8 @@ impl DeadLetterStore {
         tokio::task::spawn_blocking(move || create_new(&r, text.as_bytes()))
             .await
             .map_err(std::io::Error::other)??;
-        let (dir, (max, owner)) = (self.dir.clone(), self.bound.clone());
-        if max > 0 {
-            let _ = tokio::task::spawn_blocking(move || {
-                crate::spool::trim_and_report(&dir, max, &owner, "dead_letter")
-            })
-            .await;
+        if let Some(bound) = self.bound.clone() {
+            let _ = tokio::task::spawn_blocking(move || bound.written(written)).await;
         }
         Ok(file)
     }

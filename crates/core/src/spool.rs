@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// What [`trim`] removed.
@@ -63,28 +64,80 @@ pub fn trim(dir: &Path, max_bytes: u64) -> io::Result<Trimmed> {
 
 /// [`trim`], then the loud part: an error log naming the folder and what went, and the
 /// counter (`kind`: `dead_letter`, `quarantine`). Errors are logged, not returned: a folder
-/// that cannot be trimmed must not stop what was being kept.
-pub fn trim_and_report(dir: &Path, max_bytes: u64, owner: &str, kind: &str) {
+/// that cannot be trimmed must not stop what was being kept. Returns the bytes left, when
+/// the folder could be listed.
+pub fn trim_and_report(dir: &Path, max_bytes: u64, owner: &str, kind: &str) -> Option<u64> {
     match trim(dir, max_bytes) {
-        Ok(t) if t.files > 0 => {
-            tracing::error!(
-                component = owner,
-                dir = %dir.display(),
-                files = t.files,
-                bytes = t.bytes,
-                max_size = max_bytes,
-                "{kind} folder over its max_size: removed the {} oldest files ({} bytes); raise max_size or fix the destination and resend",
-                t.files,
-                t.bytes
-            );
-            crate::metrics::SPOOL_FILES_REMOVED
-                .get_or_create(&crate::metrics::reason(owner, kind))
-                .inc_by(t.files as u64);
+        Ok(t) => {
+            if t.files > 0 {
+                report(dir, max_bytes, owner, kind, &t);
+            }
+            Some(t.left)
         }
-        Ok(_) => {}
         Err(e) => {
-            tracing::warn!(component = owner, dir = %dir.display(), "cannot trim the {kind} folder: {e}")
+            tracing::warn!(component = owner, dir = %dir.display(), "cannot trim the {kind} folder: {e}");
+            None
         }
+    }
+}
+
+fn report(dir: &Path, max_bytes: u64, owner: &str, kind: &str, t: &Trimmed) {
+    tracing::error!(
+        component = owner,
+        dir = %dir.display(),
+        files = t.files,
+        bytes = t.bytes,
+        max_size = max_bytes,
+        "{kind} folder over its max_size: removed the {} oldest files ({} bytes); raise max_size or fix the destination and resend",
+        t.files,
+        t.bytes
+    );
+    crate::metrics::SPOOL_FILES_REMOVED
+        .get_or_create(&crate::metrics::reason(owner, kind))
+        .inc_by(t.files as u64);
+}
+
+/// A folder kept under `max_bytes` without listing it on every write: the bytes written
+/// since the last listing are added to what it held then, and only when that could pass
+/// the bound is the folder listed and trimmed again. So a backend that refuses everything
+/// costs one listing per bound's worth of dead letters, not one per dead letter. (Files a
+/// `resend` adds beside the daemon are seen at the next listing.)
+#[derive(Debug)]
+pub struct Bound {
+    dir: PathBuf,
+    max_bytes: u64,
+    owner: String,
+    kind: &'static str,
+    /// Bytes the folder holds, as far as this process knows; `None`: list it next time.
+    estimate: Mutex<Option<u64>>,
+}
+
+impl Bound {
+    /// `max_bytes == 0`: no bound. `owner` and `kind` name the folder in logs and metrics.
+    pub fn new(dir: PathBuf, max_bytes: u64, owner: &str, kind: &'static str) -> Self {
+        Self {
+            dir,
+            max_bytes,
+            owner: owner.to_string(),
+            kind,
+            estimate: Mutex::new(None),
+        }
+    }
+
+    /// Call after writing `bytes` into the folder. Blocking (it may list the folder).
+    pub fn written(&self, bytes: u64) {
+        if self.max_bytes == 0 {
+            return;
+        }
+        let mut estimate = self.estimate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = *estimate {
+            let next = held.saturating_add(bytes);
+            if next <= self.max_bytes {
+                *estimate = Some(next);
+                return;
+            }
+        }
+        *estimate = trim_and_report(&self.dir, self.max_bytes, &self.owner, self.kind);
     }
 }
 
@@ -113,6 +166,31 @@ mod tests {
         assert!(!dir.join("00.pb").exists() && dir.join("09.pb").exists());
         assert!(dir.join("sub").exists());
         assert_eq!(trim(&dir, 0).unwrap().files, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bound_lists_the_folder_only_when_writes_could_pass_it() {
+        let dir = std::env::temp_dir().join(format!("tc-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bound = Bound::new(dir.clone(), 450, "test", "dead_letter");
+        let write = |i: u32| {
+            std::fs::write(dir.join(format!("{i:02}.pb")), vec![0u8; 100]).unwrap();
+            bound.written(100);
+        };
+        // First write: listed (100 bytes known); the next three fit the estimate.
+        (0..4).for_each(write);
+        // A file that appeared behind the bound's back is only seen at the next listing.
+        std::fs::write(dir.join("zz-extra.pb"), vec![0u8; 100]).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+        // 400 + 100 > 450: listed and trimmed to the bound.
+        write(4);
+        let total: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(total <= 450, "{total}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

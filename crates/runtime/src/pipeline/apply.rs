@@ -445,12 +445,14 @@ fn poison_policy(
         0 => service.queue.max_size.get() / 4,
         n => n,
     };
+    let dir = quarantine::dir_for(&service.queue_dir, pipeline);
+    let bound = tracecast_core::spool::Bound::new(dir.clone(), max_bytes, pipeline, "quarantine");
     fanout::PoisonPolicy {
         max_attempts: q.max_attempts.max(1),
         backoff: q.retry_backoff.get(),
         quarantine: quarantine::Quarantine {
-            dir: quarantine::dir_for(&service.queue_dir, pipeline),
-            max_bytes,
+            dir,
+            bound: Arc::new(bound),
             pipeline: pipeline.to_string(),
         },
     }

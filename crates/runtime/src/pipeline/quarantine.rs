@@ -26,7 +26,8 @@ pub fn dir_for(queue_dir: &Path, pipeline: &str) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Quarantine {
     pub dir: PathBuf,
-    pub max_bytes: u64,
+    /// `service.queue.quarantine.max_size`.
+    pub bound: std::sync::Arc<tracecast_core::spool::Bound>,
     pub pipeline: String,
 }
 
@@ -60,12 +61,7 @@ impl Quarantine {
             text.as_bytes(),
         )?;
         write_atomic(&path, entry)?;
-        tracecast_core::spool::trim_and_report(
-            &self.dir,
-            self.max_bytes,
-            &self.pipeline,
-            "quarantine",
-        );
+        self.bound.written((entry.len() + text.len()) as u64);
         Ok(path)
     }
 }
@@ -113,7 +109,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let q = Quarantine {
             dir: dir.clone(),
-            max_bytes: 0,
+            bound: std::sync::Arc::new(tracecast_core::spool::Bound::new(
+                dir.clone(),
+                0,
+                "traces",
+                "quarantine",
+            )),
             pipeline: "traces".into(),
         };
         let a = q
