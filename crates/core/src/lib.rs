@@ -16,8 +16,10 @@
 //! - `dead_letter.rs`: the dead-letter store every exporter uses (folder, naming rule,
 //!   reason file, bound).
 //! - `gzip.rs`: the one gzip writer every exporter uses.
+//! - `activity.rs`: each exporter's last files, exports and failed attempts (status page).
 
 pub mod ack;
+pub mod activity;
 pub mod batch;
 pub mod component;
 pub mod dead_letter;
