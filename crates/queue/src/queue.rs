@@ -301,6 +301,21 @@ impl DurableQueue {
             .map_err(|e| QueueError::io("re-reading an entry in", &dir, e))
     }
 
+    /// When the oldest undelivered entry was received (the `received_at` framed in it by
+    /// [`crate::encode_entry`]): how long the queue has been behind, for the status page.
+    /// `None` when nothing is pending, or the entry cannot be read or was not framed by
+    /// `encode_entry`. Reads one entry from disk.
+    pub async fn oldest_pending_received_at(&self) -> Option<std::time::SystemTime> {
+        let stats = self.stats();
+        if stats.entries_pending == 0 {
+            return None;
+        }
+        let entry = self.read_entry(stats.committed_seq).await.ok()??;
+        crate::decode_entry(&entry)
+            .ok()
+            .map(|(ctx, _)| ctx.received_at)
+    }
+
     /// The queue's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.shared.dir

@@ -262,3 +262,40 @@ async fn live_batches_are_handed_over_from_memory_and_replays_come_from_disk() {
     assert_eq!(queue.stats().entries_handed_live, 0);
     assert_eq!(queue.stats().entries_read_from_disk, 3);
 }
+
+#[tokio::test]
+async fn the_oldest_pending_entry_tells_its_receive_time() {
+    use std::time::{Duration, UNIX_EPOCH};
+    use tracecast_core::BatchContext;
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, _) = DurableQueue::open(dir.path(), small_options()).unwrap();
+    assert_eq!(queue.oldest_pending_received_at().await, None, "empty");
+    let mut ctx = BatchContext::new("otlp");
+    for secs in [1_000, 2_000] {
+        ctx.received_at = UNIX_EPOCH + Duration::from_secs(secs);
+        queue
+            .append(tracecast_queue::encode_entry(&ctx, b"spans"))
+            .await
+            .unwrap();
+    }
+    let first = UNIX_EPOCH + Duration::from_secs(1_000);
+    assert_eq!(queue.oldest_pending_received_at().await, Some(first));
+    // Delivered out of order: the second one does not move the oldest.
+    let (a, _) = queue.next().await.unwrap();
+    let (b, _) = queue.next().await.unwrap();
+    queue.token(b).confirm();
+    assert_eq!(queue.oldest_pending_received_at().await, Some(first));
+    queue.token(a).confirm();
+    assert_eq!(
+        queue.oldest_pending_received_at().await,
+        None,
+        "all delivered"
+    );
+    // An entry not framed by encode_entry has no receive time to tell.
+    queue
+        .append(bytes::Bytes::from_static(b"raw"))
+        .await
+        .unwrap();
+    assert_eq!(queue.oldest_pending_received_at().await, None);
+    queue.shutdown().await.unwrap();
+}
