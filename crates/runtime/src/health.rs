@@ -169,6 +169,17 @@ pub struct Readiness {
     /// Destinations known to be down, with why. Per destination (not one flag) so that a
     /// daemon started on a taken config during an outage says which backend it waits for.
     down: Mutex<BTreeMap<ComponentId, String>>,
+    /// Each destination's latest judgement (test or traffic) and when it was made, for the
+    /// status page ([`Readiness::destination_states`]).
+    judged: Mutex<BTreeMap<ComponentId, Judged>>,
+}
+
+/// A destination's latest judgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// `Ok` or why it is down, in plain words.
+    pub outcome: Result<(), String>,
+    pub at: std::time::SystemTime,
 }
 
 impl Readiness {
@@ -183,6 +194,25 @@ impl Readiness {
             .filter_map(|r| r.outcome.clone().err().map(|why| (r.id.clone(), why)))
             .collect();
         *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
+        self.judge(results);
+    }
+
+    fn judge(&self, results: &[DestinationResult]) {
+        let at = std::time::SystemTime::now();
+        let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+        for r in results {
+            let outcome = r.outcome.clone();
+            judged.insert(r.id.clone(), Judged { outcome, at });
+        }
+    }
+
+    /// Each destination's latest judgement (connection test or traffic) and its time;
+    /// destinations never judged yet (started with `--skip-connection-test`) are absent.
+    pub fn destination_states(&self) -> BTreeMap<ComponentId, Judged> {
+        self.judged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// After a reload: forgets destinations not in `running`, and takes `tested` (the new or
@@ -196,6 +226,12 @@ impl Readiness {
                 Err(why) => down.insert(r.id.clone(), why.clone()),
             };
         }
+        drop(down);
+        self.judged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| running.contains(id));
+        self.judge(tested);
     }
 
     /// The destinations that are down, with why.
@@ -224,6 +260,23 @@ mod tests {
         metrics::DESTINATION_UP
             .get_or_create(&metrics::component(id))
             .get()
+    }
+
+    #[test]
+    fn readiness_keeps_each_destinations_latest_judgement() {
+        let r = Readiness::default();
+        r.set_destinations(&[result("otlp/a", true), result("otlp/b", false)]);
+        let states = r.destination_states();
+        assert_eq!(states.len(), 2);
+        assert_eq!(
+            states[&ComponentId::parse("otlp/b").unwrap()].outcome,
+            Err("down".into())
+        );
+        let running = [ComponentId::parse("otlp/b").unwrap()];
+        r.reconcile(&running, &[result("otlp/b", true)]);
+        let states = r.destination_states();
+        assert_eq!(states.keys().cloned().collect::<Vec<_>>(), running);
+        assert!(states[&running[0]].outcome.is_ok());
     }
 
     #[test]

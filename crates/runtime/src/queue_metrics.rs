@@ -10,7 +10,12 @@
 //! The task holds a clone of the queue, so it must be stopped (its token cancelled) before
 //! the queue's directory is reopened; on stop it refreshes a last time and drops the
 //! pipeline's gauges, so a removed pipeline does not leave stale series behind.
+//! While it runs, the queue is listed in [`open_queues`] (the admin status page reads the
+//! queues' depth and oldest entry there).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -20,8 +25,29 @@ use tracecast_queue::{DurableQueue, QueueStats};
 /// How often the gauges are refreshed.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
+/// Every open pipeline queue by pipeline name, for the status page ([`open_queues`]): a
+/// queue is listed while its refresher runs. The number tells which refresher listed it, so
+/// a stopping refresher never unlists the queue that replaced it.
+static OPEN: LazyLock<Mutex<BTreeMap<String, (u64, DurableQueue)>>> =
+    LazyLock::new(|| Mutex::new(BTreeMap::new()));
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn open() -> MutexGuard<'static, BTreeMap<String, (u64, DurableQueue)>> {
+    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The pipelines' open durable queues (clones sharing the queue), by pipeline name.
+pub fn open_queues() -> Vec<(String, DurableQueue)> {
+    open()
+        .iter()
+        .map(|(name, (_, q))| (name.clone(), q.clone()))
+        .collect()
+}
+
 /// Starts refreshing the metrics of `pipeline`'s queue until `stop` fires.
 pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> JoinHandle<()> {
+    let listed = NEXT.fetch_add(1, Ordering::Relaxed);
+    open().insert(pipeline.clone(), (listed, queue.clone()));
     tokio::spawn(async move {
         let labels = metrics::pipeline(&pipeline);
         let mut last = Copied::default();
@@ -33,6 +59,12 @@ pub fn spawn(pipeline: String, queue: DurableQueue, stop: CancellationToken) -> 
             }
         }
         last.publish(&labels, &queue.stats());
+        {
+            let mut open = open();
+            if open.get(&pipeline).is_some_and(|(n, _)| *n == listed) {
+                open.remove(&pipeline);
+            }
+        }
         crate::metrics::QUEUE_ENTRIES.remove(&labels);
         crate::metrics::QUEUE_BYTES.remove(&labels);
     })
@@ -124,8 +156,10 @@ mod tests {
             value(&text, &format!("tracecast_queue_entries{l}")),
             Some(1.0)
         );
+        assert!(open_queues().iter().any(|(p, _)| p == "qm_test"));
         stop.cancel();
         task.await.unwrap();
+        assert!(!open_queues().iter().any(|(p, _)| p == "qm_test"));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert_eq!(value(&text, &format!("tracecast_queue_entries{l}")), None);
