@@ -16,6 +16,7 @@ use crate::config::ApiKey;
 use crate::error::RequestError;
 
 /// The configured keys, reduced to names and token digests.
+#[derive(Clone)]
 pub(crate) struct Authenticator {
     keys: Vec<(Arc<str>, [u8; 32])>,
 }

@@ -7,15 +7,28 @@ use std::fmt;
 use serde::Deserialize;
 use tracecast_config::{ByteSize, Duration, FieldError, Validate};
 
-/// Config of the OTLP/HTTP traces receiver.
+pub use crate::protocols::{
+    GrpcProtocol, HttpProtocol, Listen, Protocol, Protocols, DEFAULT_GRPC_ENDPOINT,
+    DEFAULT_HTTP_ENDPOINT, DEFAULT_PATH,
+};
+
+/// Config of the OTLP traces receiver. Two shapes: the Collector's
+/// (`protocols: {http: {...}, grpc: {...}}`, each protocol with its own `endpoint`, a
+/// protocol left out is off) and the flat shorthand for OTLP/HTTP alone (`endpoint`,
+/// `path`). The limits and `api_keys` below apply to both protocols.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
-    /// Listen address as `host:port` (`127.0.0.1:4318`, `0.0.0.0:4318`, `[::1]:4318`).
-    /// Loopback by default so a fresh install does not accept spans from the network.
+    /// Flat form: the OTLP/HTTP listen address as `host:port` (`127.0.0.1:4318`,
+    /// `0.0.0.0:4318`, `[::1]:4318`). Loopback by default so a fresh install does not accept
+    /// spans from the network. With `protocols`, use `protocols.http.endpoint` instead.
     pub endpoint: String,
-    /// URL path that accepts `POST` export requests; the OTLP default is `/v1/traces`.
+    /// Flat form: URL path that accepts `POST` export requests; the OTLP default is
+    /// `/v1/traces`. With `protocols`, use `protocols.http.traces_url_path` instead.
     pub path: String,
+    /// The Collector's shape: which protocols listen, and where. When set, only the
+    /// protocols it names are on.
+    pub protocols: Option<Protocols>,
     /// Largest accepted request body, enforced on the received (compressed) size and again
     /// on the decompressed size, so a small gzip bomb cannot inflate in memory.
     pub max_request_body_size: ByteSize,
@@ -74,8 +87,9 @@ pub const DECOMPRESSING_SIZE_FACTOR: u64 = 8;
 impl Default for OtlpReceiverConfig {
     fn default() -> Self {
         Self {
-            endpoint: "127.0.0.1:4318".to_string(),
-            path: "/v1/traces".to_string(),
+            endpoint: DEFAULT_HTTP_ENDPOINT.to_string(),
+            path: DEFAULT_PATH.to_string(),
+            protocols: None,
             max_request_body_size: ByteSize::mib(16),
             api_keys: Vec::new(),
             max_concurrent_requests: 128,
@@ -96,10 +110,7 @@ impl OtlpReceiverConfig {
     pub fn decoded_size_limit(&self) -> u64 {
         match self.max_decoded_size {
             Some(size) => size.get(),
-            None => self
-                .max_request_body_size
-                .get()
-                .saturating_mul(DECODED_SIZE_FACTOR),
+            None => self.largest_body().saturating_mul(DECODED_SIZE_FACTOR),
         }
     }
 
@@ -116,8 +127,7 @@ impl OtlpReceiverConfig {
         match self.max_decompressing_size {
             Some(size) => size.get(),
             None => self
-                .max_request_body_size
-                .get()
+                .largest_body()
                 .saturating_mul(DECOMPRESSING_SIZE_FACTOR),
         }
     }
@@ -145,27 +155,7 @@ impl fmt::Debug for ApiKey {
 impl Validate for OtlpReceiverConfig {
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        if let Err(message) = check_endpoint(&self.endpoint) {
-            errors.push(FieldError::new("endpoint", message));
-        }
-        if !self.path.starts_with('/') {
-            errors.push(FieldError::new(
-                "path",
-                format!("{:?} must start with '/', like /v1/traces", self.path),
-            ));
-        } else if self
-            .path
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-        {
-            errors.push(FieldError::new(
-                "path",
-                format!(
-                    "{:?} must be a plain URL path without spaces, '?' or '#', like /v1/traces",
-                    self.path
-                ),
-            ));
-        }
+        crate::protocols::validate(self, &mut errors);
         if self.max_request_body_size.get() == 0 {
             errors.push(FieldError::new(
                 "max_request_body_size",
@@ -214,12 +204,12 @@ impl Validate for OtlpReceiverConfig {
             }
         }
         if let Some(size) = self.max_decompressing_size {
-            if size.get() < self.max_request_body_size.get() {
+            if size.get() < self.largest_body() {
                 errors.push(FieldError::new(
                     "max_decompressing_size",
                     format!(
                         "{size} is below max_request_body_size ({}): a compressed request at the body limit could never be decompressed",
-                        self.max_request_body_size
+                        ByteSize(self.largest_body())
                     ),
                 ));
             }
@@ -285,8 +275,24 @@ fn validate_keys(keys: &[ApiKey], errors: &mut Vec<FieldError>) {
     }
 }
 
+/// Checks an export path: absolute, without spaces, query or fragment.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/', like /v1/traces"));
+    }
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "{path:?} must be a plain URL path without spaces, '?' or '#', like /v1/traces"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `host:port` without resolving the host (validation does no I/O).
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let hint = "expected host:port, like 127.0.0.1:4318, 0.0.0.0:4318 or [::1]:4318";
     if endpoint.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
@@ -15,7 +16,7 @@ use tracecast_core::batch::span_count;
 use tracecast_core::{metrics, BatchContext, BatchSink, ComponentId, SubmitError, TraceBatch};
 
 use crate::auth::Authenticator;
-use crate::config::OtlpReceiverConfig;
+use crate::config::{Listen, OtlpReceiverConfig, Protocol};
 use crate::decode::{self, BodyEncoding, ContentEncoding, InflateBudget, Rejected, Reserved};
 use crate::error::RequestError;
 use crate::limits::Limits;
@@ -34,7 +35,39 @@ const BLOCKING_DECOMPRESS_THRESHOLD: usize = 4 * 1024;
 /// client see the status code. Bounded in time and bytes so it cannot be abused.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Shared by every connection of one receiver.
+/// What one listener serves: the request handler for its protocol.
+#[derive(Clone)]
+pub(crate) enum Service {
+    Http(Arc<Handler>),
+}
+
+/// A response body of any listener.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+impl Service {
+    /// `handler` holds the receiver's shared bounds; the listener gets its own path and
+    /// body limit.
+    pub fn new(handler: &Handler, listen: &Listen) -> Self {
+        let handler = Arc::new(handler.for_listener(listen));
+        match listen.protocol {
+            Protocol::Http | Protocol::Grpc => Service::Http(handler),
+        }
+    }
+
+    /// The hyper service function: always answers, never fails the connection.
+    pub async fn call(self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        match self {
+            Service::Http(handler) => {
+                let response = handler.handle(request).await?;
+                Ok(response.map(|b| b.boxed()))
+            }
+        }
+    }
+}
+
+/// Shared by every connection of one listener; the bounds (concurrency, decode budgets)
+/// are shared by every listener of the receiver.
+#[derive(Clone)]
 pub(crate) struct Handler {
     id: ComponentId,
     receiver: Arc<str>,
@@ -76,6 +109,7 @@ impl From<RequestError> for Refused {
 }
 
 impl Handler {
+    /// The receiver's shared bounds; [`Self::for_listener`] gives each listener its own.
     pub fn new(id: ComponentId, config: &OtlpReceiverConfig, sink: Arc<dyn BatchSink>) -> Self {
         let max_concurrent = config.max_concurrent_requests.max(1);
         Self {
@@ -94,7 +128,16 @@ impl Handler {
         }
     }
 
-    /// The hyper service function: always answers, never fails the connection.
+    /// This handler for the listener `listen` (its path and body limit).
+    pub fn for_listener(&self, listen: &Listen) -> Self {
+        Self {
+            path: listen.path.clone(),
+            limit: listen.max_body,
+            ..self.clone()
+        }
+    }
+
+    /// The OTLP/HTTP service function: always answers, never fails the connection.
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,

@@ -28,10 +28,11 @@ pub mod error;
 mod handler;
 mod limits;
 mod prescan;
+mod protocols;
 mod server;
 mod status;
 
-pub use config::{ApiKey, OtlpReceiverConfig};
+pub use config::{ApiKey, OtlpReceiverConfig, Protocol};
 pub use error::{ReceiverError, RequestError, RequestLimit};
 pub use server::{BoundReceiver, OtlpReceiver, RunningReceiver};
 pub use status::Status;

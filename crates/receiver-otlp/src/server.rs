@@ -1,53 +1,76 @@
-//! The listener: binds (or takes over a running receiver's socket), accepts connections,
-//! serves each with hyper's HTTP/1 server, and stops gracefully (stop accepting, let
-//! in-flight requests finish, then resolve [`RunningReceiver::stopped`]). Implements
-//! [`tracecast_core::Receiver`] and its bound and running states, through which the runtime
-//! drives it.
+//! The listeners: binds one socket per protocol (or takes over a running receiver's
+//! sockets on reload), accepts connections, serves each with hyper (HTTP/1.1 and HTTP/2,
+//! which gRPC needs), and stops gracefully (stop accepting, let in-flight requests finish,
+//! then resolve [`RunningReceiver::stopped`]). Implements [`tracecast_core::Receiver`] and
+//! its bound and running states, through which the runtime drives it.
+//!
+//! The runtime hands a replacing receiver one socket of the running one (the first
+//! listener's, [`tracecast_core::RunningReceiver::socket`]); the others (gRPC beside HTTP)
+//! are found in [`SHARED`], keyed by the first listener's bound address.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracecast_core::{BatchSink, BindError, CancellationToken, ComponentId};
 
-use crate::config::OtlpReceiverConfig;
+use crate::config::{Listen, OtlpReceiverConfig, Protocol};
 use crate::error::ReceiverError;
-use crate::handler::Handler;
+use crate::handler::{Handler, Service};
 
-/// The OTLP/HTTP traces receiver, built from its config and not yet listening.
+/// Second descriptors of the listening sockets other than a running receiver's first,
+/// keyed by that first socket's bound address (unique in the process while it is bound):
+/// `(first address, configured endpoint, socket)`.
+static SHARED: Mutex<Vec<(SocketAddr, String, std::net::TcpListener)>> = Mutex::new(Vec::new());
+
+/// The OTLP traces receiver, built from its config and not yet listening.
 pub struct OtlpReceiver {
     id: ComponentId,
     config: OtlpReceiverConfig,
     sink: Arc<dyn BatchSink>,
+    listen: Vec<Listen>,
+    /// Every listener's endpoint, as one string: a reload takes over the running sockets
+    /// only when all of them are unchanged.
+    endpoint: String,
 }
 
-/// A receiver whose listener is bound but not yet accepting: a reload binds every new
+/// One bound listening socket.
+struct Bound {
+    listen: Listen,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+/// A receiver whose listeners are bound but not yet accepting: a reload binds every new
 /// listener before it changes anything, so a port in use refuses the whole reload and the
 /// running listeners stay as they were. Connections that arrive before [`Self::serve`] wait
 /// in the kernel's backlog.
 pub struct BoundReceiver {
     receiver: OtlpReceiver,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    bound: Vec<Bound>,
 }
 
 /// A started receiver.
 #[derive(Debug)]
 pub struct RunningReceiver {
-    /// The address actually bound (useful with port 0).
+    /// The address actually bound by the first listener (OTLP/HTTP when it is on); useful
+    /// with port 0.
     pub local_addr: SocketAddr,
-    /// The endpoint as configured (what a new config is compared with to reuse the socket).
+    /// Every listener's protocol and bound address.
+    addrs: Vec<(Protocol, SocketAddr)>,
+    /// The endpoints as configured (what a new config is compared with to reuse the sockets).
     endpoint: String,
-    /// A second descriptor of the listening socket, so that a receiver with new settings on
-    /// the same endpoint takes over this socket ([`OtlpReceiver::bind_shared`]) instead of
-    /// closing and re-binding it (a moment with nothing listening, or a bind that fails).
-    /// Dropped first on stop, so the socket closes as soon as the server stops accepting.
+    /// A second descriptor of the first listening socket, so that a receiver with new
+    /// settings on the same endpoints takes over this socket ([`OtlpReceiver::bind_shared`])
+    /// instead of closing and re-binding it (a moment with nothing listening, or a bind
+    /// that fails). Dropped first on stop, so the socket closes as soon as the server stops
+    /// accepting.
     socket: Option<std::net::TcpListener>,
     task: JoinHandle<()>,
 }
@@ -55,16 +78,31 @@ pub struct RunningReceiver {
 impl OtlpReceiver {
     /// `config` is expected to have passed [`tracecast_config::Validate`].
     pub fn new(id: ComponentId, config: OtlpReceiverConfig, sink: Arc<dyn BatchSink>) -> Self {
-        Self { id, config, sink }
+        let listen = config.listeners();
+        let endpoint = listen
+            .iter()
+            .map(|l| match l.protocol {
+                Protocol::Http => l.endpoint.clone(),
+                Protocol::Grpc => format!("grpc {}", l.endpoint),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        Self {
+            id,
+            config,
+            sink,
+            listen,
+            endpoint,
+        }
     }
 
-    /// The configured `endpoint` (`host:port`).
+    /// The configured endpoints (`host:port`, `grpc host:port` for OTLP/gRPC).
     pub fn endpoint(&self) -> &str {
-        &self.config.endpoint
+        &self.endpoint
     }
 
-    /// Binds the listener (errors name the address and the cause, e.g. address in use) and
-    /// spawns the server, which runs until `shutdown` is cancelled.
+    /// Binds the listeners (errors name the address and the cause, e.g. address in use)
+    /// and spawns the server, which runs until `shutdown` is cancelled.
     pub async fn start(
         self,
         shutdown: CancellationToken,
@@ -72,86 +110,154 @@ impl OtlpReceiver {
         Ok(self.bind().await?.serve(shutdown))
     }
 
-    /// Binds the listener without accepting yet.
+    /// Binds the listeners without accepting yet.
     pub async fn bind(self) -> Result<BoundReceiver, ReceiverError> {
-        let endpoint = self.config.endpoint.clone();
-        let bind_error = |e| ReceiverError::bind(self.id.to_string(), endpoint.clone(), e);
-        let listener = TcpListener::bind(&endpoint).await.map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let mut bound = Vec::new();
+        for listen in &self.listen {
+            let bind_error =
+                |e| ReceiverError::bind(self.id.to_string(), listen.endpoint.clone(), e);
+            let listener = TcpListener::bind(&listen.endpoint)
+                .await
+                .map_err(bind_error)?;
+            let local_addr = listener.local_addr().map_err(bind_error)?;
+            bound.push(Bound {
+                listen: listen.clone(),
+                listener,
+                local_addr,
+            });
+        }
         Ok(BoundReceiver {
             receiver: self,
-            listener,
-            local_addr,
+            bound,
         })
     }
 
-    /// Takes over the socket `running` listens on (same endpoint, new settings). Both
-    /// servers accept from it until the caller stops the old one; nothing is refused in
+    /// Takes over the sockets `running` listens on (same endpoints, new settings). Both
+    /// servers accept from them until the caller stops the old one; nothing is refused in
     /// between.
     pub fn bind_shared(self, running: &RunningReceiver) -> Result<BoundReceiver, ReceiverError> {
         self.share(running.socket.as_ref(), running.local_addr)
     }
 
-    /// [`Self::bind_shared`] given the running receiver's socket and address.
+    /// [`Self::bind_shared`] given the running receiver's first socket and its address.
     fn share(
         self,
         socket: Option<&std::net::TcpListener>,
         local_addr: SocketAddr,
     ) -> Result<BoundReceiver, ReceiverError> {
-        let endpoint = self.config.endpoint.clone();
-        let bind_error = |e| ReceiverError::bind(self.id.to_string(), endpoint.clone(), e);
-        let socket = socket.ok_or_else(|| {
-            bind_error(std::io::Error::other(
-                "the running receiver's socket is already closing",
-            ))
-        })?;
-        let listener = socket
-            .try_clone()
-            .and_then(TcpListener::from_std)
-            .map_err(bind_error)?;
+        let mut bound = Vec::new();
+        let shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, listen) in self.listen.iter().enumerate() {
+            let bind_error =
+                |e| ReceiverError::bind(self.id.to_string(), listen.endpoint.clone(), e);
+            let found = if i == 0 {
+                socket.map(|s| (s, local_addr))
+            } else {
+                shared
+                    .iter()
+                    .find(|(first, endpoint, _)| {
+                        *first == local_addr && *endpoint == listen.endpoint
+                    })
+                    .and_then(|(_, _, s)| Some((s, s.local_addr().ok()?)))
+            };
+            let (socket, addr) = found.ok_or_else(|| {
+                bind_error(std::io::Error::other(
+                    "the running receiver's socket is already closing",
+                ))
+            })?;
+            let listener = socket
+                .try_clone()
+                .and_then(TcpListener::from_std)
+                .map_err(bind_error)?;
+            bound.push(Bound {
+                listen: listen.clone(),
+                listener,
+                local_addr: addr,
+            });
+        }
         Ok(BoundReceiver {
             receiver: self,
-            listener,
-            local_addr,
+            bound,
         })
     }
 }
 
 impl BoundReceiver {
-    /// The address bound.
+    /// The address bound by the first listener (OTLP/HTTP when it is on).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        first_addr(&self.bound)
     }
 
     /// Starts accepting; the server runs until `shutdown` is cancelled.
     pub fn serve(self, shutdown: CancellationToken) -> RunningReceiver {
-        let Self {
-            receiver,
-            listener,
-            local_addr,
-        } = self;
-        // A failed dup only means a later same-endpoint reload re-binds instead.
-        let socket = dup_listener(&listener)
-            .map_err(|e| tracing::debug!(receiver = %receiver.id, error = %e, "cannot duplicate the listening socket"))
-            .ok();
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(receiver.config.header_read_timeout.get())
-            .keep_alive(true);
-        let handler = Arc::new(Handler::new(
-            receiver.id.clone(),
-            &receiver.config,
-            receiver.sink,
-        ));
-        tracing::info!(receiver = %receiver.id, address = %local_addr, path = %receiver.config.path, "OTLP/HTTP receiver listening");
-        let task = tokio::spawn(serve(listener, http, handler, receiver.id, shutdown));
+        let Self { receiver, bound } = self;
+        let local_addr = first_addr(&bound);
+        let mut socket = None;
+        let mut addrs = Vec::new();
+        let mut listeners = Vec::new();
+        let handler = Handler::new(receiver.id.clone(), &receiver.config, receiver.sink.clone());
+        for (i, b) in bound.into_iter().enumerate() {
+            // A failed dup only means a later same-endpoint reload re-binds instead.
+            let dup = dup_listener(&b.listener)
+                .map_err(|e| tracing::debug!(receiver = %receiver.id, error = %e, "cannot duplicate the listening socket"))
+                .ok();
+            if i == 0 {
+                socket = dup;
+            } else if let Some(dup) = dup {
+                SHARED.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    local_addr,
+                    b.listen.endpoint.clone(),
+                    dup,
+                ));
+            }
+            addrs.push((b.listen.protocol, b.local_addr));
+            let service = Service::new(&handler, &b.listen);
+            let builder = connection_builder(&receiver.config, &b.listen);
+            match b.listen.protocol {
+                Protocol::Http => {
+                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, path = %b.listen.path, "OTLP/HTTP receiver listening")
+                }
+                Protocol::Grpc => {
+                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, "OTLP/gRPC receiver listening")
+                }
+            }
+            listeners.push((b.listener, builder, service));
+        }
+        let task = tokio::spawn(serve(listeners, receiver.id, shutdown));
         RunningReceiver {
             local_addr,
-            endpoint: receiver.config.endpoint,
+            addrs,
+            endpoint: receiver.endpoint,
             socket,
             task,
         }
     }
+}
+
+fn first_addr(bound: &[Bound]) -> SocketAddr {
+    bound
+        .first()
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |b| b.local_addr)
+}
+
+/// HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it in clear) on one socket.
+fn connection_builder(
+    config: &OtlpReceiverConfig,
+    listen: &Listen,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout.get())
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(listen.max_concurrent_streams)
+        // Pings keep idle gRPC connections through NATs and find dead peers.
+        .keep_alive_interval(Some(Duration::from_secs(60)));
+    builder
 }
 
 /// A second, non-blocking descriptor of `listener`'s socket.
@@ -170,28 +276,74 @@ fn dup_listener(listener: &TcpListener) -> std::io::Result<std::net::TcpListener
 }
 
 impl RunningReceiver {
-    /// The endpoint as configured.
+    /// The endpoints as configured.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
+    /// The address the listener of `protocol` is bound to, if that protocol is on.
+    pub fn addr(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.addrs
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, a)| *a)
+    }
+
+    fn release_shared(&mut self) {
+        drop(self.socket.take());
+        let first = self.local_addr;
+        SHARED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(addr, _, _)| *addr != first);
+    }
+
     /// Resolves when the server stopped accepting and every in-flight request was answered.
     pub async fn stopped(mut self) {
-        drop(self.socket.take());
+        self.release_shared();
         if let Err(e) = (&mut self.task).await {
             tracing::error!(address = %self.local_addr, error = %e, "OTLP receiver task failed");
         }
     }
 }
 
-async fn serve(
+impl Drop for RunningReceiver {
+    fn drop(&mut self) {
+        self.release_shared();
+    }
+}
+
+type Listening = (TcpListener, auto::Builder<TokioExecutor>, Service);
+
+async fn serve(listeners: Vec<Listening>, id: ComponentId, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    let accepting = TaskTracker::new();
+    for (listener, builder, service) in listeners {
+        accepting.spawn(accept(
+            listener,
+            builder,
+            service,
+            id.clone(),
+            shutdown.clone(),
+            connections.clone(),
+        ));
+    }
+    accepting.close();
+    accepting.wait().await;
+    tracing::info!(receiver = %id, in_flight_connections = connections.len(), "OTLP receiver stopped accepting; finishing in-flight requests");
+    connections.close();
+    connections.wait().await;
+    tracing::info!(receiver = %id, "OTLP receiver stopped");
+}
+
+async fn accept(
     listener: TcpListener,
-    http: http1::Builder,
-    handler: Arc<Handler>,
+    builder: auto::Builder<TokioExecutor>,
+    service: Service,
     id: ComponentId,
     shutdown: CancellationToken,
+    connections: TaskTracker,
 ) {
-    let connections = TaskTracker::new();
     loop {
         tokio::select! {
             biased;
@@ -201,8 +353,8 @@ async fn serve(
                     connections.spawn(serve_connection(
                         stream,
                         peer,
-                        http.clone(),
-                        handler.clone(),
+                        builder.clone(),
+                        service.clone(),
                         id.clone(),
                         shutdown.clone(),
                     ));
@@ -215,31 +367,26 @@ async fn serve(
             },
         }
     }
-    drop(listener);
-    tracing::info!(receiver = %id, in_flight_connections = connections.len(), "OTLP receiver stopped accepting; finishing in-flight requests");
-    connections.close();
-    connections.wait().await;
-    tracing::info!(receiver = %id, "OTLP receiver stopped");
 }
 
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    http: http1::Builder,
-    handler: Arc<Handler>,
+    builder: auto::Builder<TokioExecutor>,
+    service: Service,
     id: ComponentId,
     shutdown: CancellationToken,
 ) {
     // Responses are small and written once; waiting for more data to coalesce only adds
     // latency.
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| handler.clone().handle(request));
-    let conn = http.serve_connection(TokioIo::new(stream), service);
+    let service = service_fn(move |request| service.clone().call(request));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
         () = shutdown.cancelled() => {
-            // Finishes the request in progress (if any), then closes the connection.
+            // Finishes the requests in progress (if any), then closes the connection.
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -254,7 +401,7 @@ async fn serve_connection(
 #[async_trait::async_trait]
 impl tracecast_core::Receiver for OtlpReceiver {
     fn endpoint(&self) -> &str {
-        &self.config.endpoint
+        &self.endpoint
     }
 
     async fn bind(self: Box<Self>) -> Result<Box<dyn tracecast_core::BoundReceiver>, BindError> {
@@ -278,7 +425,7 @@ impl tracecast_core::Receiver for OtlpReceiver {
 
 impl tracecast_core::BoundReceiver for BoundReceiver {
     fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        BoundReceiver::local_addr(self)
     }
 
     fn serve(

@@ -1,7 +1,7 @@
 //! `OtlpReceiverConfig`: the YAML keys, the defaults and every validation message.
 
 use tracecast_config::{ByteSize, Duration, FieldError, Validate};
-use tracecast_receiver_otlp::{ApiKey, OtlpReceiverConfig};
+use tracecast_receiver_otlp::{ApiKey, OtlpReceiverConfig, Protocol};
 
 fn parse(yaml: &str) -> OtlpReceiverConfig {
     serde_yaml::from_str(yaml).unwrap()
@@ -255,4 +255,86 @@ fn endpoint_forms() {
         ..Default::default()
     };
     assert_eq!(config.validate()[0].path, "path");
+}
+
+#[test]
+fn the_collector_shape_parses_and_resolves_per_protocol() {
+    let config = parse(&fixture("protocols.yaml"));
+    assert_eq!(config.validate(), vec![]);
+    let http = config.protocols.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(http.endpoint, "0.0.0.0:4318");
+    let listeners = config.listeners();
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(listeners[0].protocol, Protocol::Http);
+    assert_eq!(listeners[0].endpoint, "0.0.0.0:4318");
+    assert_eq!(listeners[0].path, "/otlp/v1/traces");
+    assert_eq!(listeners[0].max_body, 8 * 1024 * 1024);
+    assert_eq!(listeners[0].key, "protocols.http.");
+    // `path` is accepted for `traces_url_path`.
+    let config = parse("protocols: {http: {path: /p}}\n");
+    assert_eq!(config.listeners()[0].path, "/p");
+}
+
+#[test]
+fn a_protocol_key_without_a_body_is_on_with_its_defaults() {
+    // As the Collector's documentation writes it: `http:` with nothing below.
+    let config = parse("protocols:\n  http:\n");
+    assert_eq!(config.validate(), vec![]);
+    let listeners = config.listeners();
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(listeners[0].endpoint, "127.0.0.1:4318");
+    assert_eq!(listeners[0].path, "/v1/traces");
+    assert_eq!(listeners[0].max_body, 16 * 1024 * 1024);
+}
+
+#[test]
+fn the_flat_form_is_http_shorthand() {
+    let config = parse("endpoint: 0.0.0.0:9999\npath: /x\n");
+    let listeners = config.listeners();
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(listeners[0].protocol, Protocol::Http);
+    assert_eq!(listeners[0].endpoint, "0.0.0.0:9999");
+    assert_eq!(listeners[0].path, "/x");
+    assert_eq!(listeners[0].key, "");
+}
+
+#[test]
+fn bad_protocol_settings_and_mixed_shapes_name_their_keys() {
+    let config = parse(&fixture("bad_protocols.yaml"));
+    assert_eq!(
+        config.validate(),
+        vec![
+            FieldError::new(
+                "endpoint",
+                "is the flat shorthand for OTLP/HTTP and cannot be combined with `protocols`; set protocols.http.endpoint instead"
+            ),
+            FieldError::new(
+                "path",
+                "is the flat shorthand for OTLP/HTTP and cannot be combined with `protocols`; set protocols.http.traces_url_path instead"
+            ),
+            FieldError::new(
+                "protocols.http.endpoint",
+                "\"localhost\" has no port; expected host:port, like 127.0.0.1:4318, 0.0.0.0:4318 or [::1]:4318"
+            ),
+            FieldError::new(
+                "protocols.http.traces_url_path",
+                "\"v1/traces\" must start with '/', like /v1/traces"
+            ),
+            FieldError::new(
+                "protocols.http.max_request_body_size",
+                "must be greater than 0, like 16MiB"
+            ),
+        ]
+    );
+    assert_eq!(
+        parse("protocols: {}\n").validate(),
+        vec![FieldError::new(
+            "protocols",
+            "enables no protocol; add `http:`, `grpc:` or both (a protocol left out is off)"
+        )]
+    );
+    let err = serde_yaml::from_str::<OtlpReceiverConfig>("protocols: {http: {cros: {}}}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `cros`"), "{err}");
 }
