@@ -16,6 +16,8 @@
 //! - `dead_letter.rs`: the dead-letter store every exporter uses (folder, naming rule,
 //!   reason file, bound).
 //! - `gzip.rs`: the one gzip writer every exporter uses.
+//! - `genai/`: prompt and completion content of a span as chat messages, from every content
+//!   convention (the trace file's `input` / `output`; [`genai::request_text`] for processors).
 //! - `activity.rs`: each exporter's last files, exports and failed attempts (status page).
 
 pub mod ack;
@@ -24,6 +26,7 @@ pub mod batch;
 pub mod component;
 pub mod dead_letter;
 pub mod error;
+pub mod genai;
 pub mod gzip;
 pub mod id;
 pub mod metrics;
