@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use tracecast_config::ValidateInto;
 use tracecast_core::{BatchContext, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 use tracecast_exporter_s3::assembly::{Assembler, AssemblyLimits};
 use tracecast_exporter_s3::document;
@@ -59,13 +60,13 @@ pub fn processors() -> Vec<Box<dyn Processor>> {
     let metadata = MetadataProcessor::new(
         ComponentId::parse("metadata").expect("valid id"),
         MetadataProcessorConfig::default(),
-    )
-    .expect("default metadata config is valid");
+    );
     let privacy = PrivacyProcessor::new(
         ComponentId::parse("privacy").expect("valid id"),
-        PrivacyProcessorConfig::default(),
-    )
-    .expect("default privacy config is valid");
+        PrivacyProcessorConfig::default()
+            .validate_into()
+            .expect("default privacy config is valid"),
+    );
     vec![Box::new(metadata), Box::new(privacy)]
 }
 

@@ -9,7 +9,7 @@ use serde_yaml::Value;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::{Config, RawComponent};
 use crate::positions::{join_index, join_key, Positions};
-use crate::validate::Validate;
+use crate::validate::{FieldError, Validate, ValidateInto};
 
 /// Collects errors for one file, positioned from the index and scrubbed of env values.
 pub(crate) struct Reporter<'a> {
@@ -174,6 +174,25 @@ impl Config {
         if problems.is_empty() {
             return Ok(value);
         }
+        Err(self.problems_at(raw, problems))
+    }
+
+    /// Decodes one component's body as `T` and validates it once into the value its
+    /// component is built from ([`ValidateInto`]); returns both (the typed config is kept
+    /// to compare on reload and to show). Errors as for [`Config::decode`].
+    pub fn decode_validated<T: DeserializeOwned + ValidateInto>(
+        &self,
+        raw: &RawComponent,
+    ) -> Result<(T, T::Validated), ConfigErrors> {
+        let value: T = decode_value(&self.source, &self.positions, &raw.body, &raw.path)?;
+        match value.validate_into() {
+            Ok(validated) => Ok((value, validated)),
+            Err(problems) => Err(self.problems_at(raw, problems)),
+        }
+    }
+
+    /// A component's validation problems as positioned errors below its path.
+    fn problems_at(&self, raw: &RawComponent, problems: Vec<FieldError>) -> ConfigErrors {
         let errors = problems
             .into_iter()
             .map(|p| {
@@ -181,7 +200,7 @@ impl Config {
                 make_error(&self.source, &self.positions, At::Value, &path, p.message)
             })
             .collect();
-        Err(ConfigErrors::sorted(errors))
+        ConfigErrors::sorted(errors)
     }
 
     /// An error about a whole component (an unknown type, say), pointing at its key.

@@ -19,7 +19,7 @@
 //! - `model.rs`: [`Config`], [`RawComponent`], [`ServiceConfig`] and its parts.
 //! - `error.rs`: [`ConfigError`] and [`ConfigErrors`].
 //! - `units.rs`: [`Duration`] and [`ByteSize`] as written in config files.
-//! - `validate.rs`: the [`Validate`] contract for component configs.
+//! - `validate.rs`: the [`Validate`] and [`ValidateInto`] contracts for component configs.
 //! - `exporter.rs`: settings shared by every exporter (`retry_on_failure`, `compression`,
 //!   `timeout`, `dead_letter_dir`, `dead_letter_max_size`), one definition each.
 //!
@@ -51,4 +51,4 @@ pub use model::{
     QueueConfig, RawComponent, SelfTelemetryOtlpConfig, ServiceConfig, TelemetryConfig,
 };
 pub use units::{ByteSize, Duration};
-pub use validate::{FieldError, Validate};
+pub use validate::{FieldError, Validate, ValidateInto};

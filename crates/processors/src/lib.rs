@@ -8,13 +8,13 @@
 //! - `metadata/fields.rs`: reading `trace` / `user` / `session_id` out of attributes.
 //! - `metadata/ids.rs`: custom `trace_id` and `parent_span_id` strings to OTLP ids.
 //! - `privacy/mod.rs`: [`PrivacyProcessor`]: what is removed, where, and the marker.
-//! - `privacy/config.rs`: [`PrivacyProcessorConfig`] (extra keys/patterns, allow-list mode).
+//! - `privacy/config.rs`: [`PrivacyProcessorConfig`] (extra keys/patterns, allow-list mode)
+//!   and its validated form with the patterns compiled.
 //! - `privacy/conventions.rs`: the content keys of every known convention, and the keys
 //!   that are always kept.
 //! - `batch.rs`: [`BatchProcessor`] and [`BatchProcessorConfig`].
 //! - `attrs.rs`: helpers over OTLP `AnyValue` / `KeyValue` lists.
 //! - `warn.rs`: counted, rate-limited warnings for bad input.
-//! - `error.rs`: [`ProcessorError`].
 //!
 //! Pipelines should run `metadata` before `batch` (a request's spans are then still
 //! together) and may put `privacy` before or after `metadata`: the two commute (the output
@@ -23,12 +23,10 @@
 
 pub mod attrs;
 pub mod batch;
-pub mod error;
 pub mod metadata;
 pub mod privacy;
 pub mod warn;
 
 pub use batch::{BatchProcessor, BatchProcessorConfig};
-pub use error::ProcessorError;
 pub use metadata::{MetadataProcessor, MetadataProcessorConfig};
-pub use privacy::{PrivacyProcessor, PrivacyProcessorConfig};
+pub use privacy::{PrivacyProcessor, PrivacyProcessorConfig, ValidPrivacyProcessorConfig};

@@ -20,8 +20,7 @@ fn run(req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
     let mut p = MetadataProcessor::new(
         ComponentId::parse("metadata/linear").unwrap(),
         MetadataProcessorConfig::default(),
-    )
-    .unwrap();
+    );
     let mut out = Vec::new();
     p.process(support::batch(req), &mut out);
     out.pop().unwrap().into_request()

@@ -21,7 +21,6 @@ fn processor(id: &str) -> MetadataProcessor {
         ComponentId::parse(id).unwrap(),
         MetadataProcessorConfig::default(),
     )
-    .unwrap()
 }
 
 fn run_with(p: &mut MetadataProcessor, req: ExportTraceServiceRequest) -> TraceBatch {
@@ -322,8 +321,7 @@ fn configured_attribute_names_are_read() {
         session_id_attribute: "openrouter.session".into(),
         ..Default::default()
     };
-    let mut p =
-        MetadataProcessor::new(ComponentId::parse("metadata/custom").unwrap(), cfg).unwrap();
+    let mut p = MetadataProcessor::new(ComponentId::parse("metadata/custom").unwrap(), cfg);
     let out = run_with(&mut p, req).into_request();
     assert_eq!(normalized(out), normalized(run(gateway())));
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use support::{contains, int_attr, load, spans, Fixture};
+use tracecast_config::ValidateInto;
 use tracecast_core::proto::common::v1::KeyValue;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 use tracecast_processors::metadata::{MetadataProcessor, MetadataProcessorConfig};
@@ -13,7 +14,8 @@ use tracecast_processors::privacy::{
 };
 
 fn privacy(cfg: PrivacyProcessorConfig) -> PrivacyProcessor {
-    PrivacyProcessor::new(ComponentId::parse("privacy").unwrap(), cfg).unwrap()
+    let cfg = cfg.validate_into().unwrap();
+    PrivacyProcessor::new(ComponentId::parse("privacy").unwrap(), cfg)
 }
 
 fn run(p: &mut impl Processor, batch: TraceBatch) -> TraceBatch {
@@ -306,8 +308,7 @@ fn privacy_and_metadata_commute() {
             let mut m = MetadataProcessor::new(
                 ComponentId::parse("metadata").unwrap(),
                 MetadataProcessorConfig::default(),
-            )
-            .unwrap();
+            );
             let mut p = privacy(cfg);
             let req: ExportTraceServiceRequest = load(name).request;
             let a = run(&mut p, run(&mut m, support::batch(req.clone())));
@@ -326,9 +327,8 @@ fn privacy_and_metadata_commute() {
 fn spans_in_and_out_are_counted() {
     let mut p = PrivacyProcessor::new(
         ComponentId::parse("privacy/counted").unwrap(),
-        PrivacyProcessorConfig::default(),
-    )
-    .unwrap();
+        PrivacyProcessorConfig::default().validate_into().unwrap(),
+    );
     run(&mut p, support::batch(load("openinference.json").request));
     let labels = metrics::component("privacy/counted");
     assert_eq!(metrics::PROCESSOR_SPANS_IN.get_or_create(&labels).get(), 3);

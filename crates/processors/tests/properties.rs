@@ -4,6 +4,7 @@
 mod support;
 
 use proptest::prelude::*;
+use tracecast_config::ValidateInto;
 use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
 use tracecast_core::proto::resource::v1::Resource;
 use tracecast_core::proto::trace::v1::span::Event;
@@ -108,7 +109,6 @@ fn metadata() -> MetadataProcessor {
         ComponentId::parse("metadata/prop").unwrap(),
         MetadataProcessorConfig::default(),
     )
-    .unwrap()
 }
 
 fn privacy(allow_list_mode: bool) -> PrivacyProcessor {
@@ -116,7 +116,8 @@ fn privacy(allow_list_mode: bool) -> PrivacyProcessor {
         allow_list_mode,
         ..Default::default()
     };
-    PrivacyProcessor::new(ComponentId::parse("privacy/prop").unwrap(), cfg).unwrap()
+    let cfg = cfg.validate_into().unwrap();
+    PrivacyProcessor::new(ComponentId::parse("privacy/prop").unwrap(), cfg)
 }
 
 fn normalized(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {

@@ -46,28 +46,23 @@ pub static PROCESSORS: &[&dyn Factory<Config = ProcessorConfig>] = &[
     &ProcessorEntry::<MetadataProcessorConfig> {
         type_name: "metadata",
         test_only: false,
-        build: |id, config| {
-            Ok(Box::new(MetadataProcessor::new(
-                id.clone(),
-                config.clone(),
-            )?))
-        },
+        build: |id, config| Box::new(MetadataProcessor::new(id.clone(), config.clone())),
     },
     &ProcessorEntry::<PrivacyProcessorConfig> {
         type_name: "privacy",
         test_only: false,
-        build: |id, config| Ok(Box::new(PrivacyProcessor::new(id.clone(), config.clone())?)),
+        build: |id, config| Box::new(PrivacyProcessor::new(id.clone(), config.clone())),
     },
     &ProcessorEntry::<BatchProcessorConfig> {
         type_name: "batch",
         test_only: false,
-        build: |id, config| Ok(Box::new(BatchProcessor::new(id.clone(), config.clone()))),
+        build: |id, config| Box::new(BatchProcessor::new(id.clone(), config.clone())),
     },
     // Only with `TRACECAST_TEST_COMPONENTS=1`: see [`crate::fault`].
     &ProcessorEntry::<FaultProcessorConfig> {
         type_name: "fault",
         test_only: true,
-        build: |_, config| Ok(Box::new(FaultProcessor(config.clone()))),
+        build: |_, config| Box::new(FaultProcessor(config.clone())),
     },
 ];
 
@@ -157,11 +152,13 @@ fn decode_section<C>(
 ) -> BTreeMap<ComponentId, C> {
     let mut decoded = BTreeMap::new();
     for (id, raw) in section {
-        let entry = entries.iter().find(|e| {
-            e.type_name() == raw.id.type_name() && (!e.test_only() || crate::fault::enabled())
-        });
+        // A Collector name (`otlp_http`) decodes as its tracecast type, body translated.
+        let (type_name, raw) = aliases::resolve(raw);
+        let entry = entries
+            .iter()
+            .find(|e| e.type_name() == type_name && (!e.test_only() || crate::fault::enabled()));
         let result = match entry {
-            Some(entry) => entry.decode(config, raw),
+            Some(entry) => entry.decode(config, &raw),
             None => Err(config.error_at(
                 raw,
                 format!(
@@ -226,12 +223,10 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
 #[error("{0}")]
 pub struct BuildError(pub BoxError);
 
-/// Builds a fresh processor instance (each pipeline gets its own, as in the Collector).
-pub fn build_processor(
-    id: &ComponentId,
-    config: &ProcessorConfig,
-) -> Result<Box<dyn Processor>, BuildError> {
-    config.build(id).map_err(BuildError)
+/// Builds a fresh processor instance (each pipeline gets its own, as in the Collector);
+/// a validated config always builds.
+pub fn build_processor(id: &ComponentId, config: &ProcessorConfig) -> Box<dyn Processor> {
+    config.build(id)
 }
 
 /// Builds an exporter (not started).

@@ -46,7 +46,6 @@ use tracecast_core::proto::common::v1::AnyValue;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 
 use crate::attrs;
-use crate::error::{check, ProcessorError};
 use crate::warn::Warner;
 pub use config::MetadataProcessorConfig;
 use fields::{take_fields, Fields};
@@ -86,13 +85,14 @@ struct SpanInfo {
 }
 
 impl MetadataProcessor {
-    pub fn new(id: ComponentId, cfg: MetadataProcessorConfig) -> Result<Self, ProcessorError> {
-        check(&id, &cfg)?;
-        Ok(Self {
+    /// Builds the processor. `cfg` has nothing to parse: it is its own validated value (the
+    /// registry validates it first).
+    pub fn new(id: ComponentId, cfg: MetadataProcessorConfig) -> Self {
+        Self {
             warner: Warner::new(id.clone()),
             id,
             cfg,
-        })
+        }
     }
 
     /// Whether any resource or span carries a source attribute (else nothing to do).

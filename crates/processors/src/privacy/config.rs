@@ -1,8 +1,10 @@
 //! Config of the `privacy` processor.
 
-use regex::Regex;
+use std::collections::HashSet;
+
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
-use tracecast_config::{FieldError, Validate};
+use tracecast_config::{FieldError, ValidateInto};
 
 use super::conventions::{DEFAULT_ALLOW_KEYS, DEFAULT_ALLOW_PATTERNS};
 
@@ -43,8 +45,21 @@ impl Default for PrivacyProcessorConfig {
     }
 }
 
-impl Validate for PrivacyProcessorConfig {
-    fn validate(&self) -> Vec<FieldError> {
+/// A validated `privacy` config: the configured keys as sets and the patterns compiled,
+/// what [`super::PrivacyProcessor::new`] takes.
+#[derive(Debug, Clone)]
+pub struct ValidPrivacyProcessorConfig {
+    pub(super) extra_keys: HashSet<String>,
+    pub(super) extra_patterns: RegexSet,
+    pub(super) extra_events: Vec<String>,
+    /// Allow-list mode: keys and patterns kept.
+    pub(super) allow: Option<(HashSet<String>, RegexSet)>,
+}
+
+impl ValidateInto for PrivacyProcessorConfig {
+    type Validated = ValidPrivacyProcessorConfig;
+
+    fn validate_into(&self) -> Result<ValidPrivacyProcessorConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
         for (field, list) in [
             ("extra_keys", &self.extra_keys),
@@ -60,26 +75,52 @@ impl Validate for PrivacyProcessorConfig {
                 }
             }
         }
-        for (field, list) in [
-            ("extra_patterns", &self.extra_patterns),
-            ("allow_patterns", &self.allow_patterns),
-        ] {
-            for (i, pattern) in list.iter().enumerate() {
-                if pattern.is_empty() {
-                    errors.push(FieldError::new(
-                        format!("{field}[{i}]"),
-                        "must not be empty (an empty pattern matches every key)",
-                    ));
-                } else if let Err(e) = Regex::new(pattern) {
-                    errors.push(FieldError::new(
-                        format!("{field}[{i}]"),
-                        format!("{pattern:?} is not a valid regular expression: {e}"),
-                    ));
-                }
+        let extra_patterns = compile("extra_patterns", &self.extra_patterns, &mut errors);
+        let allow_patterns = compile("allow_patterns", &self.allow_patterns, &mut errors);
+        match (extra_patterns, allow_patterns) {
+            (Some(extra_patterns), Some(allow_patterns)) if errors.is_empty() => {
+                Ok(ValidPrivacyProcessorConfig {
+                    extra_keys: self.extra_keys.iter().cloned().collect(),
+                    extra_patterns,
+                    extra_events: self.extra_events.clone(),
+                    allow: self
+                        .allow_list_mode
+                        .then(|| (self.allow_keys.iter().cloned().collect(), allow_patterns)),
+                })
             }
+            _ => Err(errors),
         }
-        errors
     }
+}
+
+/// Compiles one list of patterns into a set; each bad pattern is reported at its index.
+fn compile(field: &str, list: &[String], errors: &mut Vec<FieldError>) -> Option<RegexSet> {
+    let before = errors.len();
+    for (i, pattern) in list.iter().enumerate() {
+        if pattern.is_empty() {
+            errors.push(FieldError::new(
+                format!("{field}[{i}]"),
+                "must not be empty (an empty pattern matches every key)",
+            ));
+        } else if let Err(e) = Regex::new(pattern) {
+            errors.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("{pattern:?} is not a valid regular expression: {e}"),
+            ));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    // Each pattern compiles alone; together they may still pass the size limit.
+    RegexSet::new(list)
+        .map_err(|e| {
+            errors.push(FieldError::new(
+                field,
+                format!("the patterns together: {e}"),
+            ))
+        })
+        .ok()
 }
 
 #[cfg(test)]
@@ -89,7 +130,7 @@ mod tests {
     #[test]
     fn default_is_valid_and_lists_the_default_allow_list() {
         let cfg = PrivacyProcessorConfig::default();
-        assert!(cfg.validate().is_empty());
+        assert!(cfg.problems().is_empty());
         assert!(cfg.allow_keys.iter().any(|k| k == "gen_ai.request.model"));
     }
 
@@ -101,7 +142,7 @@ mod tests {
             allow_patterns: vec!["".into()],
             ..Default::default()
         };
-        let errs = cfg.validate();
+        let errs = cfg.problems();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod conventions;
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use regex::RegexSet;
 use tracecast_core::proto::common::v1::any_value::Value;
@@ -26,12 +27,20 @@ use tracecast_core::proto::trace::v1::Span;
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
 
 use crate::attrs;
-use crate::error::{check, ProcessorError};
-pub use config::PrivacyProcessorConfig;
+pub use config::{PrivacyProcessorConfig, ValidPrivacyProcessorConfig};
 use conventions::{CONTENT_EVENTS, CONTENT_KEYS, CONTENT_PATTERNS, KEPT_PATTERNS};
 
 /// Marker attribute: how many values were removed from a span or resource.
 pub const REDACTED_COUNT_ATTRIBUTE: &str = "tracecast.privacy.redacted_count";
+
+/// The built-in content and kept patterns, compiled once (constants: a unit test compiles
+/// them, so the `expect` cannot fire on any input).
+static BUILT_IN: LazyLock<(RegexSet, RegexSet)> = LazyLock::new(|| {
+    (
+        RegexSet::new(CONTENT_PATTERNS).expect("built-in content patterns compile"),
+        RegexSet::new(KEPT_PATTERNS).expect("built-in kept patterns compile"),
+    )
+});
 
 /// The compiled rules: decides per key and per event name.
 #[derive(Debug)]
@@ -97,39 +106,22 @@ pub struct PrivacyProcessor {
 }
 
 impl PrivacyProcessor {
-    /// Builds the processor, compiling every pattern (built-in and configured).
-    pub fn new(id: ComponentId, cfg: PrivacyProcessorConfig) -> Result<Self, ProcessorError> {
-        check(&id, &cfg)?;
-        let set = |path: &str, patterns: &[String]| {
-            RegexSet::new(patterns).map_err(|e| ProcessorError::BadPattern {
-                component: id.to_string(),
-                path: path.to_string(),
-                pattern: patterns.join(" | "),
-                source: Box::new(e),
-            })
-        };
-        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    /// Builds the processor from its validated config (patterns already compiled).
+    pub fn new(id: ComponentId, cfg: ValidPrivacyProcessorConfig) -> Self {
         let rules = Rules {
             content_keys: CONTENT_KEYS.iter().map(|s| s.to_string()).collect(),
-            content_patterns: set("(built-in content patterns)", &owned(CONTENT_PATTERNS))?,
-            kept: set("(built-in kept patterns)", &owned(KEPT_PATTERNS))?,
-            extra_keys: cfg.extra_keys.iter().cloned().collect(),
-            extra_patterns: set("extra_patterns", &cfg.extra_patterns)?,
+            content_patterns: BUILT_IN.0.clone(),
+            kept: BUILT_IN.1.clone(),
+            extra_keys: cfg.extra_keys,
+            extra_patterns: cfg.extra_patterns,
             content_events: CONTENT_EVENTS
                 .iter()
                 .map(|s| s.to_string())
-                .chain(cfg.extra_events.iter().cloned())
+                .chain(cfg.extra_events)
                 .collect(),
-            allow: if cfg.allow_list_mode {
-                Some((
-                    cfg.allow_keys.iter().cloned().collect(),
-                    set("allow_patterns", &cfg.allow_patterns)?,
-                ))
-            } else {
-                None
-            },
+            allow: cfg.allow,
         };
-        Ok(Self { id, rules })
+        Self { id, rules }
     }
 
     /// Whether `key` would be removed (for tests and docs tooling).
@@ -220,7 +212,14 @@ mod tests {
     use super::*;
 
     fn processor(cfg: PrivacyProcessorConfig) -> PrivacyProcessor {
-        PrivacyProcessor::new(ComponentId::parse("privacy").unwrap(), cfg).unwrap()
+        let valid = tracecast_config::ValidateInto::validate_into(&cfg).unwrap();
+        PrivacyProcessor::new(ComponentId::parse("privacy").unwrap(), valid)
+    }
+
+    #[test]
+    fn built_in_patterns_compile() {
+        assert_eq!(BUILT_IN.0.len(), CONTENT_PATTERNS.len());
+        assert_eq!(BUILT_IN.1.len(), KEPT_PATTERNS.len());
     }
 
     #[test]

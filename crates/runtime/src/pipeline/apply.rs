@@ -91,8 +91,7 @@ impl Service {
             for (pid, pcfg) in &definition.processors {
                 processors.push(NamedProcessor {
                     id: pid.clone(),
-                    processor: registry::build_processor(pid, pcfg)
-                        .with_context(|| format!("building processor {pid}"))?,
+                    processor: registry::build_processor(pid, pcfg),
                 });
             }
             pipelines.insert(name.clone(), (definition, processors));

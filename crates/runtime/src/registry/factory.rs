@@ -1,7 +1,9 @@
 //! The machinery behind the entries of [`crate::registry`]: one entry type per component
 //! kind, generic over the component's config type `C`, and the validated config each entry
 //! produces with its type erased ([`ReceiverConfig`], [`ProcessorConfig`],
-//! [`ExporterConfig`]). The erased config keeps a reference to its entry, so building a
+//! [`ExporterConfig`]). Decoding validates once ([`ValidateInto`]) and keeps both the typed
+//! config (compared on reload) and its validated value (what constructors take, so they
+//! cannot fail on config). The erased config keeps a reference to its entry, so building a
 //! component or reaching its dead letters needs no `match` on the type: the rest of the
 //! runtime never names a concrete component.
 
@@ -12,29 +14,55 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use tracecast_config::{Config, ConfigErrors, RawComponent, Validate};
+use tracecast_config::{Config, ConfigErrors, RawComponent, ValidateInto};
 use tracecast_core::dead_letter::{ListedLetter, ResendSummary};
 use tracecast_core::{BatchSink, CancellationToken, ComponentId, Exporter, Processor, Receiver};
 
 /// A component's own error, boxed: the runtime only reports it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// An entry's receiver constructor.
-pub type BuildReceiver<C> = fn(&ComponentId, &C, Arc<dyn BatchSink>) -> Box<dyn Receiver>;
-/// An entry's processor constructor.
-pub type BuildProcessor<C> = fn(&ComponentId, &C) -> Result<Box<dyn Processor>, BoxError>;
-/// An entry's exporter constructor.
-pub type BuildExporter<C> = fn(&ComponentId, &C) -> Result<Box<dyn Exporter>, BoxError>;
+/// The value a component of config type `C` is built from.
+pub type Valid<C> = <C as ValidateInto>::Validated;
 
-/// What a component's config type must be: decoded from YAML, validated, compared on reload
-/// (a component restarts only when its config changed), shared between tasks.
+/// An entry's receiver constructor.
+pub type BuildReceiver<C> = fn(&ComponentId, &Valid<C>, Arc<dyn BatchSink>) -> Box<dyn Receiver>;
+/// An entry's processor constructor: a validated config always builds.
+pub type BuildProcessor<C> = fn(&ComponentId, &Valid<C>) -> Box<dyn Processor>;
+/// An entry's exporter constructor. It cannot fail on config; it may fail setting up what
+/// the exporter holds (an HTTP client, a local folder).
+pub type BuildExporter<C> = fn(&ComponentId, &Valid<C>) -> Result<Box<dyn Exporter>, BoxError>;
+
+/// An exporter type's dead-letter resend: sends them again; the token stops it early.
+pub type Resend<C> = fn(
+    ComponentId,
+    Valid<C>,
+    CancellationToken,
+) -> BoxFuture<'static, Result<ResendSummary, BoxError>>;
+
+/// What a component's config type must be: decoded from YAML, validated once into the value
+/// its constructor takes, compared on reload (a component restarts only when its config
+/// changed), shared between tasks.
 pub trait ComponentConfig:
-    DeserializeOwned + Validate + Clone + PartialEq + fmt::Debug + Send + Sync + 'static
+    DeserializeOwned
+    + ValidateInto<Validated: Clone + Send + Sync + 'static>
+    + Clone
+    + PartialEq
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<C> ComponentConfig for C where
-    C: DeserializeOwned + Validate + Clone + PartialEq + fmt::Debug + Send + Sync + 'static
+    C: DeserializeOwned
+        + ValidateInto<Validated: Clone + Send + Sync + 'static>
+        + Clone
+        + PartialEq
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -62,14 +90,14 @@ pub trait Factory: Sync {
 }
 
 /// A receiver type.
-pub struct ReceiverEntry<C> {
+pub struct ReceiverEntry<C: ValidateInto> {
     pub type_name: &'static str,
     /// Builds the receiver feeding `sink`; binds nothing yet ([`Receiver::bind`] does).
     pub build: BuildReceiver<C>,
 }
 
 /// A processor type.
-pub struct ProcessorEntry<C> {
+pub struct ProcessorEntry<C: ValidateInto> {
     pub type_name: &'static str,
     /// See [`Factory::test_only`].
     pub test_only: bool,
@@ -79,33 +107,30 @@ pub struct ProcessorEntry<C> {
 
 /// An exporter type. Its connection test is [`Exporter::test_connection`] on what `build`
 /// returns.
-pub struct ExporterEntry<C> {
+pub struct ExporterEntry<C: ValidateInto> {
     pub type_name: &'static str,
     pub build: BuildExporter<C>,
     pub dead_letters: DeadLetters<C>,
 }
 
 /// What `tracecast dead-letters` needs of an exporter type.
-pub struct DeadLetters<C> {
+pub struct DeadLetters<C: ValidateInto> {
     /// The folder it keeps dead letters in (`dead_letter_dir`, else the default rule).
-    pub dir: fn(&ComponentId, &C) -> PathBuf,
+    pub dir: fn(&ComponentId, &Valid<C>) -> PathBuf,
     /// Every dead letter in that folder (a missing folder holds none).
     pub list: fn(&Path) -> std::io::Result<Vec<ListedLetter>>,
     /// Sends them again; the token stops it early (what was not sent stays).
-    pub resend: fn(
-        ComponentId,
-        C,
-        CancellationToken,
-    ) -> BoxFuture<'static, Result<ResendSummary, BoxError>>,
+    pub resend: Resend<C>,
 }
 
-/// A validated config together with the entry that decoded it.
-struct Configured<E: 'static, C> {
+/// A config as written and its validated value, together with the entry that decoded it.
+struct Configured<E: 'static, C: ValidateInto> {
     entry: &'static E,
     config: C,
+    valid: Valid<C>,
 }
 
-impl<E, C: fmt::Debug> fmt::Debug for Configured<E, C> {
+impl<E, C: ValidateInto + fmt::Debug> fmt::Debug for Configured<E, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.config.fmt(f)
     }
@@ -147,8 +172,9 @@ macro_rules! erased_config {
                 self.0.type_name()
             }
 
-            /// The typed config, when it is a `C` (for the few places that need one
-            /// component's settings, e.g. posting quarantined entries to an OTLP receiver).
+            /// The typed config as written, when it is a `C` (for the few places that need
+            /// one component's settings, e.g. posting quarantined entries to an OTLP
+            /// receiver).
             pub fn get<C: 'static>(&self) -> Option<&C> {
                 self.0.as_any().downcast_ref()
             }
@@ -174,7 +200,7 @@ trait ReceiverSpec: Erased {
 }
 
 trait ProcessorSpec: Erased {
-    fn build(&self, id: &ComponentId) -> Result<Box<dyn Processor>, BoxError>;
+    fn build(&self, id: &ComponentId) -> Box<dyn Processor>;
 }
 
 trait ExporterSpec: Erased {
@@ -213,7 +239,7 @@ impl ReceiverConfig {
 
 impl ProcessorConfig {
     /// Builds a fresh processor instance.
-    pub fn build(&self, id: &ComponentId) -> Result<Box<dyn Processor>, BoxError> {
+    pub fn build(&self, id: &ComponentId) -> Box<dyn Processor> {
         self.0.build(id)
     }
 }
@@ -244,22 +270,19 @@ impl ExporterConfig {
     }
 }
 
-impl<C> Entry for ReceiverEntry<C>
-where
-    C: 'static,
-{
+impl<C: ValidateInto + 'static> Entry for ReceiverEntry<C> {
     fn name(&self) -> &'static str {
         self.type_name
     }
 }
 
-impl<C: 'static> Entry for ProcessorEntry<C> {
+impl<C: ValidateInto + 'static> Entry for ProcessorEntry<C> {
     fn name(&self) -> &'static str {
         self.type_name
     }
 }
 
-impl<C: 'static> Entry for ExporterEntry<C> {
+impl<C: ValidateInto + 'static> Entry for ExporterEntry<C> {
     fn name(&self) -> &'static str {
         self.type_name
     }
@@ -267,22 +290,22 @@ impl<C: 'static> Entry for ExporterEntry<C> {
 
 impl<C: ComponentConfig> ReceiverSpec for Configured<ReceiverEntry<C>, C> {
     fn build(&self, id: &ComponentId, sink: Arc<dyn BatchSink>) -> Box<dyn Receiver> {
-        (self.entry.build)(id, &self.config, sink)
+        (self.entry.build)(id, &self.valid, sink)
     }
 }
 
 impl<C: ComponentConfig> ProcessorSpec for Configured<ProcessorEntry<C>, C> {
-    fn build(&self, id: &ComponentId) -> Result<Box<dyn Processor>, BoxError> {
-        (self.entry.build)(id, &self.config)
+    fn build(&self, id: &ComponentId) -> Box<dyn Processor> {
+        (self.entry.build)(id, &self.valid)
     }
 }
 
 impl<C: ComponentConfig> ExporterSpec for Configured<ExporterEntry<C>, C> {
     fn build(&self, id: &ComponentId) -> Result<Box<dyn Exporter>, BoxError> {
-        (self.entry.build)(id, &self.config)
+        (self.entry.build)(id, &self.valid)
     }
     fn dead_letter_dir(&self, id: &ComponentId) -> PathBuf {
-        (self.entry.dead_letters.dir)(id, &self.config)
+        (self.entry.dead_letters.dir)(id, &self.valid)
     }
     fn list_dead_letters(&self, dir: &Path) -> std::io::Result<Vec<ListedLetter>> {
         (self.entry.dead_letters.list)(dir)
@@ -292,18 +315,23 @@ impl<C: ComponentConfig> ExporterSpec for Configured<ExporterEntry<C>, C> {
         id: &ComponentId,
         stop: &CancellationToken,
     ) -> BoxFuture<'static, Result<ResendSummary, BoxError>> {
-        (self.entry.dead_letters.resend)(id.clone(), self.config.clone(), stop.clone())
+        (self.entry.dead_letters.resend)(id.clone(), self.valid.clone(), stop.clone())
     }
 }
 
-/// Decodes `raw` into `C` and pairs it with the entry that will build it.
+/// Decodes `raw` into `C`, validates it once and pairs both with the entry that will build
+/// the component.
 fn configure<E, C: ComponentConfig>(
     entry: &'static E,
     config: &Config,
     raw: &RawComponent,
 ) -> Result<Configured<E, C>, ConfigErrors> {
-    let config = config.decode::<C>(raw)?;
-    Ok(Configured { entry, config })
+    let (config, valid) = config.decode_validated::<C>(raw)?;
+    Ok(Configured {
+        entry,
+        config,
+        valid,
+    })
 }
 
 impl<C: ComponentConfig> Factory for ReceiverEntry<C> {
