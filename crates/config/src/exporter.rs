@@ -1,11 +1,14 @@
 //! Settings shared by every exporter, one definition each (as the Collector's
-//! `configretry.BackOffConfig` and `configcompression.Type`): [`RetryOnFailure`] for
-//! `retry_on_failure`, [`Compression`] for `compression`, and the validation of `timeout`,
-//! `dead_letter_dir` and `dead_letter_max_size`. Each exporter's config embeds them under
-//! the same key names, so the keys mean the same thing in every `exporters.<type>` section.
+//! `configretry.BackOffConfig`, `configcompression.Type` and `configtls.ClientConfig`):
+//! [`RetryOnFailure`] for `retry_on_failure`, [`Compression`] for `compression`,
+//! [`ClientTls`] for `tls`, and the validation of `timeout`, `dead_letter_dir` and
+//! `dead_letter_max_size`. Each exporter's config embeds them under the same key names, so
+//! the keys mean the same thing in every `exporters.<type>` section.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tracecast_core::retry::RetryPolicy;
 
@@ -119,6 +122,199 @@ pub enum Compression {
     Gzip,
 }
 
+/// `tls`: how an exporter's client checks the server and proves who it is (the Collector's
+/// `configtls.ClientConfig` key names). System roots are always trusted; `ca_file` adds to
+/// them.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM file of extra CA certificates to trust (private CAs), besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) presented for mutual TLS; needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1); needs
+    /// `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate. Only for testing: it defeats TLS.
+    pub insecure_skip_verify: bool,
+}
+
+/// A validated `tls` block: the files read and their PEM parsed, once. Exporters turn it
+/// into their HTTP client's types at their own validation, so building a client reads and
+/// parses nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ValidClientTls {
+    /// The certificates of `ca_file` (none when unset).
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// The client identity (`cert_file` + `key_file`).
+    pub identity: Option<ClientIdentity>,
+    /// `insecure_skip_verify`.
+    pub insecure_skip_verify: bool,
+}
+
+/// A client certificate chain and its key, parsed.
+pub struct ClientIdentity {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// `cert_file` then `key_file` as read, one PEM document (what HTTP clients such as
+    /// `reqwest::Identity::from_pem` take).
+    pub pem: Vec<u8>,
+}
+
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            cert_chain: self.cert_chain.clone(),
+            key: self.key.clone_key(),
+            pem: self.pem.clone(),
+        }
+    }
+}
+
+/// Never shows the key.
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificates", &self.cert_chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Whether a client certificate is configured (`cert_file` or `key_file`).
+    pub fn has_identity(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// Reads and parses the files, every problem with its path below `key` (the exporter's
+    /// `tls`). Reading files is the one I/O validation does: an unreadable or malformed
+    /// file is a config problem `tracecast validate` reports, not a failure at start.
+    pub fn validate_at(&self, key: &str) -> Result<ValidClientTls, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let at = |field: &str| format!("{key}.{field}");
+        let ca_certs = match &self.ca_file {
+            Some(path) => match read_file(path, &at("ca_file"), &mut errors) {
+                Some(pem) => parse_certs(&pem, path, &at("ca_file"), &mut errors),
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let identity = match (&self.cert_file, &self.key_file) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                let missing = if self.cert_file.is_none() {
+                    "cert_file"
+                } else {
+                    "key_file"
+                };
+                errors.push(FieldError::new(
+                    at(missing),
+                    "cert_file and key_file go together: set both for a client certificate (mutual TLS), or neither",
+                ));
+                None
+            }
+            (Some(cert), Some(key_path)) => {
+                let cert_pem = read_file(cert, &at("cert_file"), &mut errors);
+                let key_pem = read_file(key_path, &at("key_file"), &mut errors);
+                match (cert_pem, key_pem) {
+                    (Some(cert_pem), Some(key_pem)) => {
+                        let cert_chain =
+                            parse_certs(&cert_pem, cert, &at("cert_file"), &mut errors);
+                        let key = parse_key(&key_pem, key_path, &at("key_file"), &mut errors);
+                        key.filter(|_| !cert_chain.is_empty())
+                            .map(|key| ClientIdentity {
+                                cert_chain,
+                                key,
+                                pem: [cert_pem, b"\n".to_vec(), key_pem].concat(),
+                            })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if errors.is_empty() {
+            Ok(ValidClientTls {
+                ca_certs,
+                identity,
+                insecure_skip_verify: self.insecure_skip_verify,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The file at `path`, or a problem at `field`.
+fn read_file(path: &Path, field: &str, errors: &mut Vec<FieldError>) -> Option<Vec<u8>> {
+    if path.as_os_str().is_empty() {
+        errors.push(FieldError::new(
+            field,
+            "is empty; give the path of a PEM file or remove the key",
+        ));
+        return None;
+    }
+    std::fs::read(path)
+        .map_err(|e| {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "cannot read {}: {e}; check the path and its permissions",
+                    path.display()
+                ),
+            ))
+        })
+        .ok()
+}
+
+/// Every certificate in `pem`, read from `path` (at least one, else a problem at `field`).
+fn parse_certs(
+    pem: &[u8],
+    path: &Path,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<CertificateDer<'static>> {
+    match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => certs,
+        Ok(_) => {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "{} holds no certificate; it must contain -----BEGIN CERTIFICATE----- blocks",
+                    path.display()
+                ),
+            ));
+            Vec::new()
+        }
+        Err(e) => {
+            errors.push(FieldError::new(
+                field,
+                format!("{} is not valid PEM ({e})", path.display()),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// The private key in `pem`, read from `path`; the message never shows key material.
+fn parse_key(
+    pem: &[u8],
+    path: &Path,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| {
+            let why = match e {
+                rustls_pki_types::pem::Error::NoItemsFound => {
+                    "holds no private key; it must contain a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block".to_string()
+                }
+                e => format!("is not a valid PEM private key ({e})"),
+            };
+            errors.push(FieldError::new(field, format!("{} {why}", path.display())))
+        })
+        .ok()
+}
+
 /// The default dead-letter folder bound: 256 MiB (a quarter of the default
 /// `service.queue.max_size`).
 pub const DEFAULT_DEAD_LETTER_MAX_SIZE: ByteSize = ByteSize::mib(256);
@@ -161,6 +357,100 @@ mod tests {
         assert_eq!(r.validate_at("retry_on_failure"), vec![]);
         r.enabled = false;
         assert_eq!(r.policy().max_elapsed_time, Some(std::time::Duration::ZERO));
+    }
+
+    /// A PEM block of `label`; the parser checks the armour and base64, not the DER inside.
+    fn pem(label: &str) -> String {
+        format!("-----BEGIN {label}-----\nMIIBAA==\n-----END {label}-----\n")
+    }
+
+    #[test]
+    fn tls_files_are_read_and_parsed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        std::fs::write(&ca, pem("CERTIFICATE").repeat(2)).unwrap();
+        std::fs::write(&cert, pem("CERTIFICATE")).unwrap();
+        std::fs::write(&key, pem("PRIVATE KEY")).unwrap();
+        let tls = ClientTls {
+            ca_file: Some(ca),
+            cert_file: Some(cert),
+            key_file: Some(key),
+            insecure_skip_verify: false,
+        };
+        let valid = tls.validate_at("tls").unwrap();
+        assert_eq!(valid.ca_certs.len(), 2);
+        let identity = valid.identity.unwrap();
+        assert_eq!(identity.cert_chain.len(), 1);
+        assert!(
+            !format!("{identity:?}").contains("MIIBAA"),
+            "the key is never shown"
+        );
+        let unset = ClientTls::default().validate_at("tls").unwrap();
+        assert!(unset.ca_certs.is_empty() && unset.identity.is_none());
+    }
+
+    #[test]
+    fn tls_problems_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let cert_only = dir.path().join("cert.pem");
+        std::fs::write(&cert_only, pem("CERTIFICATE")).unwrap();
+        let problems = |tls: ClientTls| -> Vec<(String, String)> {
+            tls.validate_at("tls")
+                .unwrap_err()
+                .into_iter()
+                .map(|e| (e.path, e.message))
+                .collect()
+        };
+
+        let p = problems(ClientTls {
+            ca_file: Some(dir.path().join("missing.pem")),
+            ..Default::default()
+        });
+        assert_eq!(p[0].0, "tls.ca_file");
+        assert!(p[0].1.starts_with("cannot read "), "{}", p[0].1);
+
+        let p = problems(ClientTls {
+            ca_file: Some(junk.clone()),
+            ..Default::default()
+        });
+        assert!(
+            p[0].1.ends_with(
+                "holds no certificate; it must contain -----BEGIN CERTIFICATE----- blocks"
+            ),
+            "{}",
+            p[0].1
+        );
+        let p = problems(ClientTls {
+            ca_file: Some(broken),
+            ..Default::default()
+        });
+        assert!(p[0].1.contains("is not valid PEM"), "{}", p[0].1);
+        let p = problems(ClientTls {
+            ca_file: Some(PathBuf::new()),
+            ..Default::default()
+        });
+        assert!(p[0].1.starts_with("is empty"), "{}", p[0].1);
+
+        // A key file holding a certificate, and a certificate without its key.
+        let p = problems(ClientTls {
+            cert_file: Some(cert_only.clone()),
+            key_file: Some(cert_only.clone()),
+            ..Default::default()
+        });
+        assert_eq!(p[0].0, "tls.key_file");
+        assert!(p[0].1.contains("holds no private key"), "{}", p[0].1);
+        let p = problems(ClientTls {
+            cert_file: Some(cert_only),
+            ..Default::default()
+        });
+        assert_eq!(p[0].0, "tls.key_file");
+        assert!(p[0].1.starts_with("cert_file and key_file go together"));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! - `units.rs`: [`Duration`] and [`ByteSize`] as written in config files.
 //! - `validate.rs`: the [`Validate`] and [`ValidateInto`] contracts for component configs.
 //! - `exporter.rs`: settings shared by every exporter (`retry_on_failure`, `compression`,
-//!   `timeout`, `dead_letter_dir`, `dead_letter_max_size`), one definition each.
+//!   `tls`, `timeout`, `dead_letter_dir`, `dead_letter_max_size`), one definition each.
 //!
 //! Env expansion follows the Collector: only values are expanded, never keys; a plain
 //! (unquoted) scalar that is exactly one `${env:X}` is re-read as YAML, so `port: ${env:PORT}`
@@ -42,7 +42,7 @@ pub mod validate;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use exporter::{Compression, RetryOnFailure};
+pub use exporter::{ClientTls, Compression, RetryOnFailure, ValidClientTls};
 pub use load::{
     load_file, load_file_with_problems, load_str, load_str_with_env, load_str_with_problems,
 };
