@@ -1,11 +1,15 @@
-//! The trace file: one Langfuse-like JSON object per trace (schema:
-//! `docs/trace-file.schema.json`, fields: `docs/trace-file.md`).
+//! The trace file: one JSON object per trace in the shape of the gateway's own S3 files
+//! (schema: `docs/trace-file.schema.json`, fields: `docs/trace-file.md`), so readers written
+//! for those read tracecast's unchanged: `input: {messages}` and `output: {completion}` in
+//! the chat format ([`tracecast_core::genai`]), a `usage` summary, and the generations
+//! first among the observations (`observation.rs`).
 //!
-//! Decisions: span events become `EVENT` observations whose parent is their span (readers of
-//! Langfuse exports expect events there); fields without a value are absent rather than
-//! `null` (so Privacy Mode's missing content means absent `input`/`output`); maps are sorted
-//! and observations ordered by start time then id, so the same trace always serialises to
-//! the same bytes (a replay after a crash is recognised as already written).
+//! Decisions: span events become `EVENT` observations whose parent is their span, except
+//! message events, which are the span's input/output; fields without a value are absent
+//! rather than `null` (so Privacy Mode's missing content means absent `input`/`output`);
+//! maps are sorted and observations ordered generations first, then by start time and id,
+//! so the same trace always serialises to the same bytes (a replay after a crash is
+//! recognised as already written).
 //!
 //! Size: the file is linear in the trace's size. Values that apply to many observations
 //! are written once and repeated only while small: each distinct resource once in the
@@ -20,13 +24,16 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tracecast_core::proto::trace::v1::{span::SpanKind, status::StatusCode, Span};
+use tracecast_core::proto::trace::v1::Span;
 
 use crate::assembly::{AssembledTrace, SpanRecord};
 use crate::key::shorten;
-use crate::mapping::{map_attributes, Mapped};
+use crate::mapping::{map_span, Mapped};
+use crate::observation::{from_nanos, hex_or_zero, push_span, rfc3339};
+pub use crate::observation::{
+    CompletionTokensDetails, Link, Observation, PromptTokensDetails, Scope,
+};
 use crate::values::{as_string, attributes_map, find, to_json};
 
 /// Name used for `{apiKeyName}` / `apiKeyName` when nothing names the ingest key.
@@ -64,6 +71,8 @@ pub struct TraceDocument {
     pub input: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// Sums over the trace's generations, so per-trace queries need no unnesting.
+    pub usage: Usage,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub late_fragment: bool,
     /// Each distinct resource once; observations refer to it by index (`resource`).
@@ -73,104 +82,6 @@ pub struct TraceDocument {
     /// Trace start, for the object key (not serialised).
     #[serde(skip)]
     pub start: OffsetDateTime,
-}
-
-/// One span or span event.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Observation {
-    pub id: String,
-    pub trace_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_observation_id: Option<String>,
-    #[serde(rename = "type")]
-    pub kind_of: &'static str,
-    pub name: String,
-    pub start_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub model_parameters: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completion_tokens: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_tokens: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_cost: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_cost: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_cost: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finish_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider_name: Option<String>,
-    pub level: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_message: Option<String>,
-    pub metadata: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub span_kind: Option<&'static str>,
-    pub attributes: Map<String, Value>,
-    /// Index into the trace's `resources`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<usize>,
-    /// The resource's attributes repeated, when they are small (else see `resources`).
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub resource_attributes: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<Link>,
-    /// Sort key (not serialised).
-    #[serde(skip)]
-    start_nanos: u64,
-}
-
-/// Instrumentation scope of a span.
-#[derive(Debug, Clone, Serialize)]
-pub struct Scope {
-    pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub version: String,
-}
-
-/// A span link.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Link {
-    pub trace_id: String,
-    pub span_id: String,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub attributes: Map<String, Value>,
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-fn from_nanos(nanos: u64) -> Option<OffsetDateTime> {
-    if nanos == 0 {
-        return None;
-    }
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).ok()
-}
-
-fn hex_or_zero(id: &[u8], width: usize) -> String {
-    if id.is_empty() {
-        "0".repeat(width)
-    } else {
-        hex::encode(id)
-    }
 }
 
 /// Picks the trace's root: a span without parent, else the earliest span whose parent is
@@ -190,6 +101,37 @@ fn root_index(spans: &[SpanRecord]) -> Option<usize> {
         .or_else(|| by_start(&|_| true))
 }
 
+/// The trace's `usage`: token counts and cost summed over its generations (0 when none
+/// says; counts saturate rather than wrap; non-finite costs are skipped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub total_cost: f64,
+}
+
+impl Usage {
+    fn of(observations: &[Observation]) -> Self {
+        let mut u = Usage::default();
+        for o in observations.iter().filter(|o| o.is_generation()) {
+            u.prompt_tokens = u.prompt_tokens.saturating_add(o.prompt_tokens.unwrap_or(0));
+            u.completion_tokens = u
+                .completion_tokens
+                .saturating_add(o.completion_tokens.unwrap_or(0));
+            u.total_tokens = u.total_tokens.saturating_add(o.total_tokens.unwrap_or(0));
+            if let Some(c) = o.total_cost.filter(|c| c.is_finite()) {
+                u.total_cost += c;
+            }
+        }
+        if !u.total_cost.is_finite() {
+            u.total_cost = 0.0;
+        }
+        u
+    }
+}
+
 /// Builds the document of an assembled trace. `api_key_name_attribute` names the attribute
 /// read when the batch context carries no ingest key name.
 pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> TraceDocument {
@@ -204,7 +146,7 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
     let mapped: Vec<Mapped> = trace
         .spans
         .iter()
-        .map(|s| map_attributes(&s.span.attributes))
+        .map(|s| map_span(&s.span.attributes, &s.span.events))
         .collect();
     let first = |f: &dyn Fn(&Mapped) -> Option<String>| order.iter().find_map(|i| f(&mapped[*i]));
 
@@ -272,18 +214,30 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
         });
         push_span(rec, m, &shared, resource, scope, &mut observations);
     }
-    observations.sort_by(|a, b| (a.start_nanos, &a.id).cmp(&(b.start_nanos, &b.id)));
+    // Generations first (readers take `observations[0]` as the request's generation), each
+    // group by start time, then id.
+    observations.sort_by(|a, b| {
+        (!a.is_generation(), a.start_nanos, &a.id).cmp(&(!b.is_generation(), b.start_nanos, &b.id))
+    });
 
+    // The request's conversation: the gateway's `trace.input` on the root, else the earliest
+    // generation's input, else the root's own; the answer: `trace.output`, else the latest
+    // generation's output, else the root's own.
     let root_mapped = root.map(|r| &mapped[r]);
-    let first_generation = observations
-        .iter()
-        .find(|o| o.kind_of == "GENERATION" && (o.input.is_some() || o.output.is_some()));
+    let generations = || observations.iter().filter(|o| o.is_generation());
     let input = root_mapped
-        .and_then(|m| m.trace_input.clone().or_else(|| m.input.clone()))
-        .or_else(|| first_generation.and_then(|o| o.input.clone()));
+        .and_then(|m| m.trace_input.clone())
+        .or_else(|| generations().find_map(|o| o.input.clone()))
+        .or_else(|| root_mapped.and_then(|m| m.input.clone()));
     let output = root_mapped
-        .and_then(|m| m.trace_output.clone().or_else(|| m.output.clone()))
-        .or_else(|| first_generation.and_then(|o| o.output.clone()));
+        .and_then(|m| m.trace_output.clone())
+        .or_else(|| {
+            let mut with_output: Vec<&Observation> =
+                generations().filter(|o| o.output.is_some()).collect();
+            with_output.pop().and_then(|o| o.output.clone())
+        })
+        .or_else(|| root_mapped.and_then(|m| m.output.clone()));
+    let usage = Usage::of(&observations);
 
     TraceDocument {
         otel_trace_id,
@@ -295,6 +249,7 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
         metadata,
         input,
         output,
+        usage,
         late_fragment: trace.late_fragment,
         resources: resources.list,
         observations,
@@ -304,13 +259,13 @@ pub fn build(trace: &AssembledTrace, api_key_name_attribute: Option<&str>) -> Tr
 }
 
 /// What every observation of a trace repeats.
-struct Shared<'a> {
+pub(crate) struct Shared<'a> {
     /// The trace `id`, shortened when long.
-    trace_id: String,
+    pub(crate) trace_id: String,
     /// The trace metadata entries small enough to repeat.
-    metadata: Map<String, Value>,
+    pub(crate) metadata: Map<String, Value>,
     /// The whole trace-level metadata.
-    trace_metadata: &'a Map<String, Value>,
+    pub(crate) trace_metadata: &'a Map<String, Value>,
 }
 
 /// The trace metadata entries repeated in observations: smallest first (ties by key), up to
@@ -342,7 +297,7 @@ fn repeated_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
 
 /// A span's resource: its index in `resources`, and its attributes when small enough to
 /// repeat in the observation.
-type ResourceRef = (usize, Option<Map<String, Value>>);
+pub(crate) type ResourceRef = (usize, Option<Map<String, Value>>);
 
 /// The trace's distinct resources, found once per shared resource allocation and deduplicated
 /// by content (the same service sends the same resource in every request).
@@ -382,7 +337,7 @@ impl Resources {
 /// An observation's `metadata`: the repeated trace entries, then its own entries (which
 /// win), except own entries equal to a trace-level entry too large to repeat: those are
 /// the trace's value, written once at the trace level.
-fn merged_metadata(shared: &Shared<'_>, own: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn merged_metadata(shared: &Shared<'_>, own: &Map<String, Value>) -> Map<String, Value> {
     let mut out = shared.metadata.clone();
     for (k, v) in own {
         let trace_level_only =
@@ -393,127 +348,4 @@ fn merged_metadata(shared: &Shared<'_>, own: &Map<String, Value>) -> Map<String,
     }
     out.sort_keys();
     out
-}
-
-fn push_span(
-    rec: &SpanRecord,
-    m: &Mapped,
-    shared: &Shared<'_>,
-    resource: Option<ResourceRef>,
-    scope: Option<Scope>,
-    out: &mut Vec<Observation>,
-) {
-    let trace_id = shared.trace_id.as_str();
-    let (resource, resource_attributes) = match resource {
-        Some((i, repeated)) => (Some(i), repeated.unwrap_or_default()),
-        None => (None, Map::new()),
-    };
-    let span = &rec.span;
-    let span_id = hex_or_zero(&span.span_id, 16);
-    let status = span.status.as_ref();
-    let is_error = status.is_some_and(|s| s.code == StatusCode::Error as i32);
-    let mut attributes = m.attributes.clone();
-    // Content that only the trace level shows is kept here too, so nothing is lost.
-    if let Some(v) = &m.trace_input {
-        attributes.insert("trace.input".into(), v.clone());
-    }
-    if let Some(v) = &m.trace_output {
-        attributes.insert("trace.output".into(), v.clone());
-    }
-    attributes.sort_keys();
-    out.push(Observation {
-        id: span_id.clone(),
-        trace_id: trace_id.to_string(),
-        parent_observation_id: (!span.parent_span_id.is_empty())
-            .then(|| hex::encode(&span.parent_span_id)),
-        kind_of: if m.is_generation {
-            "GENERATION"
-        } else {
-            "SPAN"
-        },
-        name: span.name.clone(),
-        start_time: rfc3339(
-            from_nanos(span.start_time_unix_nano).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        ),
-        end_time: from_nanos(span.end_time_unix_nano).map(rfc3339),
-        model: m.model.clone(),
-        model_parameters: m.model_parameters.clone(),
-        input: m.input.clone(),
-        output: m.output.clone(),
-        prompt_tokens: m.prompt_tokens,
-        completion_tokens: m.completion_tokens,
-        total_tokens: m.total_tokens,
-        input_cost: m.input_cost,
-        output_cost: m.output_cost,
-        total_cost: m.total_cost,
-        finish_reason: m.finish_reason.clone(),
-        provider_name: m.provider_name.clone(),
-        level: if is_error { "ERROR" } else { "DEFAULT" },
-        status_message: status.map(|s| s.message.clone()).filter(|s| !s.is_empty()),
-        metadata: merged_metadata(shared, &m.metadata),
-        span_kind: span_kind(span.kind),
-        attributes,
-        resource,
-        resource_attributes,
-        scope,
-        links: span
-            .links
-            .iter()
-            .map(|l| Link {
-                trace_id: hex::encode(&l.trace_id),
-                span_id: hex::encode(&l.span_id),
-                attributes: attributes_map(&l.attributes),
-            })
-            .collect(),
-        start_nanos: span.start_time_unix_nano,
-    });
-    for (i, event) in span.events.iter().enumerate() {
-        let em = map_attributes(&event.attributes);
-        let exception = event.name == "exception";
-        let at = from_nanos(event.time_unix_nano).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        out.push(Observation {
-            id: format!("{span_id}-event-{i}"),
-            trace_id: trace_id.to_string(),
-            parent_observation_id: Some(span_id.clone()),
-            kind_of: "EVENT",
-            name: event.name.clone(),
-            start_time: rfc3339(at),
-            end_time: None,
-            model: None,
-            model_parameters: Map::new(),
-            input: em.input,
-            output: em.output,
-            prompt_tokens: None,
-            completion_tokens: None,
-            total_tokens: None,
-            input_cost: None,
-            output_cost: None,
-            total_cost: None,
-            finish_reason: em.finish_reason,
-            provider_name: None,
-            level: if exception { "ERROR" } else { "DEFAULT" },
-            status_message: exception
-                .then(|| em.attributes.get("exception.message").and_then(as_string))
-                .flatten(),
-            metadata: merged_metadata(shared, &em.metadata),
-            span_kind: None,
-            attributes: em.attributes,
-            resource: None,
-            resource_attributes: Map::new(),
-            scope: None,
-            links: Vec::new(),
-            start_nanos: event.time_unix_nano,
-        });
-    }
-}
-
-fn span_kind(kind: i32) -> Option<&'static str> {
-    Some(match SpanKind::try_from(kind).ok()? {
-        SpanKind::Unspecified => return None,
-        SpanKind::Internal => "INTERNAL",
-        SpanKind::Server => "SERVER",
-        SpanKind::Client => "CLIENT",
-        SpanKind::Producer => "PRODUCER",
-        SpanKind::Consumer => "CONSUMER",
-    })
 }

@@ -9,6 +9,7 @@
 //! - `metrics.rs`: the exporter's own metric families (traces held, objects written).
 //! - `values.rs`: OTLP values as JSON (content strings holding JSON embedded as JSON).
 //! - `document.rs`: the trace file's JSON document (schema in `docs/trace-file.schema.json`).
+//! - `observation.rs`: one observation of the file (a span or span event) and its fields.
 //! - `upload.rs`: the store (S3 or local), create-only writes with distinct names on clashes,
 //!   and the local dead-letter folder.
 //! - `exporter.rs`: [`S3Exporter`]: run loop, concurrent uploads with the shared retry loop,
@@ -23,6 +24,7 @@ pub mod exporter;
 pub mod key;
 pub mod mapping;
 pub mod metrics;
+pub mod observation;
 pub mod upload;
 pub mod values;
 

@@ -143,12 +143,19 @@ async fn one_schema_valid_file_per_trace_even_when_split_over_batches() {
     );
     assert_eq!(
         doc["input"],
-        serde_json::json!([{"role": "user", "content": "hi"}])
+        serde_json::json!({"messages": [{"role": "user", "content": "hi"}]})
     );
-    assert_eq!(doc["output"][0]["content"], "hello");
+    assert_eq!(doc["output"], serde_json::json!({"completion": "hello"}));
+    assert_eq!(
+        doc["usage"],
+        serde_json::json!({"promptTokens": 10, "completionTokens": 5, "totalTokens": 15,
+            "totalCost": 0.003})
+    );
     let obs = doc["observations"].as_array().unwrap();
     assert_eq!(obs.len(), 3, "all spans of the split trace in one file");
-    let g = &obs[1];
+    // Generations first (readers take observations[0] as the request's generation).
+    let g = &obs[0];
+    assert_eq!(obs[1]["name"], "chat request");
     assert_eq!(g["type"], "GENERATION");
     assert_eq!(g["traceId"], "my-trace");
     assert_eq!(g["parentObservationId"], hex::encode([1u8; 8]));
