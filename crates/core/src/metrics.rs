@@ -77,6 +77,9 @@ family!(SPANS_REFUSED, ReasonLabels, Counter);
 family!(REQUESTS_REFUSED, ReasonLabels, Counter);
 family!(PROCESSOR_SPANS_IN, ComponentLabels, Counter);
 family!(PROCESSOR_SPANS_OUT, ComponentLabels, Counter);
+// Spans a processor dropped on purpose, by reason (`sampled_out`, `filtered`): what a
+// destination's pipeline chose not to receive, never a failure.
+family!(PROCESSOR_SPANS_DROPPED, ReasonLabels, Counter);
 family!(SPANS_EXPORTED, ComponentLabels, Counter);
 family!(BYTES_EXPORTED, ComponentLabels, Counter);
 family!(SPANS_FAILED, ReasonLabels, Counter);
@@ -143,6 +146,11 @@ pub fn register(registry: &mut Registry) {
         "processor_outgoing_spans",
         "Spans leaving a processor",
         PROCESSOR_SPANS_OUT.clone(),
+    );
+    r.register(
+        "processor_dropped_spans",
+        "Spans a processor dropped on purpose (sampling, filter rules), by reason",
+        PROCESSOR_SPANS_DROPPED.clone(),
     );
     r.register(
         "exporter_sent_spans",

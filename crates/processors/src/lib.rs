@@ -1,5 +1,6 @@
 //! tracecast's processors: `metadata` (namespacing the gateway's request fields), `privacy`
-//! (Privacy Mode: removing prompt and completion content) and `batch` (size/time batching).
+//! (Privacy Mode: removing prompt and completion content), `sampling` and `filter` (what a
+//! destination receives) and `batch` (size/time batching).
 //! Each implements [`tracecast_core::Processor`] and has its own config struct.
 //!
 //! Files:
@@ -12,6 +13,18 @@
 //!   and its validated form with the patterns compiled.
 //! - `privacy/conventions.rs`: the content keys of every known convention, and the keys
 //!   that are always kept.
+//! - `sampling/mod.rs`: [`SamplingProcessor`]: deterministic sampling by trace, session or
+//!   user, and where kept spans record the ratio.
+//! - `sampling/config.rs`: [`SamplingProcessorConfig`].
+//! - `sampling/tracestate.rs`: the OpenTelemetry consistent-probability values (randomness,
+//!   threshold, `ot=th`) and the W3C `tracestate` entry holding them.
+//! - `filter/mod.rs`: [`FilterProcessor`]: keeping or dropping whole requests by rule groups.
+//! - `filter/config.rs`: [`FilterProcessorConfig`], validated and compiled into
+//!   [`FilterRules`] (every bad rule reported with its key path).
+//! - `filter/rules.rs`: compiled rules and operators, several values per field.
+//! - `filter/request.rs`: the request fields rules read (model, tokens, costs, content
+//!   text through `tracecast_core::genai::request_text`, ...).
+//! - `retain.rs`: dropping spans on purpose: counting, empty batches settled.
 //! - `batch.rs`: [`BatchProcessor`] and [`BatchProcessorConfig`].
 //! - `attrs.rs`: helpers over OTLP `AnyValue` / `KeyValue` lists.
 //! - `warn.rs`: counted, rate-limited warnings for bad input.
@@ -23,10 +36,15 @@
 
 pub mod attrs;
 pub mod batch;
+pub mod filter;
 pub mod metadata;
 pub mod privacy;
+mod retain;
+pub mod sampling;
 pub mod warn;
 
 pub use batch::{BatchProcessor, BatchProcessorConfig};
+pub use filter::{FilterProcessor, FilterProcessorConfig, FilterRules};
 pub use metadata::{MetadataProcessor, MetadataProcessorConfig};
 pub use privacy::{PrivacyProcessor, PrivacyProcessorConfig, ValidPrivacyProcessorConfig};
+pub use sampling::{SamplingProcessor, SamplingProcessorConfig};
