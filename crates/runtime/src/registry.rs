@@ -23,8 +23,9 @@ use tracecast_core::{BatchSink, ComponentId, Exporter, Processor, Receiver};
 use tracecast_exporter_otlp::{dead_letter as otlp_dl, OtlpExporter, OtlpExporterConfig};
 use tracecast_exporter_s3::{upload as s3_dl, S3Exporter, S3ExporterConfig};
 use tracecast_processors::{
-    BatchProcessor, BatchProcessorConfig, MetadataProcessor, MetadataProcessorConfig,
-    PrivacyProcessor, PrivacyProcessorConfig,
+    BatchProcessor, BatchProcessorConfig, FilterProcessor, FilterProcessorConfig,
+    MetadataProcessor, MetadataProcessorConfig, PrivacyProcessor, PrivacyProcessorConfig,
+    SamplingProcessor, SamplingProcessorConfig,
 };
 use tracecast_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig};
 
@@ -57,6 +58,16 @@ pub static PROCESSORS: &[&dyn Factory<Config = ProcessorConfig>] = &[
         type_name: "batch",
         test_only: false,
         build: |id, config| Box::new(BatchProcessor::new(id.clone(), config.clone())),
+    },
+    &ProcessorEntry::<SamplingProcessorConfig> {
+        type_name: "sampling",
+        test_only: false,
+        build: |id, config| Box::new(SamplingProcessor::new(id.clone(), config)),
+    },
+    &ProcessorEntry::<FilterProcessorConfig> {
+        type_name: "filter",
+        test_only: false,
+        build: |id, config| Box::new(FilterProcessor::new(id.clone(), config.clone())),
     },
     // Only with `TRACECAST_TEST_COMPONENTS=1`: see [`crate::fault`].
     &ProcessorEntry::<FaultProcessorConfig> {
@@ -283,7 +294,10 @@ mod tests {
             assert_eq!(unique.len(), names.len(), "{kind} types: {names:?}");
         }
         assert_eq!(receiver_types(), ["otlp"]);
-        assert_eq!(processor_types(), ["metadata", "privacy", "batch"]);
+        assert_eq!(
+            processor_types(),
+            ["metadata", "privacy", "batch", "sampling", "filter"]
+        );
         assert_eq!(exporter_types(), ["otlp", "s3"]);
     }
 
@@ -298,7 +312,7 @@ mod tests {
             .to_string();
         for expected in [
             "unknown receiver type \"kafka\"; known types: otlp",
-            "unknown processor type \"sample\"; known types: metadata, privacy, batch",
+            "unknown processor type \"sample\"; known types: metadata, privacy, batch, sampling, filter",
             "unknown exporter type \"loki\"; known types: otlp, s3",
         ] {
             assert!(errors.contains(expected), "{expected:?} not in:\n{errors}");
