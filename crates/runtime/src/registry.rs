@@ -12,6 +12,7 @@
 //! every listed type from it). `factory.rs` holds the entry types and the type-erased
 //! configs they produce.
 
+mod aliases;
 mod factory;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use tracecast_processors::{
 use tracecast_receiver_otlp::{OtlpReceiver, OtlpReceiverConfig};
 
 use crate::fault::{FaultProcessor, FaultProcessorConfig};
+pub use aliases::notes as alias_notes;
 pub use factory::{
     BoxError, DeadLetters, ExporterConfig, ExporterEntry, Factory, ProcessorConfig, ProcessorEntry,
     ReceiverConfig, ReceiverEntry,
@@ -171,7 +173,7 @@ fn decode_section<C>(
         let result = match entry {
             Some(entry) => entry.decode(config, &raw),
             None => Err(config.error_at(
-                raw,
+                &raw,
                 format!(
                     "unknown {} type {:?}; known types: {}",
                     raw.kind,
