@@ -1,4 +1,4 @@
-//! Command line: `tracecast run | validate | check | dead-letters`.
+//! Command line: `tracecast run | validate | check | dead-letters | send-test-trace`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use tracecast_core::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::signals::{self, Interrupted, Signal, Signals};
+use crate::status::StatusState;
 use crate::taken::TakenDestinations;
 use crate::{
     admin, check, dead_letters, health, load_config, logging, sd_notify, self_telemetry, Service,
@@ -53,6 +54,24 @@ pub enum Command {
     /// List or re-send what exporters kept in their dead-letter folders.
     #[command(subcommand)]
     DeadLetters(dead_letters::Action),
+    /// Send a realistic gateway trace through the running daemon and print where it went:
+    /// the object key each S3 exporter wrote, the status each OTLP backend answered, or why
+    /// it did not arrive. Exit 1 if any destination did not get it.
+    SendTestTrace {
+        /// The config the daemon runs (for its receiver, ingest key and admin endpoint).
+        #[arg(short, long, env = "TRACECAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Send through this pipeline's receiver and follow its destinations only (default:
+        /// the first pipeline with an OTLP receiver, and every pipeline that receiver feeds).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Seconds to follow the trace before reporting what has not arrived.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        /// The daemon's admin endpoint (default: the config's service.admin.endpoint).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
 }
 
 /// Exit codes: 0 ok, 1 a destination failed its test or the daemon failed, 2 bad config.
@@ -97,7 +116,111 @@ pub async fn main(cli: Cli) -> ExitCode {
             skip_connection_test,
         } => run(config, skip_connection_test).await,
         Command::DeadLetters(action) => dead_letters::main(action).await,
+        Command::SendTestTrace {
+            config,
+            pipeline,
+            wait,
+            admin,
+        } => send_test_trace(config, pipeline, wait, admin).await,
     }
+}
+
+/// `tracecast send-test-trace`: sends the trace to the daemon's receiver and follows it on
+/// the admin endpoint's `/status.json` (see `status/test_trace.rs`). Exit codes: 0 every
+/// destination got it, 1 not (or the daemon is not reachable), 2 bad config or arguments.
+async fn send_test_trace(
+    config: Option<PathBuf>,
+    pipeline: Option<String>,
+    wait: u64,
+    admin: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    let cfg = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("invalid config:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(admin) = admin.or(cfg.raw.service.admin.endpoint) else {
+        eprintln!("service.admin.endpoint is off in {}: send-test-trace reads where the trace went from the daemon's admin endpoint; turn it on (e.g. 127.0.0.1:13133) or pass --admin", describe(config.as_deref()));
+        return ExitCode::from(2);
+    };
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot set up an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("http://{admin}/status.json");
+    let fetch = || async {
+        let answer = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("the admin endpoint {admin} did not answer ({e}); is `tracecast run` running with this config?"))?;
+        if !answer.status().is_success() {
+            return Err(format!("{url} answered HTTP {}", answer.status()));
+        }
+        let body = answer
+            .bytes()
+            .await
+            .map_err(|e| format!("reading {url} failed ({e})"))?;
+        serde_json::from_slice::<crate::status::Status>(&body)
+            .map_err(|e| format!("{url} did not return the status ({e}); is it a tracecast admin endpoint of this version?"))
+    };
+    // Where the receivers really listen (the config may say port 0).
+    let status = match fetch().await {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("cannot send a test trace: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = |id: &tracecast_core::ComponentId| {
+        status
+            .receivers
+            .iter()
+            .find(|r| r.id == id.as_str())
+            .and_then(|r| r.address.as_deref()?.parse().ok())
+    };
+    let target = match crate::status::test_trace::target(&cfg, pipeline.as_deref(), address) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("cannot send a test trace: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let trace = crate::status::test_trace::build();
+    let report = crate::status::test_trace::send_and_follow(
+        &client,
+        &target,
+        &trace,
+        std::time::Duration::from_secs(wait),
+        fetch,
+    )
+    .await;
+    print!("{}", report.text());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Where the service's receivers listen, for the status page and the test trace.
+fn bound_receivers(
+    service: &Service,
+) -> std::collections::BTreeMap<tracecast_core::ComponentId, std::net::SocketAddr> {
+    service
+        .config()
+        .receivers
+        .keys()
+        .filter_map(|id| Some((id.clone(), service.receiver_addr(id.as_str())?)))
+        .collect()
 }
 
 fn describe(path: Option<&std::path::Path>) -> String {
@@ -128,9 +251,13 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
     let readiness = Arc::new(admin::Readiness::default());
     let stop_admin = CancellationToken::new();
     let _stop_admin_on_exit = stop_admin.clone().drop_guard();
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    let status = Arc::new(StatusState::new(readiness.clone(), config_rx.clone()));
     if let Some(addr) = cfg.raw.service.admin.endpoint {
-        match admin::serve(addr, readiness.clone(), stop_admin.clone()).await {
-            Ok(local) => info!(address = %local, "admin endpoint: /metrics, /healthz, /readyz"),
+        match admin::serve(addr, status.clone(), stop_admin.clone()).await {
+            Ok(local) => {
+                info!(address = %local, "admin endpoint: status page at http://{local}/status; /status.json, /metrics, /healthz, /readyz")
+            }
             Err(e) => {
                 error!("cannot listen on service.admin.endpoint {addr} ({e}); free the port or change the setting");
                 return ExitCode::FAILURE;
@@ -163,7 +290,6 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
         }
         readiness.set_destinations(&results);
     }
-    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
     health::spawn(config_rx, readiness.clone(), stop_admin.clone());
     let self_telemetry = cfg.raw.service.telemetry.otlp.as_ref().and_then(|o| {
         self_telemetry::start(o)
@@ -177,6 +303,7 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    status.set_receivers(bound_receivers(&service));
     readiness.listening.store(true, Ordering::Relaxed);
     sd_notify::notify_ready();
     loop {
@@ -199,8 +326,10 @@ async fn run(config: Option<PathBuf>, skip_connection_test: bool) -> ExitCode {
                 };
                 match reload(&mut service, ctx, &mut signals).await {
                     ReloadEnd::Taken { config, again } => {
-                        // The periodic destination check follows the running config.
+                        // The periodic destination check and the status page follow the
+                        // running config.
                         config_tx.send_replace(Arc::new(*config));
+                        status.set_receivers(bound_receivers(&service));
                         reload_pending = again;
                     }
                     ReloadEnd::Refused { again } => reload_pending = again,
