@@ -26,3 +26,9 @@ else
   echo "npm not found: the Node OTLP/JSON client test needs Node.js and npm" >&2
   exit 1
 fi
+
+# The reference zstd CLI: crates/receiver-otlp/tests/zstd.rs compresses request bodies with
+# it (an implementation independent of the receiver's decoder).
+if ! command -v zstd >/dev/null 2>&1; then
+  apt-get install -y --no-install-recommends zstd >/dev/null
+fi

@@ -1,15 +1,16 @@
-//! `OtlpExporterConfig`: the `exporters.otlp[/name]` section, its defaults and its validation.
+//! `OtlpExporterConfig`: the `exporters.otlp[/name]` section, its defaults, and its
+//! validation into [`ValidOtlpExporterConfig`] (URL, headers and TLS files parsed once).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use tracecast_config::exporter::{
-    validate_dead_letter_dir, validate_timeout, DEFAULT_DEAD_LETTER_MAX_SIZE,
+    validate_dead_letter_dir, validate_timeout, ValidClientTls, DEFAULT_DEAD_LETTER_MAX_SIZE,
 };
-pub use tracecast_config::exporter::{Compression, RetryOnFailure};
-use tracecast_config::{ByteSize, Duration, FieldError, Validate};
+pub use tracecast_config::exporter::{ClientTls, Compression, RetryOnFailure};
+use tracecast_config::{ByteSize, Duration, FieldError, ValidateInto};
 
 /// Config of the `otlp` exporter (the OTLP/HTTP forwarder).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,8 +37,9 @@ pub struct OtlpExporterConfig {
     /// In-memory queue between the pipeline and the senders (the durable queue sits in
     /// front of the pipeline).
     pub sending_queue: SendingQueue,
-    /// TLS settings for `https://` endpoints. System roots are always trusted.
-    pub tls: TlsSettings,
+    /// TLS settings for `https://` endpoints (shared setting, see [`ClientTls`]). System
+    /// roots are always trusted.
+    pub tls: ClientTls,
     /// Folder for batches the backend rejected for good or that ran out of retries
     /// (`<unix_nanos>-<n>.pb` plus `.pb.reason.txt`); default
     /// `./tracecast-data/dead-letter/<exporter id>` (`/` in the id becomes `_`).
@@ -71,16 +73,6 @@ pub struct SendingQueue {
     pub num_consumers: usize,
 }
 
-/// TLS settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsSettings {
-    /// PEM file of extra CA certificates to trust (private CAs), besides the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate. Only for testing: it defeats TLS.
-    pub insecure_skip_verify: bool,
-}
-
 impl Default for OtlpExporterConfig {
     fn default() -> Self {
         Self {
@@ -92,7 +84,7 @@ impl Default for OtlpExporterConfig {
             headers: BTreeMap::new(),
             retry_on_failure: RetryOnFailure::default(),
             sending_queue: SendingQueue::default(),
-            tls: TlsSettings::default(),
+            tls: ClientTls::default(),
             dead_letter_dir: None,
             dead_letter_max_size: DEFAULT_DEAD_LETTER_MAX_SIZE,
         }
@@ -157,12 +149,68 @@ pub(crate) fn parse_header(name: &str, value: &str) -> Result<(HeaderName, Heade
     Ok((header, value))
 }
 
-impl Validate for OtlpExporterConfig {
-    fn validate(&self) -> Vec<FieldError> {
+/// A validated `otlp` exporter config: what [`crate::OtlpExporter::new`] takes. The
+/// endpoint, headers and TLS files are parsed; the other settings are read from `config`
+/// as written.
+#[derive(Debug, Clone)]
+pub struct ValidOtlpExporterConfig {
+    /// The config as written (encoding, compression, timeout, retries, queue, dead letters).
+    pub config: OtlpExporterConfig,
+    /// `endpoint`, parsed.
+    pub url: reqwest::Url,
+    /// `headers`, parsed (values marked sensitive, so they are never logged).
+    pub headers: HeaderMap,
+    /// `tls`, as the HTTP client's types.
+    pub tls: ClientTlsParts,
+}
+
+/// The `tls` block as `reqwest` takes it, converted at validation.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTlsParts {
+    /// Extra roots (`ca_file`), trusted besides the system ones.
+    pub ca_certs: Vec<reqwest::Certificate>,
+    /// The client certificate and key (`cert_file` + `key_file`).
+    pub identity: Option<reqwest::Identity>,
+    pub insecure_skip_verify: bool,
+}
+
+/// Converts a validated `tls` block into `reqwest`'s types; a key `reqwest` refuses is a
+/// problem at `tls.key_file`.
+fn tls_parts(tls: ValidClientTls) -> Result<ClientTlsParts, FieldError> {
+    let unusable = |e: String| FieldError::new("tls.ca_file", format!("unusable certificate: {e}"));
+    let mut ca_certs = Vec::new();
+    for der in &tls.ca_certs {
+        // The PEM armour parsed; the certificate inside must too, or the client would
+        // refuse to start.
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| unusable(e.to_string()))?;
+        ca_certs.push(reqwest::Certificate::from_der(der).map_err(|e| unusable(e.to_string()))?);
+    }
+    let identity = match tls.identity {
+        Some(identity) => Some(reqwest::Identity::from_pem(&identity.pem).map_err(|e| {
+            FieldError::new(
+                "tls.key_file",
+                format!("the client certificate and key are not usable together: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(ClientTlsParts {
+        ca_certs,
+        identity,
+        insecure_skip_verify: tls.insecure_skip_verify,
+    })
+}
+
+impl ValidateInto for OtlpExporterConfig {
+    type Validated = ValidOtlpExporterConfig;
+
+    fn validate_into(&self) -> Result<ValidOtlpExporterConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
-        if let Err(message) = parse_endpoint(&self.endpoint) {
-            errors.push(FieldError::new("endpoint", message));
-        }
+        let url = parse_endpoint(&self.endpoint)
+            .map_err(|message| errors.push(FieldError::new("endpoint", message)))
+            .ok();
         if !(1..=9).contains(&self.compression_level) {
             errors.push(FieldError::new(
                 "compression_level",
@@ -173,9 +221,13 @@ impl Validate for OtlpExporterConfig {
             ));
         }
         errors.extend(validate_timeout(self.timeout));
+        let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
-            if let Err(message) = parse_header(name, value) {
-                errors.push(FieldError::new(format!("headers.{name}"), message));
+            match parse_header(name, value) {
+                Ok((name, value)) => {
+                    headers.insert(name, value);
+                }
+                Err(message) => errors.push(FieldError::new(format!("headers.{name}"), message)),
             }
         }
         errors.extend(self.retry_on_failure.validate_at("retry_on_failure"));
@@ -191,19 +243,23 @@ impl Validate for OtlpExporterConfig {
                 "must be at least 1, e.g. 4",
             ));
         }
-        if self
-            .tls
-            .ca_file
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            errors.push(FieldError::new(
-                "tls.ca_file",
-                "is empty; give the path of a PEM file or remove the key",
-            ));
-        }
+        let tls = match self.tls.validate_at("tls") {
+            Ok(tls) => tls_parts(tls).map_err(|e| errors.push(e)).ok(),
+            Err(problems) => {
+                errors.extend(problems);
+                None
+            }
+        };
         errors.extend(validate_dead_letter_dir(self.dead_letter_dir.as_deref()));
-        errors
+        match (url, tls) {
+            (Some(url), Some(tls)) if errors.is_empty() => Ok(ValidOtlpExporterConfig {
+                config: self.clone(),
+                url,
+                headers,
+                tls,
+            }),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -220,8 +276,8 @@ mod tests {
 
     #[test]
     fn defaults_need_only_an_endpoint() {
-        assert_eq!(valid().validate(), vec![]);
-        let errors = OtlpExporterConfig::default().validate();
+        assert_eq!(valid().problems(), vec![]);
+        let errors = OtlpExporterConfig::default().problems();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "endpoint");
         assert!(errors[0].message.starts_with("is required"));
@@ -238,7 +294,7 @@ mod tests {
         c.headers.insert("Content-Type".into(), "text/plain".into());
         c.retry_on_failure.max_interval = Duration::from_secs(1);
         c.sending_queue.num_consumers = 0;
-        let errors = c.validate();
+        let errors = c.problems();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,

@@ -23,7 +23,6 @@ use opentelemetry::KeyValue;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracecast_config::{FieldError, Validate};
 use tracecast_core::ack::Claims;
 use tracecast_core::metrics::{self, component, reason};
 use tracecast_core::retry::{retry, RetryError, RetryPolicy};
@@ -32,7 +31,7 @@ use tracecast_core::{
 };
 
 use crate::classify::{self, PartialSuccess};
-use crate::config::{parse_endpoint, parse_header, Compression, Encoding, OtlpExporterConfig};
+use crate::config::{Compression, Encoding, ValidOtlpExporterConfig};
 use crate::dead_letter::{self, DeadLetter, Reason};
 use crate::encode;
 use crate::error::OtlpExporterError;
@@ -76,24 +75,17 @@ struct Answer {
 }
 
 impl OtlpExporter {
-    /// Builds the exporter: validates `config`, reads `tls.ca_file`, sets up the HTTP client
-    /// (system roots plus the custom CA). No network I/O; see `test_connection` for that.
-    pub fn new(id: ComponentId, config: OtlpExporterConfig) -> Result<Self, OtlpExporterError> {
-        let errors = config.validate();
-        if !errors.is_empty() {
-            return Err(OtlpExporterError::InvalidConfig(errors));
-        }
-        let invalid = |path: String, message: String| {
-            OtlpExporterError::InvalidConfig(vec![FieldError::new(path, message)])
-        };
-        let url = parse_endpoint(&config.endpoint).map_err(|m| invalid("endpoint".into(), m))?;
-
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let (name_h, value_h) =
-                parse_header(name, value).map_err(|m| invalid(format!("headers.{name}"), m))?;
-            headers.insert(name_h, value_h);
-        }
+    /// Builds the exporter from its validated config: sets up the HTTP client (system roots
+    /// plus the configured CA, the client certificate if any). Reads and parses nothing;
+    /// fails only when the TLS stack cannot be set up. No network I/O; see
+    /// `test_connection` for that.
+    pub fn new(
+        id: ComponentId,
+        valid: &ValidOtlpExporterConfig,
+    ) -> Result<Self, OtlpExporterError> {
+        let config = &valid.config;
+        let url = valid.url.clone();
+        let mut headers = valid.headers.clone();
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static(encode::content_type(config.encoding)),
@@ -106,24 +98,12 @@ impl OtlpExporter {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("tracecast/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &config.tls.ca_file {
-            let pem = std::fs::read(path).map_err(|source| OtlpExporterError::ReadCaFile {
-                path: path.clone(),
-                source,
-            })?;
-            let bad = |message: String| OtlpExporterError::BadCaFile {
-                path: path.clone(),
-                message,
-            };
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad("no certificate found".into()));
-            }
-            builder = builder.tls_certs_merge(certs);
+            .user_agent(concat!("tracecast/", env!("CARGO_PKG_VERSION")))
+            .tls_certs_merge(valid.tls.ca_certs.iter().cloned());
+        if let Some(identity) = &valid.tls.identity {
+            builder = builder.identity(identity.clone());
         }
-        if config.tls.insecure_skip_verify {
+        if valid.tls.insecure_skip_verify {
             tracing::warn!(
                 exporter = %id,
                 "tls.insecure_skip_verify is on: any server certificate is accepted; use it only for testing"
@@ -140,7 +120,7 @@ impl OtlpExporter {
             None => host,
         };
         let shown = format!("{}://{}{}", url.scheme(), target, url.path());
-        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, &config))
+        let dead_letter = DeadLetter::new(dead_letter::effective_dir(&id, config))
             .bounded(config.dead_letter_max_size.get(), id.as_str());
         Ok(Self {
             sender: Arc::new(Sender {

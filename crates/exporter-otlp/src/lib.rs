@@ -2,7 +2,8 @@
 //! Jaeger, another Collector) as OTLP/JSON or protobuf, gzip-compressed, with the shared
 //! retry loop acting on a Collector-style error classification.
 //!
-//! - `config.rs`: [`OtlpExporterConfig`] (the YAML section), defaults and validation.
+//! - `config.rs`: [`OtlpExporterConfig`] (the YAML section), defaults, and validation into
+//!   [`ValidOtlpExporterConfig`] (endpoint, headers and TLS files parsed once).
 //! - `exporter.rs`: [`OtlpExporter`]: sending queue, consumers, one export per batch,
 //!   the connection test.
 //! - `encode.rs`: encoding (protobuf reuses the received bytes) and compression, done once
@@ -11,7 +12,7 @@
 //!   the backend's message, `partial_success`.
 //! - `dead_letter.rs`: the local folder for batches rejected for good or out of retries.
 //! - `resend.rs`: `tracecast dead-letters resend`: those batches through the exporter again.
-//! - `error.rs`: [`OtlpExporterError`], why an exporter could not be built.
+//! - `error.rs`: [`OtlpExporterError`], why a client could not be set up.
 //!
 //! Delivery tokens ([`tracecast_core::ack`]): a batch's [`Claims`](tracecast_core::ack::Claims)
 //! are held until its export is final (delivered, or kept in the dead-letter folder), so
@@ -29,7 +30,8 @@ pub mod exporter;
 pub mod resend;
 
 pub use config::{
-    Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue, TlsSettings,
+    ClientTls, Compression, Encoding, OtlpExporterConfig, RetryOnFailure, SendingQueue,
+    ValidOtlpExporterConfig,
 };
 pub use error::{OtlpExporterError, ResendError};
 pub use exporter::OtlpExporter;

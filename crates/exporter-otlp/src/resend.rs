@@ -22,7 +22,7 @@ use tracecast_core::{
     BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter, TraceBatch,
 };
 
-use crate::config::OtlpExporterConfig;
+use crate::config::ValidOtlpExporterConfig;
 use crate::dead_letter::{self as dl, RESENDING_DIR};
 use crate::error::{OtlpExporterError, ResendError};
 use crate::exporter::OtlpExporter;
@@ -30,17 +30,17 @@ use crate::exporter::OtlpExporter;
 /// Sends exporter `id`'s dead letters again; `stop` ends it early (what was not sent stays).
 pub async fn resend(
     id: &ComponentId,
-    config: &OtlpExporterConfig,
+    config: &ValidOtlpExporterConfig,
     stop: &CancellationToken,
 ) -> Result<ResendSummary, ResendError> {
-    let dir = dl::effective_dir(id, config);
+    let dir = dl::effective_dir(id, &config.config);
     let resending = dir.join(RESENDING_DIR);
     let waiting = dl::batch_files(&dir)?;
     if waiting.is_empty() && dl::batch_files(&resending)?.is_empty() {
         return Ok(ResendSummary::default());
     }
-    // Built first: a config the exporter refuses leaves every file where it was.
-    let exporter = OtlpExporter::new(id.clone(), config.clone())?;
+    // Built first: a client that cannot be set up leaves every file where it was.
+    let exporter = OtlpExporter::new(id.clone(), config)?;
     std::fs::create_dir_all(&resending)?;
     for path in &waiting {
         if let Some(name) = path.file_name() {

@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
-use support::{batch, config, dead_letter_dir, export, failed};
+use support::{batch, build, config, dead_letter_dir, export, failed};
 use tokio::sync::mpsc;
 use tracecast_config::Duration as ConfigDuration;
 use tracecast_core::ack::{AckSink, DeliveryToken};
-use tracecast_core::{CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter};
-use tracecast_exporter_otlp::OtlpExporter;
+use tracecast_core::{CancellationToken, ExportTraceServiceRequest, Exporter};
 use tracecast_test_util::fixtures::{flatten_spans, request_with_named_spans};
 use tracecast_test_util::otlp_server::{RecordingOtlpServer, Response};
 
@@ -75,11 +74,7 @@ async fn a_delivered_batch_is_acknowledged_only_after_the_backend_answered() {
     let server = RecordingOtlpServer::start().await;
     server.stall();
     let acks = Arc::new(Acks::default());
-    let exporter = OtlpExporter::new(
-        ComponentId::parse("otlp/ack").unwrap(),
-        config(&server.endpoint()),
-    )
-    .unwrap();
+    let exporter = build("otlp/ack", &config(&server.endpoint()));
     let (tx, rx) = mpsc::channel(4);
     let task = tokio::spawn(Box::new(exporter).run(rx, CancellationToken::new()));
     let (b, token) = queued("ack", 2, 1, &acks);
@@ -207,7 +202,7 @@ async fn the_hard_stop_abandons_every_batch_not_delivered() {
     c.sending_queue.num_consumers = 1;
     c.sending_queue.queue_size = 1;
     c.dead_letter_dir = Some(dir.clone());
-    let exporter = OtlpExporter::new(ComponentId::parse(id).unwrap(), c).unwrap();
+    let exporter = build(id, &c);
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
     let task = tokio::spawn(Box::new(exporter).run(rx, stop.clone()));

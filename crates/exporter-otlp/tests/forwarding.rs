@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use prost::Message;
-use support::{batch, config, export, exported, failed, retries};
+use support::{batch, build, config, export, exported, failed, retries};
 use tokio::sync::mpsc;
 use tracecast_config::Duration as ConfigDuration;
-use tracecast_core::{CancellationToken, ComponentId, Exporter};
-use tracecast_exporter_otlp::{Compression, Encoding, OtlpExporter};
+use tracecast_core::{CancellationToken, Exporter};
+use tracecast_exporter_otlp::{Compression, Encoding};
 use tracecast_test_util::fixtures::{
     flatten_spans, gateway_request, request_with_named_spans, request_with_spans,
 };
@@ -261,7 +261,7 @@ async fn hard_stop_ends_retries_and_counts_what_was_not_delivered() {
     let id = "otlp/hardstop";
     let mut c = config(&server.endpoint());
     c.sending_queue.num_consumers = 1;
-    let exporter = OtlpExporter::new(ComponentId::parse(id).unwrap(), c).unwrap();
+    let exporter = build(id, &c);
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
     let task = tokio::spawn(Box::new(exporter).run(rx, stop.clone()));

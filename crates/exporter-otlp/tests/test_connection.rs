@@ -4,14 +4,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::config;
-use tracecast_config::Duration as ConfigDuration;
-use tracecast_core::{ComponentId, ExportError, Exporter};
-use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig, OtlpExporterError};
+use support::{build, config};
+use tracecast_config::{Duration as ConfigDuration, ValidateInto};
+use tracecast_core::{ExportError, Exporter};
+use tracecast_exporter_otlp::{OtlpExporter, OtlpExporterConfig};
 use tracecast_test_util::otlp_server::{RecordingOtlpServer, Response};
 
 fn exporter(c: OtlpExporterConfig) -> OtlpExporter {
-    OtlpExporter::new(ComponentId::parse("otlp/check").unwrap(), c).unwrap()
+    build("otlp/check", &c)
 }
 
 fn message(result: Result<(), ExportError>) -> String {
@@ -126,24 +126,43 @@ async fn an_unknown_host_is_a_dns_failure() {
 }
 
 #[test]
-fn an_unreadable_ca_file_fails_construction_with_its_path() {
+fn an_unreadable_or_bad_ca_file_fails_validation_with_its_path() {
     let mut c = config("https://example.com/v1/traces");
     c.tls.ca_file = Some("/nonexistent/ca.pem".into());
-    let err = OtlpExporter::new(ComponentId::parse("otlp").unwrap(), c)
-        .err()
-        .unwrap();
-    assert!(matches!(err, OtlpExporterError::ReadCaFile { .. }));
-    assert!(err
-        .to_string()
-        .starts_with("cannot read tls.ca_file /nonexistent/ca.pem: "));
+    let problems = c.problems();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "tls.ca_file");
+    assert!(problems[0]
+        .message
+        .starts_with("cannot read /nonexistent/ca.pem: "));
 
-    let dir = std::env::temp_dir().join(format!("tracecast-ca-{}", std::process::id()));
-    std::fs::write(&dir, "not a certificate").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
     let mut c = config("https://example.com/v1/traces");
-    c.tls.ca_file = Some(dir.clone());
-    let err = OtlpExporter::new(ComponentId::parse("otlp").unwrap(), c)
-        .err()
-        .unwrap();
-    std::fs::remove_file(&dir).unwrap();
-    assert!(matches!(err, OtlpExporterError::BadCaFile { .. }), "{err}");
+    c.tls.ca_file = Some(junk);
+    let problems = c.problems();
+    assert_eq!(problems[0].path, "tls.ca_file");
+    assert!(
+        problems[0].message.contains("holds no certificate"),
+        "{}",
+        problems[0].message
+    );
+
+    // Well-formed PEM armour around bytes that are no certificate.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let mut c = config("https://example.com/v1/traces");
+    c.tls.ca_file = Some(garbage);
+    let problems = c.problems();
+    assert_eq!(problems[0].path, "tls.ca_file");
+    assert!(
+        problems[0].message.starts_with("unusable certificate"),
+        "{}",
+        problems[0].message
+    );
 }

@@ -100,7 +100,7 @@ pub enum RequestError {
     BadToken,
     #[error("unsupported Content-Type {got}; send application/x-protobuf or application/json")]
     UnsupportedContentType { got: String },
-    #[error("unsupported Content-Encoding {got:?}; send the body with gzip, deflate or identity (no) encoding")]
+    #[error("unsupported Content-Encoding {got:?}; send the body with gzip, zstd, deflate or identity (no) encoding")]
     UnsupportedEncoding { got: String },
     #[error("{}", too_large_message(*.check, *.limit))]
     TooLarge { check: SizeCheck, limit: u64 },

@@ -83,9 +83,9 @@ pub static PROCESSORS: &[&dyn Factory<Config = ProcessorConfig>] = &[
 pub static EXPORTERS: &[&dyn Factory<Config = ExporterConfig>] = &[
     &ExporterEntry::<OtlpExporterConfig> {
         type_name: "otlp",
-        build: |id, config| Ok(Box::new(OtlpExporter::new(id.clone(), config.clone())?)),
+        build: |id, config| Ok(Box::new(OtlpExporter::new(id.clone(), config)?)),
         dead_letters: DeadLetters {
-            dir: otlp_dl::effective_dir,
+            dir: |id, config| otlp_dl::effective_dir(id, &config.config),
             list: |dir| {
                 let letters = otlp_dl::list(dir)?.into_iter().map(|b| ListedLetter {
                     file: b.path,

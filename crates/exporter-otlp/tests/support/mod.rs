@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::mpsc;
-use tracecast_config::Duration as ConfigDuration;
+use tracecast_config::{Duration as ConfigDuration, ValidateInto};
 use tracecast_core::metrics::{self, component, reason};
 use tracecast_core::{
     BatchContext, CancellationToken, ComponentId, ExportTraceServiceRequest, Exporter, TraceBatch,
@@ -55,9 +55,15 @@ pub fn batch(request: ExportTraceServiceRequest) -> TraceBatch {
     TraceBatch::new(BatchContext::new("otlp"), request, Some(bytes.into()))
 }
 
+/// Validates `config` as the registry does, then builds exporter `id` from the result.
+pub fn build(id: &str, config: &OtlpExporterConfig) -> OtlpExporter {
+    let valid = config.validate_into().expect("a valid test config");
+    OtlpExporter::new(ComponentId::parse(id).unwrap(), &valid).unwrap()
+}
+
 /// Runs an exporter over `batches` until its input is closed and drained.
 pub async fn export(id: &str, config: OtlpExporterConfig, batches: Vec<TraceBatch>) {
-    let exporter = OtlpExporter::new(ComponentId::parse(id).unwrap(), config).unwrap();
+    let exporter = build(id, &config);
     let (tx, rx) = mpsc::channel(4);
     let task = tokio::spawn(Box::new(exporter).run(rx, CancellationToken::new()));
     for b in batches {
