@@ -26,6 +26,12 @@ const KEYS: &[&str] = &[
     "input.value",
     "gen_ai.usage.input_tokens",
     "x",
+    // The `trace` field flattened, and the content keys beside it.
+    "trace.trace_name",
+    "trace.trace_id",
+    "trace.environment",
+    "trace.input",
+    "trace.output.text",
 ];
 const STRINGS: &[&str] = &[
     "app_trace_001",

@@ -1,4 +1,6 @@
 //! Reading the request fields (`trace`, `user`, `session_id`) out of an attribute list.
+//! `trace` arrives in three forms, read the same way: an OTLP map, a JSON-object string, or
+//! flattened into `trace.<key>` attributes (SDKs that cannot set map values send it so).
 
 use std::collections::HashSet;
 
@@ -6,6 +8,7 @@ use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
 
 use super::config::MetadataProcessorConfig;
+use super::METADATA_PREFIX;
 use crate::attrs;
 use crate::warn::Warner;
 
@@ -84,6 +87,12 @@ pub fn take_fields(
         "session_id_not_scalar",
         warner,
     );
+    // The flattened form after the map / JSON one (a key in both takes the map's value) and
+    // after `user` / `session_id` (whose configured names may look flattened).
+    let flattened = take_flattened(attrs, &cfg.trace_attribute);
+    if !flattened.is_empty() {
+        read_entries(flattened, &mut fields, warner);
+    }
     fields
 }
 
@@ -146,6 +155,49 @@ fn read_trace(value: Option<AnyValue>, key: &str, fields: &mut Fields, warner: &
             return;
         }
     };
+    read_entries(entries, fields, warner);
+}
+
+/// Whether `key` is a flattened `trace` field (`<trace_attribute>.<k>`): not the output
+/// namespace `trace.metadata.*` (passes unchanged, so the processor stays idempotent) and
+/// not the content keys `<trace_attribute>.input` / `.output` (and their sub-keys), which
+/// Privacy Mode removes and the trace file reads as the request's input and output.
+pub fn is_flattened_trace_key(key: &str, trace_attribute: &str) -> bool {
+    let Some(sub) = key
+        .strip_prefix(trace_attribute)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return false;
+    };
+    let content = ["input", "output"].iter().any(|c| {
+        sub.strip_prefix(c)
+            .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+    });
+    !sub.is_empty() && !key.starts_with(METADATA_PREFIX) && !content
+}
+
+/// Removes the flattened `trace` fields (see [`is_flattened_trace_key`]) in one pass and
+/// returns them as entries of the `trace` object (`trace.environment` -> `environment`), in
+/// their order.
+fn take_flattened(attrs: &mut Vec<KeyValue>, trace_attribute: &str) -> Vec<KeyValue> {
+    let mut entries = Vec::new();
+    attrs.retain_mut(|kv| {
+        if !is_flattened_trace_key(&kv.key, trace_attribute) {
+            return true;
+        }
+        entries.push(KeyValue {
+            key: kv.key[trace_attribute.len() + 1..].to_string(),
+            value: kv.value.take(),
+            ..Default::default()
+        });
+        false
+    });
+    entries
+}
+
+/// Reads the entries of a `trace` object (any form) into `fields`: reserved keys set their
+/// field, the first value of a key wins, other keys become metadata (nested maps flattened).
+fn read_entries(entries: Vec<KeyValue>, fields: &mut Fields, warner: &mut Warner) {
     let mut seen: HashSet<String> = fields.metadata.iter().map(|(k, _)| k.clone()).collect();
     for entry in entries {
         let Some(v) = entry.value else { continue };

@@ -2,7 +2,13 @@
 //!
 //! A *request* is the set of spans sharing one trace id within a batch. Its fields are read
 //! from the `trace`, `user` and `session_id` attributes (names configurable) wherever the
-//! gateway put them: on the root span only, on every span, or on the resource. A span's
+//! gateway put them: on the root span only, on every span, or on the resource. `trace` is an
+//! OTLP map, a JSON-object string, or flattened into `trace.<key>` attributes (what SDKs
+//! that cannot set map values send: `trace.trace_name`, `trace.environment`, ...), all read
+//! the same way; in the flattened form `trace.metadata.*` passes unchanged (idempotence) and
+//! `trace.input` / `trace.output` (and their sub-keys) are content, left for Privacy Mode
+//! and the trace file, never metadata. A key sent both as a map entry and flattened on the
+//! same span takes the map's value. A span's
 //! own value wins over the request's (root spans first), which wins over its resource's.
 //! The source attributes are removed and replaced by the following (an output attribute
 //! already on the span is overwritten by the request's value):
@@ -102,6 +108,7 @@ impl MetadataProcessor {
                 a.key == self.cfg.trace_attribute
                     || a.key == self.cfg.user_attribute
                     || a.key == self.cfg.session_id_attribute
+                    || fields::is_flattened_trace_key(&a.key, &self.cfg.trace_attribute)
             })
         };
         req.resource_spans.iter().any(|rs| {

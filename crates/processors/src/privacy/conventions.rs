@@ -154,6 +154,9 @@ pub const DEFAULT_ALLOW_PATTERNS: &[&str] = &[
     r"^gen_ai\.request\.",
     r"^llm\.token_count\.",
     r"^trace\.metadata\.",
+    // The request's `trace` field flattened (`trace.trace_name`, `trace.environment`), so
+    // `privacy` and `metadata` commute; `trace.input` / `trace.output` are content and go.
+    r"^trace\.",
     r"^tracecast\.",
     r"^ai\.usage\.",
     r"(^|[._])costs?([._]|$)",
