@@ -143,6 +143,7 @@ impl Shared {
         match self.compression {
             Compression::None => ".json",
             Compression::Gzip => ".json.gz",
+            Compression::Zstd => ".json.zst",
         }
     }
 
@@ -153,6 +154,10 @@ impl Shared {
             Compression::Gzip => tracecast_core::gzip::compress(&json, gzip::DEFAULT_LEVEL)
                 .map(Bytes::from)
                 .map_err(|e| format!("cannot compress trace: {e}")),
+            Compression::Zstd => Ok(Bytes::from(ruzstd::encoding::compress_to_vec(
+                &json[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ))),
         }
     }
 
@@ -216,6 +221,7 @@ impl Shared {
                 metrics::BYTES_EXPORTED
                     .get_or_create(&metrics::component(component))
                     .inc_by(body.len() as u64);
+                tracecast_core::activity::file_written(component, &k, body.len(), spans, &doc.id);
                 Delivery::Written {
                     key: k,
                     spans,
@@ -283,6 +289,7 @@ impl Shared {
                     .get_or_create(&metrics::component(component))
                     .inc();
                 tracing::warn!(exporter = component, key = %key, error = %err, retry_in = ?wait, "trace upload failed; retrying");
+                tracecast_core::activity::key_failed(component, &key.to_string(), None, &err.to_string(), false);
             },
         )
         .await;
@@ -299,6 +306,7 @@ impl Shared {
         metrics::SPANS_FAILED
             .get_or_create(&metrics::reason(component, "dead_letter"))
             .inc_by(spans as u64);
+        tracecast_core::activity::key_failed(component, key, None, &reason, true);
         match self.dead_letter.keep(key, body, &reason).await {
             Ok(file) => {
                 metrics::DEAD_LETTERS
