@@ -177,16 +177,12 @@ pub struct ClientTlsParts {
 /// Converts a validated `tls` block into `reqwest`'s types; a key `reqwest` refuses is a
 /// problem at `tls.key_file`.
 fn tls_parts(tls: ValidClientTls) -> Result<ClientTlsParts, FieldError> {
-    let unusable = |e: String| FieldError::new("tls.ca_file", format!("unusable certificate: {e}"));
-    let mut ca_certs = Vec::new();
-    for der in &tls.ca_certs {
-        // The PEM armour parsed; the certificate inside must too, or the client would
-        // refuse to start.
-        rustls::RootCertStore::empty()
-            .add(der.clone())
-            .map_err(|e| unusable(e.to_string()))?;
-        ca_certs.push(reqwest::Certificate::from_der(der).map_err(|e| unusable(e.to_string()))?);
-    }
+    let ca_certs = tls
+        .ca_certs
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FieldError::new("tls.ca_file", format!("unusable certificate: {e}")))?;
     let identity = match tls.identity {
         Some(identity) => Some(reqwest::Identity::from_pem(&identity.pem).map_err(|e| {
             FieldError::new(
