@@ -19,7 +19,7 @@ use tracecast_test_util::fixtures::{
 use tracecast_test_util::otlp_server::{RecordingOtlpServer, Response};
 
 #[tokio::test]
-async fn protobuf_and_json_deliver_the_same_spans_with_headers_and_gzip() {
+async fn protobuf_and_json_deliver_the_same_spans_with_headers_gzip_and_zstd() {
     let server = RecordingOtlpServer::start().await;
     let request = gateway_request();
     let id = "otlp/encodings";
@@ -27,6 +27,7 @@ async fn protobuf_and_json_deliver_the_same_spans_with_headers_and_gzip() {
         (Encoding::Protobuf, Compression::Gzip),
         (Encoding::Json, Compression::Gzip),
         (Encoding::Json, Compression::None),
+        (Encoding::Protobuf, Compression::Zstd),
     ] {
         let mut c = config(&server.endpoint());
         c.encoding = encoding;
@@ -39,12 +40,13 @@ async fn protobuf_and_json_deliver_the_same_spans_with_headers_and_gzip() {
     }
 
     let reqs = server.requests();
-    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs.len(), 4);
     let expected = flatten_spans(&request);
     for (r, (ct, ce)) in reqs.iter().zip([
         ("application/x-protobuf", Some("gzip")),
         ("application/json", Some("gzip")),
         ("application/json", None),
+        ("application/x-protobuf", Some("zstd")),
     ]) {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/v1/traces");
@@ -65,7 +67,7 @@ async fn protobuf_and_json_deliver_the_same_spans_with_headers_and_gzip() {
     .unwrap();
     assert_eq!(unzipped, request.encode_to_vec());
     assert!(reqs[2].body.starts_with(b"{"));
-    assert_eq!(exported(id), 6);
+    assert_eq!(exported(id), 8);
 }
 
 #[tokio::test]

@@ -409,6 +409,31 @@ async fn handle(
     Ok(render(response, json))
 }
 
+/// `zstd -d` of `body` (the CLI that scripts/setup-test-deps.sh installs).
+fn zstd_cli_decompress(body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("zstd")
+        .args(["-d", "-c", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run the zstd CLI ({e}); run scripts/setup-test-deps.sh"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = body.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    if !out.status.success() {
+        return Err(format!(
+            "zstd body does not decompress: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
 /// Decompresses and decodes a body per its content type and encoding.
 fn decode(
     body: &[u8],
@@ -431,6 +456,8 @@ fn decode(
                 .map_err(|e| format!("deflate body does not decompress: {e}"))?;
             out
         }
+        // The reference zstd CLI, an implementation independent of tracecast's encoder.
+        Some("zstd") => zstd_cli_decompress(body)?,
         Some(other) => return Err(format!("unsupported Content-Encoding {other:?}")),
     };
     let ct = content_type.unwrap_or("");
