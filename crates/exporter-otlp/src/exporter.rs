@@ -329,6 +329,7 @@ impl Sender {
     async fn deliver(&self, mut batch: TraceBatch, hard_stop: &CancellationToken) -> usize {
         let id = self.id.as_str();
         let spans = batch.span_count();
+        let started = std::time::Instant::now();
         // Sampled span of this export for tracecast's own telemetry (a no-op unless
         // `service.telemetry.otlp` installed a tracer provider); it ends when dropped.
         let mut trace = opentelemetry::global::tracer("tracecast").start("tracecast.export");
@@ -379,6 +380,7 @@ impl Sender {
                     retry_in = ?wait,
                     "export failed, will retry: {err}"
                 );
+                tracecast_core::activity::batch_failed(id, &batch, &err.to_string(), false);
             },
         )
         .await;
@@ -418,6 +420,7 @@ impl Sender {
                 metrics::BYTES_EXPORTED
                     .get_or_create(&component(id))
                     .inc_by(body.len() as u64);
+                tracecast_core::activity::exported(id, &batch, started.elapsed());
                 claims.confirm();
                 0
             }
@@ -470,6 +473,7 @@ impl Sender {
         let id = self.id.as_str();
         let (cause, outcome) = why;
         let protobuf = batch.to_protobuf();
+        tracecast_core::activity::batch_failed(id, batch, &format!("{outcome}: {error}"), true);
         let reason = Reason {
             outcome,
             error,
@@ -507,6 +511,7 @@ impl Sender {
         metrics::observe_request(self.id.as_str(), started.elapsed());
         let answer = answer?;
         if answer.status.is_success() {
+            tracecast_core::activity::note_status(self.id.as_str(), answer.status.as_u16());
             Ok(classify::partial_success(&answer.headers, &answer.body))
         } else {
             Err(classify::status_error(
