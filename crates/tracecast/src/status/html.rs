@@ -192,14 +192,15 @@ fn live(out: &mut String, s: &Status) {
 
     out.push_str("<h2>Pipelines</h2><table id=\"pipelines\"><tr><th>Pipeline</th><th>Receivers</th><th>Processors</th><th>Exporters</th></tr>");
     for p in &s.pipelines {
-        let list = |v: &[String]| {
+        // Processors run in order (an arrow); receivers and exporters side by side.
+        let list = |v: &[String], sep: &str| {
             if v.is_empty() {
                 "<span class=\"muted\">none</span>".to_string()
             } else {
                 v.iter()
                     .map(|i| format!("<code>{}</code>", esc(i)))
                     .collect::<Vec<_>>()
-                    .join(" → ")
+                    .join(sep)
             }
         };
         let _ = write!(
@@ -207,9 +208,9 @@ fn live(out: &mut String, s: &Status) {
             "<tr data-pipeline=\"{}\"><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&p.name),
             esc(&p.name),
-            list(&p.receivers),
-            list(&p.processors),
-            list(&p.exporters)
+            list(&p.receivers, ", "),
+            list(&p.processors, " → "),
+            list(&p.exporters, ", ")
         );
     }
     out.push_str("</table>");
