@@ -1,13 +1,14 @@
-//! `S3ExporterConfig`: the `exporters.s3[/name]` section, its defaults and its validation.
+//! `S3ExporterConfig`: the `exporters.s3[/name]` section, its defaults, and its validation
+//! into [`ValidS3ExporterConfig`] (destination, path template and TLS files parsed once).
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use tracecast_config::exporter::{
-    validate_dead_letter_dir, validate_timeout, DEFAULT_DEAD_LETTER_MAX_SIZE,
+    validate_dead_letter_dir, validate_timeout, ValidClientTls, DEFAULT_DEAD_LETTER_MAX_SIZE,
 };
-pub use tracecast_config::exporter::{Compression, RetryOnFailure};
-use tracecast_config::{ByteSize, Duration, FieldError, Validate};
+pub use tracecast_config::exporter::{ClientTls, Compression, RetryOnFailure};
+use tracecast_config::{ByteSize, Duration, FieldError, ValidateInto};
 
 use crate::key::PathTemplate;
 
@@ -78,6 +79,10 @@ pub struct S3ExporterConfig {
     /// shared setting, see [`RetryOnFailure`]. `retry` is accepted as a deprecated alias.
     #[serde(alias = "retry")]
     pub retry_on_failure: RetryOnFailure,
+    /// TLS settings for `https://` endpoints (shared setting, see [`ClientTls`]): `ca_file`
+    /// and `insecure_skip_verify`. `cert_file`/`key_file` are refused: `object_store`'s
+    /// client takes no client certificate.
+    pub tls: ClientTls,
 }
 
 impl Default for S3ExporterConfig {
@@ -104,6 +109,7 @@ impl Default for S3ExporterConfig {
             dead_letter_max_size: DEFAULT_DEAD_LETTER_MAX_SIZE,
             timeout: Duration::from_secs(30),
             retry_on_failure: RetryOnFailure::default(),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -120,11 +126,24 @@ pub enum Target {
     Local { dir: PathBuf },
 }
 
-/// The config after validation: parsed destination and template.
+/// A validated `s3` exporter config: what [`crate::S3Exporter::new`] takes. Destination,
+/// template and TLS files are parsed; the other settings are read from `config` as written.
 #[derive(Debug, Clone)]
-pub struct ValidatedConfig {
+pub struct ValidS3ExporterConfig {
+    /// The config as written (credentials, region, limits, retries, dead letters).
+    pub config: S3ExporterConfig,
     pub target: Target,
     pub template: PathTemplate,
+    /// `tls.ca_file`, as `object_store` takes it.
+    pub ca_certs: Vec<object_store::Certificate>,
+    /// `tls.insecure_skip_verify`.
+    pub insecure_skip_verify: bool,
+}
+
+/// `tls` as `object_store` takes it.
+struct TlsParts {
+    ca_certs: Vec<object_store::Certificate>,
+    insecure_skip_verify: bool,
 }
 
 /// `Some(s)` unless absent or empty (empty = absent, for `${env:X:-}`).
@@ -132,9 +151,11 @@ pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-impl S3ExporterConfig {
+impl ValidateInto for S3ExporterConfig {
+    type Validated = ValidS3ExporterConfig;
+
     /// Validates and returns the parsed pieces the exporter is built from.
-    pub fn validated(&self) -> Result<ValidatedConfig, Vec<FieldError>> {
+    fn validate_into(&self) -> Result<ValidS3ExporterConfig, Vec<FieldError>> {
         let mut errors = Vec::new();
         let template = match PathTemplate::parse(&self.path_template) {
             Ok(t) => Some(t),
@@ -197,9 +218,69 @@ impl S3ExporterConfig {
         errors.extend(validate_timeout(self.timeout));
         errors.extend(self.retry_on_failure.validate_at("retry_on_failure"));
         errors.extend(validate_dead_letter_dir(self.dead_letter_dir.as_deref()));
-        match (errors.is_empty(), target, template) {
-            (true, Some(target), Some(template)) => Ok(ValidatedConfig { target, template }),
+        let tls = self.tls(target.as_ref(), &mut errors);
+        match (errors.is_empty(), target, template, tls) {
+            (true, Some(target), Some(template), Some(tls)) => Ok(ValidS3ExporterConfig {
+                config: self.clone(),
+                target,
+                template,
+                ca_certs: tls.ca_certs,
+                insecure_skip_verify: tls.insecure_skip_verify,
+            }),
             _ => Err(errors),
+        }
+    }
+}
+
+/// The `tls` problems an `s3` exporter adds to the shared validation.
+const NO_CLIENT_CERT: &str = "the s3 exporter cannot present a client certificate: object_store's \
+    S3 client takes no client identity; remove cert_file and key_file and authenticate with \
+    access_key_id/secret_access_key (or the AWS credential chain)";
+
+impl S3ExporterConfig {
+    /// Validates `tls`: the shared block (files read, PEM parsed), less what this exporter
+    /// cannot do (a client certificate; any TLS setting for a `file://` destination).
+    fn tls(&self, target: Option<&Target>, errors: &mut Vec<FieldError>) -> Option<TlsParts> {
+        if self.tls.has_identity() {
+            let key = if self.tls.cert_file.is_some() {
+                "tls.cert_file"
+            } else {
+                "tls.key_file"
+            };
+            errors.push(FieldError::new(key, NO_CLIENT_CERT));
+            return None;
+        }
+        if matches!(target, Some(Target::Local { .. })) && self.tls != ClientTls::default() {
+            errors.push(FieldError::new(
+                "tls",
+                "`tls` applies to S3 destinations, not to a file:// url",
+            ));
+            return None;
+        }
+        let tls: ValidClientTls = match self.tls.validate_at("tls") {
+            Ok(tls) => tls,
+            Err(problems) => {
+                errors.extend(problems);
+                return None;
+            }
+        };
+        let ca_certs = tls
+            .ca_certs
+            .iter()
+            .map(|der| object_store::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>();
+        match ca_certs {
+            Ok(ca_certs) => Some(TlsParts {
+                ca_certs,
+                insecure_skip_verify: tls.insecure_skip_verify,
+            }),
+            Err(e) => {
+                errors.push(FieldError::new(
+                    "tls.ca_file",
+                    format!("unusable certificate: {e}"),
+                ));
+                None
+            }
         }
     }
 
@@ -305,12 +386,6 @@ fn check_bucket(b: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Validate for S3ExporterConfig {
-    fn validate(&self) -> Vec<FieldError> {
-        self.validated().err().unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +405,7 @@ mod tests {
         );
         assert_eq!(c.compression, Compression::Gzip);
         assert_eq!(c.trace_idle_timeout, Duration::from_millis(200));
-        let v = c.validated().unwrap();
+        let v = c.validate_into().unwrap();
         assert_eq!(
             v.target,
             Target::S3 {
@@ -344,7 +419,7 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_path() {
         let c = parse("path_template: 'a/{week}'\ntrace_idle_timeout: 2m\naccess_key_id: AK\n");
-        let errs = c.validate();
+        let errs = c.problems();
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -359,20 +434,24 @@ mod tests {
             errs[0].message,
             "unknown variable {week}: the variables are {prefix}, {date}, {year}, {month}, {day}, {hour}, {apiKeyName}"
         );
-        let both = parse("bucket: abc\nurl: s3://abc\n").validate();
+        let both = parse("bucket: abc\nurl: s3://abc\n").problems();
         assert_eq!(both[0].path, "url");
-        let bad = parse("url: ftp://x\n").validate();
+        let bad = parse("url: ftp://x\n").problems();
         assert_eq!(
             bad[0].message,
             "unsupported url \"ftp://x\": use s3://bucket or file:///dir"
         );
-        let empty = parse("bucket: abc\npath_template: ''\n").validate();
+        let empty = parse("bucket: abc\npath_template: ''\n").problems();
         assert_eq!(empty[0].path, "path_template");
     }
 
     #[test]
     fn parses_url_forms() {
-        let t = |u: &str| parse(&format!("url: {u}\n")).validated().map(|v| v.target);
+        let t = |u: &str| {
+            parse(&format!("url: {u}\n"))
+                .validate_into()
+                .map(|v| v.target)
+        };
         assert_eq!(
             t("s3://bkt/base/dir").unwrap(),
             Target::S3 {

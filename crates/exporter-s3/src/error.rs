@@ -6,12 +6,10 @@ use std::error::Error as StdError;
 use object_store::client::{HttpError, HttpErrorKind};
 use tracecast_core::ExportError;
 
-/// Why the exporter could not be built.
+/// Why the exporter could not be built from its validated config (never a config problem:
+/// validation reports those).
 #[derive(Debug, thiserror::Error)]
 pub enum S3ExporterError {
-    /// The config did not validate; every problem is listed (`path: message`).
-    #[error("invalid s3 exporter config: {}", .0.join("; "))]
-    Config(Vec<String>),
     /// `object_store` refused the store settings.
     #[error("cannot set up the object store: {0}")]
     Store(#[from] object_store::Error),

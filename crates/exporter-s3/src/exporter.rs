@@ -20,7 +20,7 @@ use tracecast_core::retry::{retry, RetryError, RetryPolicy};
 use tracecast_core::{metrics, CancellationToken, ComponentId, ExportError, Exporter, TraceBatch};
 
 use crate::assembly::{AssembledTrace, Assembler, AssemblyLimits};
-use crate::config::{Compression, S3ExporterConfig};
+use crate::config::{Compression, ValidS3ExporterConfig};
 use crate::document;
 use crate::error::{S3ExporterError, StoreProblem};
 use crate::key::{fixed_folder, object_key_within, KeyVars, ObjectKey, PathTemplate};
@@ -75,22 +75,12 @@ pub enum Delivery {
 }
 
 impl S3Exporter {
-    /// Builds the exporter (validates the config; no network I/O).
-    pub fn new(id: ComponentId, config: &S3ExporterConfig) -> Result<Self, S3ExporterError> {
-        let validated = config.validated().map_err(|errs| {
-            S3ExporterError::Config(
-                errs.into_iter()
-                    .map(|e| {
-                        if e.path.is_empty() {
-                            e.message
-                        } else {
-                            format!("{}: {}", e.path, e.message)
-                        }
-                    })
-                    .collect(),
-            )
-        })?;
-        let uploader = Uploader::new(config, &validated.target)?;
+    /// Builds the exporter from its validated config: sets up the store client, or creates
+    /// the `file://` folder. Parses nothing; fails only on that I/O or client set-up. No
+    /// network I/O.
+    pub fn new(id: ComponentId, valid: &ValidS3ExporterConfig) -> Result<Self, S3ExporterError> {
+        let config = &valid.config;
+        let uploader = Uploader::new(valid)?;
         let dead_letter = DeadLetter(
             DeadLetterStore::new(crate::upload::dead_letter_dir(&id, config))
                 .bounded(config.dead_letter_max_size.get(), id.as_str()),
@@ -99,7 +89,7 @@ impl S3Exporter {
             shared: Arc::new(Shared {
                 id,
                 uploader,
-                template: validated.template,
+                template: valid.template.clone(),
                 prefix: config.prefix.clone(),
                 compression: config.compression,
                 api_key_name_attribute: config.api_key_name_attribute.clone(),

@@ -2,7 +2,8 @@
 //! or a local folder, through `object_store`.
 //!
 //! Files:
-//! - `config.rs`: [`S3ExporterConfig`] (the YAML section), defaults and pure validation.
+//! - `config.rs`: [`S3ExporterConfig`] (the YAML section), defaults, and validation into
+//!   [`ValidS3ExporterConfig`] (destination, path template and TLS files parsed once).
 //! - `key.rs`: the `path_template` parser and the pure object-key builder.
 //! - `assembly.rs`: groups spans by trace across batches and decides when a trace is due.
 //! - `mapping.rs`: span attributes (`gen_ai.*`, metadata processor keys) to observation fields.
@@ -28,6 +29,6 @@ pub mod observation;
 pub mod upload;
 pub mod values;
 
-pub use config::{Compression, RetryOnFailure, S3ExporterConfig};
+pub use config::{ClientTls, Compression, RetryOnFailure, S3ExporterConfig, ValidS3ExporterConfig};
 pub use error::{S3ExporterError, StoreProblem};
 pub use exporter::{Delivery, S3Exporter};

@@ -15,7 +15,7 @@ use object_store::{
     RetryConfig,
 };
 
-use crate::config::{non_empty, S3ExporterConfig, Target};
+use crate::config::{non_empty, S3ExporterConfig, Target, ValidS3ExporterConfig};
 use crate::error::{classify, Destination, S3ExporterError, StoreProblem};
 use crate::key::{shorten, ObjectKey, MAX_KEY_BYTES};
 pub use tracecast_core::dead_letter::reason_path;
@@ -64,9 +64,9 @@ fn virtual_hosted(endpoint: &str, bucket: &str) -> String {
 }
 
 impl Uploader {
-    /// Builds the store for a validated target. No I/O except creating a local folder.
-    pub fn new(config: &S3ExporterConfig, target: &Target) -> Result<Self, S3ExporterError> {
-        match target {
+    /// Builds the store for a validated config. No I/O except creating a local folder.
+    pub fn new(valid: &ValidS3ExporterConfig) -> Result<Self, S3ExporterError> {
+        match &valid.target {
             Target::Local { dir } => {
                 std::fs::create_dir_all(dir).map_err(|source| S3ExporterError::Folder {
                     path: dir.display().to_string(),
@@ -85,15 +85,16 @@ impl Uploader {
                     },
                 })
             }
-            Target::S3 { bucket, base } => Self::s3(config, bucket, base.as_deref()),
+            Target::S3 { bucket, base } => Self::s3(valid, bucket, base.as_deref()),
         }
     }
 
     fn s3(
-        config: &S3ExporterConfig,
+        valid: &ValidS3ExporterConfig,
         bucket: &str,
         base: Option<&str>,
     ) -> Result<Self, S3ExporterError> {
+        let config = &valid.config;
         let keys = non_empty(&config.access_key_id).zip(non_empty(&config.secret_access_key));
         // With keys in the config, the environment must not add a stray session token.
         let mut b = match keys {
@@ -139,6 +140,21 @@ impl Uploader {
                 format!("https://s3.{region}.amazonaws.com")
             }
         };
+        let mut client = ClientOptions::new()
+            .with_timeout(config.timeout.get())
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_allow_http(allow_http);
+        // `tls`: extra roots beside the system ones.
+        for cert in &valid.ca_certs {
+            client = client.with_root_certificate(cert.clone());
+        }
+        if valid.insecure_skip_verify {
+            tracing::warn!(
+                bucket,
+                "tls.insecure_skip_verify is on: any server certificate is accepted; use it only for testing"
+            );
+            client = client.with_allow_invalid_certificates(true);
+        }
         // One retry loop: tracecast's (`retry_on_failure`), not object_store's as well.
         b = b
             .with_retry(RetryConfig {
@@ -146,12 +162,7 @@ impl Uploader {
                 max_retries: 0,
                 retry_timeout: config.timeout.get(),
             })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(config.timeout.get())
-                    .with_connect_timeout(std::time::Duration::from_secs(5))
-                    .with_allow_http(allow_http),
-            );
+            .with_client_options(client);
         let store = b.build()?;
         let store: Arc<dyn ObjectStore> = match base {
             Some(base) => Arc::new(PrefixStore::new(store, base)),
@@ -367,10 +378,10 @@ pub enum ResendError {
 /// written. `stop` ends it early; what was not sent stays in the folder.
 pub async fn resend_dead_letters(
     id: &ComponentId,
-    config: &S3ExporterConfig,
+    config: &ValidS3ExporterConfig,
     stop: &tracecast_core::CancellationToken,
 ) -> Result<tracecast_core::dead_letter::ResendSummary, S3ExporterError> {
-    let dir = dead_letter_dir(id, config);
+    let dir = dead_letter_dir(id, &config.config);
     let stored = list_dead_letters(&dir).map_err(|source| S3ExporterError::ReadFolder {
         path: dir.display().to_string(),
         source,

@@ -1,7 +1,7 @@
 //! The shared exporter settings parse under `s3` exactly as under every exporter, and the
 //! keys they replaced (`request_timeout`, `retry`) still parse as deprecated aliases.
 
-use tracecast_config::{ByteSize, Duration, Validate};
+use tracecast_config::{ByteSize, Duration, ValidateInto};
 use tracecast_exporter_s3::{Compression, RetryOnFailure, S3ExporterConfig};
 
 fn read(path: &str) -> String {
@@ -38,7 +38,7 @@ fn the_shared_exporter_settings_parse_as_in_every_exporter() {
         ))
     );
     assert_eq!(c.dead_letter_max_size, ByteSize::mib(8));
-    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.problems(), vec![]);
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn deprecated_request_timeout_and_retry_still_parse() {
         serde_yaml::from_str(&read("testdata/deprecated_aliases.yaml")).unwrap();
     assert_eq!(c.timeout, Duration::from_secs(7));
     assert_eq!(c.retry_on_failure, expected_retry());
-    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.problems(), vec![]);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn zero_max_elapsed_time_retries_until_shutdown() {
     let c: S3ExporterConfig =
         serde_yaml::from_str("bucket: my-traces-bucket\nretry_on_failure: {max_elapsed_time: 0s}")
             .unwrap();
-    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.problems(), vec![]);
     assert_eq!(c.retry_on_failure.policy().max_elapsed_time, None);
 }
 
@@ -69,6 +69,6 @@ fn defaults_are_the_shared_ones_with_plain_json_files() {
         "bucket: bkt\nretry_on_failure: {initial_interval: 0s}",
     )
     .unwrap()
-    .validate();
+    .problems();
     assert_eq!(err[0].path, "retry_on_failure.initial_interval");
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use support::*;
 use tokio::sync::mpsc;
 use tracecast_core::ack::{AckSink, DeliveryToken};
-use tracecast_core::{CancellationToken, ComponentId, TraceBatch};
-use tracecast_exporter_s3::{Delivery, S3Exporter};
+use tracecast_core::{CancellationToken, TraceBatch};
+use tracecast_exporter_s3::Delivery;
 use tracecast_test_util::s3::S3TestServer;
 
 /// The durable queue's side: which entries were acknowledged.
@@ -56,7 +56,7 @@ struct Run {
 
 impl Run {
     fn start(config: &tracecast_exporter_s3::S3ExporterConfig) -> Self {
-        let exporter = S3Exporter::new(ComponentId::parse("s3/tokens").unwrap(), config).unwrap();
+        let exporter = build("s3/tokens", config);
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let deliveries = Arc::new(Mutex::new(Vec::new()));

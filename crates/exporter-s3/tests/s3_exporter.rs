@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tracecast_core::{ComponentId, ExportError, Exporter};
+use tracecast_core::{ExportError, Exporter};
 use tracecast_exporter_s3::{Compression, Delivery, S3Exporter, S3ExporterConfig};
 use tracecast_test_util::s3::S3TestServer;
 
@@ -18,7 +18,7 @@ async fn server() -> (tempfile::TempDir, S3TestServer) {
 }
 
 fn exporter(config: &S3ExporterConfig) -> S3Exporter {
-    S3Exporter::new(ComponentId::parse("s3/test").unwrap(), config).unwrap()
+    build("s3/test", config)
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ pub static EXPORTERS: &[&dyn Factory<Config = ExporterConfig>] = &[
         type_name: "s3",
         build: |id, config| Ok(Box::new(S3Exporter::new(id.clone(), config)?)),
         dead_letters: DeadLetters {
-            dir: s3_dl::dead_letter_dir,
+            dir: |id, config| s3_dl::dead_letter_dir(id, &config.config),
             list: |dir| {
                 let letters = s3_dl::list_dead_letters(dir)?
                     .into_iter()

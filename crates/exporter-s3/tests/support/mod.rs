@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tracecast_config::Duration as CfgDuration;
+use tracecast_config::{Duration as CfgDuration, ValidateInto};
 use tracecast_core::proto::common::v1::{any_value::Value as Av, AnyValue, KeyValue};
 use tracecast_core::proto::resource::v1::Resource;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -118,6 +118,12 @@ pub fn s3_config(server: &S3TestServer, dead_letter: &std::path::Path) -> S3Expo
     }
 }
 
+/// Validates `config` as the registry does, then builds the exporter from the result.
+pub fn build(id: &str, config: &S3ExporterConfig) -> S3Exporter {
+    let valid = config.validate_into().expect("a valid test config");
+    S3Exporter::new(ComponentId::parse(id).unwrap(), &valid).unwrap()
+}
+
 /// A running exporter: send batches, then `finish` to close the input and collect deliveries.
 pub struct Running {
     pub tx: mpsc::Sender<TraceBatch>,
@@ -127,7 +133,7 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: &S3ExporterConfig) -> Self {
-        let exporter = S3Exporter::new(ComponentId::parse("s3/test").unwrap(), config).unwrap();
+        let exporter = build("s3/test", config);
         let (tx, rx) = mpsc::channel(64);
         let deliveries = Arc::new(Mutex::new(Vec::new()));
         let sink = deliveries.clone();
