@@ -98,6 +98,8 @@ pub enum RequestError {
     MissingToken,
     #[error("the bearer token does not match any configured ingest key; check the token the client sends")]
     BadToken,
+    #[error("{message}; the receiver's protocols.http.cors settings decide which browser origins may send")]
+    CorsRefused { message: String },
     #[error("unsupported Content-Type {got}; send application/x-protobuf or application/json")]
     UnsupportedContentType { got: String },
     #[error("unsupported Content-Encoding {got:?}; send the body with gzip, zstd, deflate or identity (no) encoding")]
@@ -170,6 +172,7 @@ impl RequestError {
             RequestError::NotFound { .. } => StatusCode::NOT_FOUND,
             RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::MissingToken | RequestError::BadToken => StatusCode::UNAUTHORIZED,
+            RequestError::CorsRefused { .. } => StatusCode::FORBIDDEN,
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => {
@@ -194,6 +197,7 @@ impl RequestError {
             RequestError::NotFound { .. } => 5,          // NOT_FOUND
             RequestError::MethodNotAllowed { .. } => 12, // UNIMPLEMENTED
             RequestError::MissingToken | RequestError::BadToken => 16, // UNAUTHENTICATED
+            RequestError::CorsRefused { .. } => 7,       // PERMISSION_DENIED
             RequestError::ReadTimeout { .. } => 4,       // DEADLINE_EXCEEDED
             RequestError::Full { .. } => 8,              // RESOURCE_EXHAUSTED
             RequestError::Unavailable { .. }
@@ -211,6 +215,7 @@ impl RequestError {
             RequestError::NotFound { .. } => "not_found",
             RequestError::MethodNotAllowed { .. } => "method_not_allowed",
             RequestError::MissingToken | RequestError::BadToken => "unauthorized",
+            RequestError::CorsRefused { .. } => "cors",
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => "unsupported_media_type",
             RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => "too_large",

@@ -17,6 +17,7 @@ use tracecast_core::{metrics, BatchContext, BatchSink, ComponentId, SubmitError,
 
 use crate::auth::Authenticator;
 use crate::config::{Listen, OtlpReceiverConfig, Protocol};
+use crate::cors::Cors;
 use crate::decode::{self, BodyEncoding, ContentEncoding, InflateBudget, Rejected, Reserved};
 use crate::error::RequestError;
 use crate::limits::Limits;
@@ -81,6 +82,8 @@ pub(crate) struct Handler {
     max_concurrent: usize,
     permits: Arc<Semaphore>,
     auth: Authenticator,
+    /// CORS of this listener (OTLP/HTTP with `cors.allowed_origins`).
+    cors: Option<Arc<Cors>>,
     sink: Arc<dyn BatchSink>,
 }
 
@@ -124,6 +127,7 @@ impl Handler {
             max_concurrent,
             permits: Arc::new(Semaphore::new(max_concurrent)),
             auth: Authenticator::new(&config.api_keys),
+            cors: None,
             sink,
         }
     }
@@ -133,6 +137,7 @@ impl Handler {
         Self {
             path: listen.path.clone(),
             limit: listen.max_body,
+            cors: listen.cors.as_ref().and_then(Cors::new).map(Arc::new),
             ..self.clone()
         }
     }
@@ -143,15 +148,37 @@ impl Handler {
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let encoding = BodyEncoding::for_response(request.headers());
-        match self.process(request).await {
-            Ok(accepted) => Ok(self.accepted(accepted)),
+        let mut allow_origin = None;
+        if let Some(cors) = &self.cors {
+            if Cors::is_preflight(&request) && request.uri().path() == self.path {
+                return Ok(match cors.preflight(request.headers()) {
+                    Ok(answer) => answer.map(|()| ResponseBody::default()),
+                    Err(refused) => self.refused(
+                        encoding,
+                        &RequestError::CorsRefused { message: refused.0 },
+                        0,
+                    ),
+                });
+            }
+            // A disallowed origin is refused in `check_head`; an allowed one can read
+            // every answer, failures included.
+            allow_origin = cors.check_request(request.headers()).ok().flatten();
+        }
+        let mut response = match self.process(request).await {
+            Ok(accepted) => self.accepted(accepted),
             Err(refused) => {
                 if let Some(body) = refused.unread {
                     drain(body, self.limit.saturating_mul(4)).await;
                 }
-                Ok(self.refused(encoding, &refused.err, refused.spans))
+                self.refused(encoding, &refused.err, refused.spans)
             }
+        };
+        if let Some(origin) = allow_origin {
+            let headers = response.headers_mut();
+            headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(http::header::VARY, http::HeaderValue::from_static("Origin"));
         }
+        Ok(response)
     }
 
     async fn process(&self, request: Request<Incoming>) -> Result<Accepted, Refused> {
@@ -285,6 +312,10 @@ impl Handler {
                 method: parts.method.to_string(),
                 path: self.path.clone(),
             });
+        }
+        if let Some(cors) = &self.cors {
+            cors.check_request(&parts.headers)
+                .map_err(|refused| RequestError::CorsRefused { message: refused.0 })?;
         }
         let api_key_name = self.auth.authenticate(&parts.headers)?;
         let encoding = BodyEncoding::from_headers(&parts.headers)?;

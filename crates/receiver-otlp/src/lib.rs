@@ -15,6 +15,9 @@
 //!   custom trace id length, trace metadata size), all checked before the answer (413).
 //! - `prescan.rs`: the allocation-free pass over a protobuf body that counts its spans and
 //!   estimates its decoded size before prost decodes it.
+//! - `protocols.rs`: the Collector's `protocols: {http, grpc}` shape and the flat HTTP
+//!   shorthand, resolved into one [`config::Listen`] per listener.
+//! - `cors.rs`: CORS for browser exporters (preflight, allowed origins with wildcards).
 //! - `auth.rs`: named bearer-token keys compared in constant time.
 //! - `status.rs`: the success (`ExportTraceServiceResponse`) and failure
 //!   (`google.rpc.Status`) bodies in the request's encoding.
@@ -23,6 +26,7 @@
 
 mod auth;
 pub mod config;
+mod cors;
 mod decode;
 pub mod error;
 mod handler;
@@ -33,6 +37,7 @@ mod server;
 mod status;
 
 pub use config::{ApiKey, OtlpReceiverConfig, Protocol};
+pub use cors::CorsConfig;
 pub use error::{ReceiverError, RequestError, RequestLimit};
 pub use server::{BoundReceiver, OtlpReceiver, RunningReceiver};
 pub use status::Status;

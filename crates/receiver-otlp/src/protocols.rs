@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use tracecast_config::{ByteSize, FieldError};
 
 use crate::config::{check_endpoint, check_path, OtlpReceiverConfig};
+use crate::cors::CorsConfig;
 
 /// The OTLP/HTTP listen address when none is given (the OTLP default port, loopback).
 pub const DEFAULT_HTTP_ENDPOINT: &str = "127.0.0.1:4318";
@@ -40,6 +41,8 @@ pub struct HttpProtocol {
     pub traces_url_path: String,
     /// Overrides the receiver's `max_request_body_size` for OTLP/HTTP.
     pub max_request_body_size: Option<ByteSize>,
+    /// CORS for browser exporters (see `cors.rs`); unset or no `allowed_origins`: off.
+    pub cors: Option<CorsConfig>,
 }
 
 /// `protocols.grpc`, with the Collector's key names.
@@ -64,6 +67,7 @@ impl Default for HttpProtocol {
             endpoint: DEFAULT_HTTP_ENDPOINT.to_string(),
             traces_url_path: DEFAULT_PATH.to_string(),
             max_request_body_size: None,
+            cors: None,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Listen {
     pub max_body: u64,
     /// HTTP/2 streams per connection (gRPC).
     pub max_concurrent_streams: u32,
+    /// CORS settings (OTLP/HTTP only).
+    pub cors: Option<CorsConfig>,
     /// Where its settings sit in the YAML (`protocols.http.` or `` for the flat form), for
     /// messages.
     pub key: &'static str,
@@ -136,6 +142,7 @@ impl OtlpReceiverConfig {
                 path: self.path.clone(),
                 max_body: self.max_request_body_size.get(),
                 max_concurrent_streams: 100,
+                cors: None,
                 key: "",
             }];
         };
@@ -150,6 +157,7 @@ impl OtlpReceiverConfig {
                     .unwrap_or(self.max_request_body_size)
                     .get(),
                 max_concurrent_streams: 100,
+                cors: http.cors.clone(),
                 key: "protocols.http.",
             });
         }
@@ -164,6 +172,7 @@ impl OtlpReceiverConfig {
                         m.saturating_mul(1024 * 1024)
                     }),
                 max_concurrent_streams: grpc.max_concurrent_streams.unwrap_or(100),
+                cors: None,
                 key: "protocols.grpc.",
             });
         }
@@ -230,6 +239,9 @@ pub(crate) fn validate(config: &OtlpReceiverConfig, errors: &mut Vec<FieldError>
                 "protocols.http.max_request_body_size",
                 "must be greater than 0, like 16MiB",
             ));
+        }
+        if let Some(cors) = &http.cors {
+            errors.extend(cors.validate_at("protocols.http.cors"));
         }
     }
     if protocols.grpc.is_some() && !GRPC_SERVED {
