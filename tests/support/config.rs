@@ -240,7 +240,8 @@ struct Pipeline {
 #[derive(Clone, Debug)]
 pub struct TestConfig {
     receiver: Settings,
-    processors: Vec<String>,
+    /// `(id, body as flow YAML)`, in order.
+    processors: Vec<(String, String)>,
     exporters: Vec<Exporter>,
     pipelines: Vec<Pipeline>,
     service: Settings,
@@ -287,8 +288,14 @@ impl TestConfig {
     }
 
     /// A processor with its default settings (`metadata`, `privacy`, `fault`).
-    pub fn processor(mut self, name: &str) -> TestConfig {
-        self.processors.push(name.to_string());
+    pub fn processor(self, name: &str) -> TestConfig {
+        self.processor_with(name, "{}")
+    }
+
+    /// A processor with settings, `yaml` as one flow-style value (`"{ratio: 0.25}"`,
+    /// `"{include: [{rules: [{field: model, operator: exists}]}]}"`), on one line or several.
+    pub fn processor_with(mut self, name: &str, yaml: impl Into<String>) -> TestConfig {
+        self.processors.push((name.to_string(), yaml.into()));
         self
     }
 
@@ -365,8 +372,10 @@ impl TestConfig {
         self.receiver.write(&mut out, "    ");
         if !self.processors.is_empty() {
             out.push_str("processors:\n");
-            for p in &self.processors {
-                let _ = writeln!(out, "  {p}: {{}}");
+            for (p, body) in &self.processors {
+                // A flow value written over several lines continues below its key.
+                let body = body.replace('\n', "\n    ");
+                let _ = writeln!(out, "  {p}: {body}");
             }
         }
         out.push_str("exporters:\n");
@@ -391,7 +400,7 @@ impl TestConfig {
         out.push_str("  pipelines:\n");
         let all = [Pipeline {
             name: "traces".to_string(),
-            processors: self.processors.clone(),
+            processors: self.processors.iter().map(|(p, _)| p.clone()).collect(),
             exporters: self.exporters.iter().map(|e| e.id.clone()).collect(),
         }];
         let pipelines = if self.pipelines.is_empty() {
