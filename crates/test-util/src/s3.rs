@@ -5,7 +5,8 @@
 //! PutObject-only one ([`S3TestServer::PUT_ONLY_ACCESS_KEY`]) that mirrors the IAM policy
 //! the gateway docs ask for (`s3:PutObject` and nothing else). The server can be stopped and
 //! restarted on the same port to simulate an outage; stopping also cuts open keep-alive
-//! connections, so clients really see the outage.
+//! connections, so clients really see the outage. [`S3TestServer::start_tls`] serves HTTPS
+//! with a server config the test makes (e.g. a certificate from a CA it generated).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use s3s::{s3_error, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// Allows everything to the full credential, only `PutObject` to the put-only one. Also
 /// answers `NoSuchBucket` for object requests to a bucket folder that does not exist, as S3
@@ -74,6 +76,8 @@ pub struct S3TestServer {
     access_key: String,
     secret_key: String,
     running: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// HTTPS when set.
+    tls: Option<TlsAcceptor>,
 }
 
 impl S3TestServer {
@@ -85,6 +89,26 @@ impl S3TestServer {
     /// Starts a server storing under `dir` (created if missing) on 127.0.0.1 with a free
     /// port. Buckets are folders of `dir`: create one with [`S3TestServer::create_bucket`].
     pub async fn start(dir: impl AsRef<Path>, access_key: &str, secret_key: &str) -> Self {
+        Self::start_with(dir, access_key, secret_key, None).await
+    }
+
+    /// As [`S3TestServer::start`], serving HTTPS with `tls` (a failed handshake closes the
+    /// connection, as a real server does).
+    pub async fn start_tls(
+        dir: impl AsRef<Path>,
+        access_key: &str,
+        secret_key: &str,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Self {
+        Self::start_with(dir, access_key, secret_key, Some(TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        dir: impl AsRef<Path>,
+        access_key: &str,
+        secret_key: &str,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let root = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).expect("create the S3 server folder");
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -97,6 +121,7 @@ impl S3TestServer {
             access_key: access_key.to_string(),
             secret_key: secret_key.to_string(),
             running: None,
+            tls,
         };
         server.serve(listener);
         server
@@ -119,6 +144,7 @@ impl S3TestServer {
 
     fn serve(&mut self, listener: TcpListener) {
         let service = self.service();
+        let tls = self.tls.clone();
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
@@ -128,10 +154,19 @@ impl S3TestServer {
                     accepted = listener.accept() => {
                         let Ok((socket, _)) = accepted else { continue };
                         let service = service.clone();
+                        let tls = tls.clone();
                         conns.spawn(async move {
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(socket), service)
-                                .await;
+                            let http = hyper::server::conn::http1::Builder::new();
+                            match tls {
+                                None => {
+                                    let _ = http.serve_connection(TokioIo::new(socket), service).await;
+                                }
+                                Some(tls) => {
+                                    if let Ok(stream) = tls.accept(socket).await {
+                                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                    }
+                                }
+                            }
                         });
                     }
                 }
@@ -144,9 +179,10 @@ impl S3TestServer {
         self.running = Some((stop_tx, task));
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when started with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
