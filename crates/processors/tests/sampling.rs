@@ -5,7 +5,9 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
+use tracecast_core::ack::{AckSink, DeliveryToken};
 use tracecast_core::proto::common::v1::any_value::Value;
 use tracecast_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tracecast_core::{metrics, ComponentId, ExportTraceServiceRequest, Processor, TraceBatch};
@@ -219,17 +221,42 @@ fn a_request_without_the_key_falls_back_to_the_trace_id() {
     assert!(kept.iter().all(|s| s.trace_state == "ot=th:8"));
 }
 
+/// Records the queue entries acknowledged and failed, as the durable queue would.
+#[derive(Default)]
+struct Acks(Mutex<Vec<u64>>, Mutex<Vec<u64>>);
+
+impl AckSink for Acks {
+    fn delivered(&self, seq: u64) {
+        self.0.lock().unwrap().push(seq);
+    }
+    fn failed(&self, seq: u64) {
+        self.1.lock().unwrap().push(seq);
+    }
+}
+
 #[test]
 fn drops_are_counted_and_an_emptied_batch_is_settled() {
     let mut p = sampler("sampling/counted", 0.0001, SampleBy::TraceId);
-    let spans: Vec<Span> = (0..50).map(|i| span(&trace_id(i), 0, 0)).collect();
+    let spans: Vec<Span> = (0..50)
+        .map(trace_id)
+        .filter(|t| !p.keeps_trace(t, ""))
+        .map(|t| span(&t, 0, 0))
+        .collect();
+    let n = spans.len() as u64;
+    let acks = Arc::new(Acks::default());
+    let batch =
+        support::batch(request(spans)).with_tokens(vec![DeliveryToken::new(7, acks.clone())]);
     let mut out: Vec<TraceBatch> = Vec::new();
-    p.process(support::batch(request(spans)), &mut out);
+    p.process(batch, &mut out);
     assert!(out.is_empty(), "nothing left: no empty batch goes on");
+    // Dropping on purpose is this copy's final place: the entry counts as delivered, it is
+    // not replayed.
+    assert_eq!(*acks.0.lock().unwrap(), vec![7]);
+    assert!(acks.1.lock().unwrap().is_empty());
     let dropped = metrics::PROCESSOR_SPANS_DROPPED
         .get_or_create(&metrics::reason("sampling/counted", "sampled_out"))
         .get();
-    assert_eq!(dropped, 50);
+    assert_eq!(dropped, n);
 }
 
 /// Ids of every length, trace states that are garbage or huge: decided without a panic.

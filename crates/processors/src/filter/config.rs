@@ -285,7 +285,10 @@ fn compile_rule(path: &str, rule: &RuleConfig, errors: &mut Vec<FieldError>) -> 
             match operator {
                 "equals" | "not_equals" => {
                     let scalar = match (kind, v) {
-                        (Kind::Number, Json::Number(n)) => Scalar::Number(n.as_f64()?),
+                        (Kind::Number, Json::Number(n)) => match n.as_f64() {
+                            Some(f) => Scalar::Number(f),
+                            None => return problem(format!("{n} is not a usable number")),
+                        },
                         (Kind::Number, other) => {
                             return problem(format!(
                                 "{name} is a number: operator {operator} needs a number, got {}",

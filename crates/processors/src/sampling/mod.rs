@@ -135,6 +135,14 @@ impl SamplingProcessor {
         decisions
     }
 
+    /// Whether one span is kept (read only).
+    fn keeps(&self, span: &Span, decision: Decision) -> bool {
+        match decision {
+            Decision::Key(kept) => kept,
+            Decision::Trace => randomness(&span.trace_id, &span.trace_state) >= self.threshold,
+        }
+    }
+
     /// Decides one span; records the ratio on it when kept.
     fn decide(&self, span: &mut Span, decision: Decision) -> bool {
         match decision {
@@ -201,13 +209,28 @@ impl Processor for SamplingProcessor {
     fn process(&mut self, mut batch: TraceBatch, out: &mut Vec<TraceBatch>) {
         let spans_in = batch.span_count();
         let decisions = self.key_decisions(batch.request());
-        let dropped = retain_spans(batch.request_mut(), |span| {
-            let decision = decisions
+        let decision_of = |span: &Span| {
+            decisions
                 .get(&span.trace_id)
                 .copied()
-                .unwrap_or(Decision::Trace);
-            self.decide(span, decision)
-        });
+                .unwrap_or(Decision::Trace)
+        };
+        let any_kept = batch
+            .request()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .any(|span| self.keeps(span, decision_of(span)));
+        let dropped = if any_kept {
+            retain_spans(batch.request_mut(), |span| {
+                let decision = decision_of(span);
+                self.decide(span, decision)
+            })
+        } else {
+            // Nothing kept: no copy of a request another pipeline shares.
+            spans_in
+        };
         pass_on(&self.id, batch, spans_in, dropped, DROP_REASON, out);
     }
 }
