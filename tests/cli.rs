@@ -120,6 +120,42 @@ fn validate_rejects_a_bad_admin_endpoint() {
     );
 }
 
+/// TLS files are read and parsed when the config is validated: an unreadable CA file and a
+/// client certificate the s3 exporter cannot use are reported with their key paths, before
+/// anything starts.
+#[test]
+fn validate_reports_tls_problems_with_their_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad_tls.yaml");
+    std::fs::write(
+        &bad,
+        "receivers:\n  otlp:\n    endpoint: 127.0.0.1:4318\nexporters:\n  otlp/x:\n    \
+         endpoint: https://127.0.0.1:9/v1/traces\n    tls: {ca_file: /nonexistent/ca.pem}\n  \
+         s3:\n    bucket: traces\n    tls: {cert_file: /c.pem, key_file: /k.pem}\n\
+         service:\n  admin: {endpoint: \"\"}\n  pipelines:\n    traces:\n      \
+         receivers: [otlp]\n      exporters: [otlp/x, s3]\n",
+    )
+    .unwrap();
+    let out = Command::new(tracecast_bin())
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad_tls.yaml:7:")
+            && err.contains("exporters.otlp/x.tls.ca_file: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "exporters.s3.tls.cert_file: the s3 exporter cannot present a client certificate"
+        ),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_reachable_and_unreachable_destinations() {
     let backend = RecordingOtlpServer::start().await;
