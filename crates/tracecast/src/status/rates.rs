@@ -46,6 +46,19 @@ pub struct Rates {
 impl Rates {
     /// Adds a sample of `config`'s receivers and used exporters taken now.
     pub fn sample(&self, config: &ValidatedConfig) {
+        self.push(Instant::now(), Self::read(config));
+    }
+
+    /// Per key, the rate from the oldest sample within the last minute up to the counters
+    /// now (so a page opened seconds after the start already shows traffic).
+    pub fn per_second_now(&self, config: &ValidatedConfig) -> BTreeMap<String, f64> {
+        let now = (Instant::now(), Self::read(config));
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        rates(samples.iter().chain(std::iter::once(&now)))
+    }
+
+    /// The counters of `config`'s receivers and used exporters.
+    fn read(config: &ValidatedConfig) -> BTreeMap<String, u64> {
         let get = |family: &Family<metrics::ComponentLabels, Counter>, id: &str| {
             family.get(&metrics::component(id)).map_or(0, |c| c.get())
         };
@@ -62,7 +75,7 @@ impl Rates {
                 get(&metrics::SPANS_EXPORTED, id.as_str()),
             );
         }
-        self.push(Instant::now(), values);
+        values
     }
 
     fn push(&self, at: Instant, values: BTreeMap<String, u64>) {
@@ -73,29 +86,10 @@ impl Rates {
         samples.push_back((at, values));
     }
 
-    /// Per key, the rate over the last minute (0 until two samples exist).
+    /// Per key, the rate over the last minute of the stored samples (0 until two exist).
     pub fn per_second(&self) -> BTreeMap<String, f64> {
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((last_at, last)) = samples.back() else {
-            return BTreeMap::new();
-        };
-        let Some((first_at, first)) = samples
-            .iter()
-            .find(|(at, _)| last_at.duration_since(*at) <= WINDOW)
-        else {
-            return BTreeMap::new();
-        };
-        let secs = last_at.duration_since(*first_at).as_secs_f64();
-        if secs <= 0.0 {
-            return BTreeMap::new();
-        }
-        last.iter()
-            .map(|(k, v)| {
-                // A key new since the first sample started from 0 then.
-                let before = first.get(k).copied().unwrap_or(0);
-                (k.clone(), v.saturating_sub(before) as f64 / secs)
-            })
-            .collect()
+        rates(samples.iter())
     }
 
     /// Samples every [`SAMPLE_EVERY`] (the config read afresh each time, so a reload's
@@ -114,6 +108,31 @@ impl Rates {
             }
         })
     }
+}
+
+/// Per key, the rate between the last of `samples` and the oldest one within [`WINDOW`]
+/// of it (empty with fewer than two).
+fn rates<'a>(samples: impl Iterator<Item = &'a Sample> + Clone) -> BTreeMap<String, f64> {
+    let Some((last_at, last)) = samples.clone().last() else {
+        return BTreeMap::new();
+    };
+    let Some((first_at, first)) = samples
+        .clone()
+        .find(|(at, _)| last_at.duration_since(*at) <= WINDOW)
+    else {
+        return BTreeMap::new();
+    };
+    let secs = last_at.duration_since(*first_at).as_secs_f64();
+    if secs <= 0.0 {
+        return BTreeMap::new();
+    }
+    last.iter()
+        .map(|(k, v)| {
+            // A key new since the first sample started from 0 then.
+            let before = first.get(k).copied().unwrap_or(0);
+            (k.clone(), v.saturating_sub(before) as f64 / secs)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,211 @@
+//! `tracecast send-test-trace` against the real binary: a daemon with an S3 exporter (the
+//! in-process S3 server) and an OTLP exporter (a recording backend), an ingest key on the
+//! receiver. The command must print the exact object key written and the backend's HTTP
+//! status; with the OTLP backend down it must say so in plain words and exit non-zero; with
+//! no daemon, or a pipeline that does not exist, it must say that.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tracecast_tests::{
+    free_port, local, tracecast_bin, Daemon, Exporter, RecordingOtlpServer, S3TestServer,
+    TestConfig,
+};
+
+const AK: &str = "stt-access-key";
+const SK: &str = "stt-secret-key";
+const TOKEN: &str = "stt-ingest-token";
+
+/// Runs `tracecast send-test-trace --config <config> <extra>`; returns (code, stdout, stderr).
+async fn send_test_trace(config: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "send-test-trace".to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(tracecast_bin())
+            .args(&args)
+            .output()
+            .expect("run tracecast send-test-trace")
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The trace id the command printed (`sent test trace <id> ...`).
+fn sent_trace_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sent test trace "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no 'sent test trace' line in:\n{stdout}"))
+        .to_string()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    s3: S3TestServer,
+    config: std::path::PathBuf,
+    daemon: Daemon,
+}
+
+/// A daemon whose pipeline `traces` (metadata processor) feeds `s3/archive` and
+/// `otlp/backend` at `otlp_endpoint`.
+async fn start(otlp_endpoint: &str, extra: &[&str]) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3TestServer::start(dir.path().join("s3"), AK, SK).await;
+    s3.create_bucket("traces");
+    let port = free_port();
+    let yaml = TestConfig::new(port)
+        .api_key("gateway", TOKEN)
+        .processor("metadata")
+        .exporter(
+            Exporter::s3("s3/archive", "traces", s3.endpoint(), AK, SK)
+                .trace_idle_timeout("300ms")
+                .dead_letter_dir(dir.path().join("dl-s3")),
+        )
+        .exporter(
+            Exporter::otlp("otlp/backend", otlp_endpoint)
+                .retry_on_failure(&[("initial_interval", "200ms"), ("max_interval", "500ms")])
+                .dead_letter_dir(dir.path().join("dl-otlp")),
+        )
+        .queue_dir(dir.path().join("queue"))
+        .admin_port(free_port())
+        .yaml();
+    let config = dir.path().join("tracecast.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let mut args = vec!["run", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::spawn(dir.path(), &args);
+    assert!(
+        tracecast_tests::wait_for_listener(local(port), Duration::from_secs(30)),
+        "daemon did not start: {}",
+        daemon.log_text()
+    );
+    Env {
+        dir,
+        s3,
+        config,
+        daemon,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prints_the_object_key_and_the_backends_status() {
+    let backend = RecordingOtlpServer::start().await;
+    let env = start(&backend.endpoint(), &[]).await;
+    let (code, out, err) = send_test_trace(&env.config, &["--wait", "30"]).await;
+    let log = env.daemon.log_text();
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}\nlog:\n{log}");
+    let trace_id = sent_trace_id(&out);
+    assert_eq!(trace_id.len(), 32);
+
+    // The exact key the S3 server holds for this trace, printed as is.
+    let keys: Vec<String> = env
+        .s3
+        .list_keys("traces")
+        .into_iter()
+        .filter(|k| k.contains(&trace_id))
+        .collect();
+    assert_eq!(keys.len(), 1, "one object for the trace: {keys:?}");
+    assert!(
+        out.contains(&format!("s3/archive: written as {} (", keys[0])),
+        "{out}"
+    );
+    // The backend's status, and the backend really got the trace (with the ingest path).
+    assert!(
+        out.contains("otlp/backend: delivered, the backend answered HTTP 200"),
+        "{out}"
+    );
+    let got: Vec<String> = backend
+        .spans()
+        .iter()
+        .map(|s| hex_id(&s.trace_id))
+        .collect();
+    assert!(
+        got.iter().filter(|t| **t == trace_id).count() == 2,
+        "{got:?}"
+    );
+    // The S3 file is the gateway trace: user, session, a generation with tokens and cost.
+    let file = std::fs::read(env.s3.object_path("traces", &keys[0])).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(doc["id"], trace_id.as_str(), "{doc}");
+    assert_eq!(doc["userId"], "tracecast-test-user");
+    assert!(doc["sessionId"]
+        .as_str()
+        .unwrap()
+        .starts_with("tracecast-test-session-"));
+    let generation = doc["observations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "GENERATION")
+        .expect("a generation");
+    assert_eq!(generation["promptTokens"], 14);
+    assert!(generation["totalCost"].as_f64().unwrap() > 0.0);
+    assert!(!out.contains(TOKEN) && !err.contains(TOKEN));
+    drop(env.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_is_named_with_why_and_the_exit_code_says_so() {
+    // Nothing listens on this port: the backend is down. The daemon starts anyway
+    // (--skip-connection-test) and keeps the trace queued for it.
+    let down = format!("http://127.0.0.1:{}/v1/traces", free_port());
+    let env = start(&down, &["--skip-connection-test"]).await;
+    let (code, out, err) = send_test_trace(&env.config, &["--wait", "8"]).await;
+    assert_eq!(code, Some(1), "stdout:\n{out}\nstderr:\n{err}");
+    let trace_id = sent_trace_id(&out);
+    // The S3 destination still got it; the OTLP one is named, with the reason in words.
+    let key = env
+        .s3
+        .list_keys("traces")
+        .into_iter()
+        .find(|k| k.contains(&trace_id))
+        .expect("written to S3");
+    assert!(
+        out.contains(&format!("s3/archive: written as {key}")),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("otlp/backend: "))
+        .unwrap_or_else(|| panic!("no otlp/backend line:\n{out}"));
+    assert!(line.contains("NOT delivered"), "{line}");
+    assert!(line.contains("connection refused"), "{line}");
+    assert!(line.contains("keeps retrying"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_daemon_or_with_an_unknown_pipeline_it_says_why() {
+    let backend = RecordingOtlpServer::start().await;
+    let env = start(&backend.endpoint(), &[]).await;
+    let (code, _, err) = send_test_trace(&env.config, &["--pipeline", "nope"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("there is no pipeline \"nope\""), "{err}");
+    assert!(
+        err.contains("traces"),
+        "names the pipelines there are: {err}"
+    );
+
+    let config = env.config.clone();
+    let (code, _) = env.daemon.terminate().await;
+    assert_eq!(code, Some(0));
+    let (code, out, err) = send_test_trace(&config, &[]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(err.contains("is `tracecast run` running"), "{err}");
+    drop(env.dir);
+}
+
+fn hex_id(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
