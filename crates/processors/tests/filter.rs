@@ -479,6 +479,23 @@ fn and_or_groups_and_include_with_exclude() {
     assert_eq!(run_cfg("{}".to_string()), 3);
 }
 
+/// A finish reason that sits inside the output messages (OpenLLMetry's
+/// `gen_ai.completion.0.finish_reason`) counts when `gen_ai.response.finish_reasons` is absent.
+#[test]
+fn finish_reason_inside_the_output_messages_counts() {
+    let req = load("openllmetry.json").request;
+    let n = spans(&req).len();
+    let rule = |v: &str| {
+        format!(
+            r#"{{"include": [{{"rules": [{{"field": "finish_reason", "operator": "equals", "value": "{v}"}}]}}]}}"#
+        )
+    };
+    let mut p = processor("filter", &rule("stop"));
+    assert_eq!(run(&mut p, batch_with_key(req.clone(), None)), n);
+    let mut p = processor("filter", &rule("length"));
+    assert_eq!(run(&mut p, batch_with_key(req, None)), 0);
+}
+
 /// Two requests (trace ids) in one batch: only the matching one goes on, and the drop is
 /// counted; a batch with nothing to drop passes untouched (same bytes).
 #[test]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `model` | generations' `gen_ai.request.model` and `gen_ai.response.model` (both count) |
 //! | `provider` | generations' `gen_ai.provider.name`, `gen_ai.system` |
-//! | `finish_reason` | generations' `gen_ai.response.finish_reasons` (each element) |
+//! | `finish_reason` | generations' `gen_ai.response.finish_reasons` (each element), else the finish reasons inside their output messages |
 //! | `prompt_tokens` | sum over generations of `gen_ai.usage.input_tokens` (or `prompt_tokens`) |
 //! | `completion_tokens` | sum of `gen_ai.usage.output_tokens` (or `completion_tokens`) |
 //! | `total_tokens` | sum of `gen_ai.usage.total_tokens`, else of prompt + completion |
@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashSet;
 
-use tracecast_core::genai::{request_text, RequestText};
+use tracecast_core::genai::{request_text, span_content, RequestText};
 use tracecast_core::proto::common::v1::KeyValue;
 use tracecast_core::proto::trace::v1::Span;
 
@@ -156,7 +156,21 @@ impl<'a> Request<'a> {
         match field {
             Field::Model => self.read_generations(MODEL, &mut out),
             Field::Provider => self.read_generations(PROVIDER, &mut out),
-            Field::FinishReason => self.read_generations(FINISH_REASON, &mut out),
+            Field::FinishReason => {
+                for span in self.generation_spans() {
+                    match attrs::get(&span.attributes, FINISH_REASON[0]) {
+                        Some(v) => push_items(v, &mut out),
+                        // Conventions that put it inside the output messages (OpenLLMetry
+                        // `gen_ai.completion.N.finish_reason`, OTel output messages).
+                        None => out.extend(
+                            span_content(&span.attributes, &span.events)
+                                .finish_reasons
+                                .into_iter()
+                                .map(|r| Item::Text(Cow::Owned(r))),
+                        ),
+                    }
+                }
+            }
             Field::UserId => self.read_spans(&[USER_ID_ATTRIBUTE, "user"], &mut out),
             Field::SessionId => self.read_spans(&[SESSION_ID_ATTRIBUTE, "session_id"], &mut out),
             Field::ApiKeyName => match (self.api_key_name, &rules.api_key_name_attribute) {
