@@ -106,6 +106,9 @@ pub enum RequestError {
     UnsupportedEncoding { got: String },
     #[error("{}", too_large_message(*.check, *.limit))]
     TooLarge { check: SizeCheck, limit: u64 },
+    /// [`RequestError::TooLarge`] of an OTLP/gRPC message, whose limit has its own key.
+    #[error("the gRPC message{} is larger than {limit} bytes (protocols.grpc.max_recv_msg_size_mib, else max_request_body_size); send fewer spans per request or raise the limit", if *.decompressed { " once decompressed" } else { "" })]
+    MessageTooLarge { decompressed: bool, limit: u64 },
     /// Over a bound on what the request decodes to. `what` describes the request ("request
     /// has 8000000 spans"); the message adds the limit's full config path and value.
     #[error("{what}, over receivers.{receiver}.{} ({max}); {} or raise the limit", .limit.key(), .limit.hint())]
@@ -175,9 +178,9 @@ impl RequestError {
             RequestError::CorsRefused { .. } => StatusCode::FORBIDDEN,
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            RequestError::TooLarge { .. }
+            | RequestError::MessageTooLarge { .. }
+            | RequestError::OverLimit { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Malformed { .. } | RequestError::BodyRead { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -218,7 +221,9 @@ impl RequestError {
             RequestError::CorsRefused { .. } => "cors",
             RequestError::UnsupportedContentType { .. }
             | RequestError::UnsupportedEncoding { .. } => "unsupported_media_type",
-            RequestError::TooLarge { .. } | RequestError::OverLimit { .. } => "too_large",
+            RequestError::TooLarge { .. }
+            | RequestError::MessageTooLarge { .. }
+            | RequestError::OverLimit { .. } => "too_large",
             RequestError::Malformed { .. } | RequestError::BodyRead { .. } => "malformed",
             RequestError::ReadTimeout { .. } => "timeout",
             RequestError::Full { .. } => "full",

@@ -11,7 +11,7 @@ use http::{Method, Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracecast_core::batch::span_count;
 use tracecast_core::{metrics, BatchContext, BatchSink, ComponentId, SubmitError, TraceBatch};
 
@@ -40,6 +40,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) enum Service {
     Http(Arc<Handler>),
+    Grpc(Arc<Handler>),
 }
 
 /// A response body of any listener.
@@ -51,7 +52,8 @@ impl Service {
     pub fn new(handler: &Handler, listen: &Listen) -> Self {
         let handler = Arc::new(handler.for_listener(listen));
         match listen.protocol {
-            Protocol::Http | Protocol::Grpc => Service::Http(handler),
+            Protocol::Http => Service::Http(handler),
+            Protocol::Grpc => Service::Grpc(handler),
         }
     }
 
@@ -60,6 +62,10 @@ impl Service {
         match self {
             Service::Http(handler) => {
                 let response = handler.handle(request).await?;
+                Ok(response.map(|b| b.boxed()))
+            }
+            Service::Grpc(handler) => {
+                let response = handler.handle_grpc(request).await?;
                 Ok(response.map(|b| b.boxed()))
             }
         }
@@ -87,16 +93,26 @@ pub(crate) struct Handler {
     sink: Arc<dyn BatchSink>,
 }
 
+/// One export request's body as received, with what its head said.
+pub(crate) struct Message {
+    pub received: Bytes,
+    pub content_encoding: ContentEncoding,
+    pub encoding: BodyEncoding,
+    /// The name of the ingest key it authenticated with.
+    pub api_key_name: Option<Arc<str>>,
+    pub received_at: SystemTime,
+}
+
 /// What the receiver did with an accepted request.
-struct Accepted {
-    encoding: BodyEncoding,
-    rejected: Option<Rejected>,
+pub(crate) struct Accepted {
+    pub encoding: BodyEncoding,
+    pub rejected: Option<Rejected>,
 }
 
 /// A refusal and the spans it refused, when the body had been decoded.
-struct Refused {
-    err: RequestError,
-    spans: usize,
+pub(crate) struct Refused {
+    pub err: RequestError,
+    pub spans: usize,
     /// The request body, when it was not read before refusing (drained before answering).
     unread: Option<Incoming>,
 }
@@ -181,16 +197,20 @@ impl Handler {
         Ok(response)
     }
 
+    /// One of the receiver's `max_concurrent_requests` slots, or the refusal.
+    pub(crate) fn permit(&self) -> Result<OwnedSemaphorePermit, RequestError> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RequestError::Overloaded {
+                limit: self.max_concurrent,
+                retry_after: Duration::from_secs(1),
+            })
+    }
+
     async fn process(&self, request: Request<Incoming>) -> Result<Accepted, Refused> {
         // Taken first so that every later step, draining included, runs inside the bound.
-        let _permit =
-            self.permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| RequestError::Overloaded {
-                    limit: self.max_concurrent,
-                    retry_after: Duration::from_secs(1),
-                })?;
+        let _permit = self.permit()?;
         let received_at = SystemTime::now();
         let (parts, body) = request.into_parts();
         let checked = self.check_head(&parts);
@@ -220,6 +240,27 @@ impl Handler {
                 spans: 0,
                 unread,
             })?;
+        let message = Message {
+            received,
+            content_encoding,
+            encoding,
+            api_key_name,
+            received_at,
+        };
+        self.ingest(message).await
+    }
+
+    /// A received body, whatever the protocol, to its answer: decompression, decoding and
+    /// limits, id checks, and the hand-off to the pipeline (the answer only after the sink
+    /// took the batch, i.e. after the durable append).
+    pub(crate) async fn ingest(&self, message: Message) -> Result<Accepted, Refused> {
+        let Message {
+            received,
+            content_encoding,
+            encoding,
+            api_key_name,
+            received_at,
+        } = message;
         let limit = self.limit;
         let limits = self.limits.clone();
         let inflate = self.inflate.clone();
@@ -343,6 +384,12 @@ impl Handler {
         err: &RequestError,
         spans: usize,
     ) -> Response<ResponseBody> {
+        self.record_refusal(err, spans);
+        status::failure(encoding, err)
+    }
+
+    /// Counts and logs a refused request, whatever the protocol.
+    pub(crate) fn record_refusal(&self, err: &RequestError, spans: usize) {
         let reason = err.metric_reason();
         metrics::REQUESTS_REFUSED
             .get_or_create(&metrics::reason(self.id.as_str(), reason))
@@ -361,7 +408,24 @@ impl Handler {
                 tracing::debug!(receiver = %self.id, status, reason, spans, error = %err, "refused request")
             }
         }
-        status::failure(encoding, err)
+    }
+
+    /// The ingest key a request's headers (or gRPC metadata) authenticate.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Arc<str>>, RequestError> {
+        self.auth.authenticate(headers)
+    }
+
+    /// Whether the pipeline may take a request at all, checked before reading its body.
+    pub(crate) fn ready(&self) -> Result<(), RequestError> {
+        self.sink.ready().map_err(refusal)
+    }
+
+    /// The listener's largest body (a gRPC message here) and the time allowed to read it.
+    pub(crate) fn body_limits(&self) -> (u64, Duration) {
+        (self.limit, self.read_timeout)
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `config.rs`: [`OtlpReceiverConfig`] (YAML shape, defaults, validation).
 //! - `server.rs`: [`OtlpReceiver`] / [`BoundReceiver`] / [`RunningReceiver`]: listener (bound
 //!   before it serves, or taken over from a running receiver on reload), connections, graceful stop.
+//! - `grpc.rs`: OTLP/gRPC `TraceService/Export` (framing, `grpc-encoding`, status codes
+//!   with `RetryInfo`), sharing `handler.rs`'s path after the framing.
 //! - `handler.rs`: one request from concurrency slot to answer, and its metrics and logs.
 //! - `decode.rs`: content type and encoding, size limits (declared, received,
 //!   decompressed), bounded decompression, decoding, invalid-id filtering.
@@ -29,6 +31,7 @@ pub mod config;
 mod cors;
 mod decode;
 pub mod error;
+mod grpc;
 mod handler;
 mod limits;
 mod prescan;

@@ -94,9 +94,6 @@ where
     ))
 }
 
-/// Whether the OTLP/gRPC listener exists in this build.
-const GRPC_SERVED: bool = false;
-
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -243,12 +240,6 @@ pub(crate) fn validate(config: &OtlpReceiverConfig, errors: &mut Vec<FieldError>
         if let Some(cors) = &http.cors {
             errors.extend(cors.validate_at("protocols.http.cors"));
         }
-    }
-    if protocols.grpc.is_some() && !GRPC_SERVED {
-        errors.push(FieldError::new(
-            "protocols.grpc",
-            "OTLP/gRPC is not served by this build yet; use protocols.http",
-        ));
     }
     if let Some(grpc) = &protocols.grpc {
         if let Err(message) = check_endpoint(&grpc.endpoint) {
