@@ -4,8 +4,8 @@
 //! the chat format ([`tracecast_core::genai`]), a `usage` summary, and the generations
 //! first among the observations (`observation.rs`).
 //!
-//! Decisions: span events become `EVENT` observations whose parent is their span, except
-//! message events, which are the span's input/output; fields without a value are absent
+//! Decisions: span events become `EVENT` observations whose parent is their span (message
+//! events too, besides being read into their span's input/output); fields without a value are absent
 //! rather than `null` (so Privacy Mode's missing content means absent `input`/`output`);
 //! maps are sorted and observations ordered generations first, then by start time and id,
 //! so the same trace always serialises to the same bytes (a replay after a crash is

@@ -9,7 +9,7 @@
 //! attribute that lost a priority contest (e.g. `gen_ai.prompt` when `gen_ai.input.messages`
 //! is also present) is kept there too.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -164,8 +164,6 @@ pub struct Mapped {
     pub metadata: Map<String, Value>,
     /// Attributes mapped to no field.
     pub attributes: Map<String, Value>,
-    /// Span events read as messages (not written as `EVENT` observations).
-    pub used_events: HashSet<usize>,
 }
 
 /// Removes and returns the value of the first of `keys` present.
@@ -246,7 +244,6 @@ pub fn map_span(attrs: &[KeyValue], events: &[Event]) -> Mapped {
     if m.finish_reason.is_none() && !content.finish_reasons.is_empty() {
         m.finish_reason = Some(content.finish_reasons.join(","));
     }
-    m.used_events = content.used_events;
     let (trace_input, trace_output, used) = genai::trace_content(attrs);
     for k in used {
         rest.remove(k);

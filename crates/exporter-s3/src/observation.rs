@@ -257,10 +257,6 @@ pub(crate) fn push_span(
         start_nanos: span.start_time_unix_nano,
     });
     for (i, event) in span.events.iter().enumerate() {
-        // Message events are the span's input/output already.
-        if m.used_events.contains(&i) {
-            continue;
-        }
         let em = map_attributes(&event.attributes);
         let exception = event.name == "exception";
         let at = from_nanos(event.time_unix_nano).unwrap_or(OffsetDateTime::UNIX_EPOCH);
