@@ -1,13 +1,21 @@
 //! The one place that lists every component type: one entry per type, giving its YAML type
-//! name, its config type (decoded and validated from the YAML body), its constructor and,
-//! for exporters, its dead-letter store (folder, list, resend). [`validate`], the `build_*`
-//! functions, the connection tests (`check.rs`) and `tracecast dead-letters` all go
-//! through these entries; nothing else names a component type.
+//! name, its config type, its constructor and, for exporters, its dead-letter store
+//! (folder, list, resend). [`validate`], the `build_*` functions, the connection tests
+//! (`check.rs`) and `tracecast dead-letters` all go through these entries; nothing else
+//! names a component type.
+//!
+//! Validate once, build from the validated value: [`validate`] decodes each body into its
+//! config type and validates it once ([`tracecast_config::ValidateInto`]) into the value
+//! its constructor takes (parsed URLs, headers, regexes, templates, TLS files). Entries'
+//! `build` closures receive that value, so a processor cannot fail to build and an
+//! exporter fails only on I/O (setting up a client, creating a folder), never on config.
 //!
 //! Adding a component type: write its crate (a config type implementing
-//! `serde::Deserialize` + [`tracecast_config::Validate`], and a type implementing
-//! [`Receiver`], [`Processor`] or [`Exporter`]), add ONE entry to [`RECEIVERS`],
-//! [`PROCESSORS`] or [`EXPORTERS`] below, and put a minimal valid body in its crate as
+//! `serde::Deserialize` and either [`tracecast_config::ValidateInto`], when something must
+//! be parsed, or [`tracecast_config::Validate`], when the config is its own validated
+//! value; and a type implementing [`Receiver`], [`Processor`] or [`Exporter`] whose
+//! constructor takes the validated value), add ONE entry to [`RECEIVERS`], [`PROCESSORS`]
+//! or [`EXPORTERS`] below, and put a minimal valid body in its crate as
 //! `testdata/<kind>_<type>.yaml` (`crates/tracecast/tests/registry.rs` validates and builds
 //! every listed type from it). `factory.rs` holds the entry types and the type-erased
 //! configs they produce.
@@ -230,8 +238,9 @@ pub fn validate(config: Config, problems: ConfigErrors) -> Result<ValidatedConfi
     })
 }
 
-/// Why a component could not be built from its validated config (a CA file that cannot be
-/// read, a client that cannot be set up): the component's own error, with its message.
+/// Why an exporter could not be built from its validated config (a client that cannot be
+/// set up, a folder that cannot be created; never a config problem): the exporter's own
+/// error, with its message.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub BoxError);
