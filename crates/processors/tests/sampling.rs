@@ -98,6 +98,26 @@ fn decisions_follow_the_consistent_probability_rule() {
     assert!(sampler("sampling", 1.0, SampleBy::TraceId).keeps_trace(&id(0), ""));
 }
 
+/// Consistent sampling is nested: what a lower ratio keeps, every higher ratio keeps too, so
+/// raising a destination's ratio on reload never loses a trace it was already getting, and a
+/// backend sampled at 0.1 holds a subset of one sampled at 0.25.
+#[test]
+fn a_higher_ratio_keeps_a_superset() {
+    let ratios = [0.0001, 0.01, 0.1, 0.25, 0.5, 0.9, 1.0];
+    let samplers: Vec<SamplingProcessor> = ratios
+        .iter()
+        .map(|r| sampler("sampling", *r, SampleBy::TraceId))
+        .collect();
+    for i in 0..20_000 {
+        let t = trace_id(i);
+        let kept: Vec<bool> = samplers.iter().map(|p| p.keeps_trace(&t, "")).collect();
+        assert!(kept.windows(2).all(|w| !w[0] || w[1]), "{kept:?}");
+        let session = format!("session-{i}");
+        let kept: Vec<bool> = samplers.iter().map(|p| p.keeps_key(&session)).collect();
+        assert!(kept.windows(2).all(|w| !w[0] || w[1]), "{kept:?}");
+    }
+}
+
 #[test]
 fn kept_spans_record_the_ratio_and_the_threshold() {
     let mut p = sampler("sampling", 0.25, SampleBy::TraceId);
