@@ -184,11 +184,8 @@ impl ValidateInto for S3ExporterConfig {
             ));
         }
         if let Some(ep) = non_empty(&self.endpoint) {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) || ep.len() < 9 {
-                errors.push(FieldError::new(
-                    "endpoint",
-                    format!("endpoint {ep:?} must be an http:// or https:// URL, like https://<account>.r2.cloudflarestorage.com"),
-                ));
+            if let Err(message) = check_endpoint(ep) {
+                errors.push(FieldError::new("endpoint", message));
             }
         }
         if self.trace_idle_timeout.get().is_zero() {
@@ -373,6 +370,23 @@ impl S3ExporterConfig {
     }
 }
 
+/// `endpoint`: an absolute `http`/`https` URL with a host (object_store takes it as text;
+/// parsing it here means a typo is a config problem, not a failed upload).
+fn check_endpoint(ep: &str) -> Result<(), String> {
+    let like = "like https://<account>.r2.cloudflarestorage.com";
+    let uri: http::Uri = ep
+        .parse()
+        .map_err(|e| format!("endpoint {ep:?} is not a URL ({e}); write it {like}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if !(scheme_ok && host_ok) {
+        return Err(format!(
+            "endpoint {ep:?} must be an http:// or https:// URL, {like}"
+        ));
+    }
+    Ok(())
+}
+
 /// S3 bucket naming rules that matter for building requests.
 fn check_bucket(b: &str) -> Result<(), String> {
     let ok_chars = b
@@ -443,6 +457,25 @@ mod tests {
         );
         let empty = parse("bucket: abc\npath_template: ''\n").problems();
         assert_eq!(empty[0].path, "path_template");
+    }
+
+    #[test]
+    fn endpoint_must_be_an_http_url_with_a_host() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "https://acc.r2.cloudflarestorage.com/",
+        ] {
+            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ftp://x",
+            "https://",
+            "acc.r2.cloudflarestorage.com",
+            "http://a b",
+        ] {
+            let m = check_endpoint(bad).unwrap_err();
+            assert!(m.starts_with(&format!("endpoint {bad:?} ")), "{m}");
+        }
     }
 
     #[test]
