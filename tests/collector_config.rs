@@ -1,7 +1,7 @@
 //! A config copied from the OpenTelemetry Collector's documentation (`tests/testdata/
-//! collector_config.yaml`: the `otlp` receiver with `protocols`, an `otlp_http` exporter)
-//! validates, says which Collector alias it used, and runs: spans sent to the receiver
-//! reach the backend at the Collector's URL (`endpoint` + `/v1/traces`) in protobuf, the
+//! collector_config.yaml`: the `otlp` receiver with `protocols.grpc` and `protocols.http`,
+//! an `otlp_http` exporter) validates, says which Collector alias it used, and runs: spans
+//! sent over OTLP/HTTP and over OTLP/gRPC (the Python SDK) reach the backend at the Collector's URL (`endpoint` + `/v1/traces`) in protobuf, the
 //! Collector's default encoding.
 
 use std::process::Command;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracecast_tests::fixtures::request_with_named_spans;
 use tracecast_tests::{
-    free_port, local, post_protobuf, repo_root, tracecast_bin, Daemon, RecordingOtlpServer,
+    free_port, local, post_protobuf, python, repo_root, tracecast_bin, Daemon, RecordingOtlpServer,
 };
 
 fn fixture() -> std::path::PathBuf {
@@ -22,6 +22,7 @@ fn validate_names_the_collector_alias() {
         .args(["validate", "--config"])
         .arg(fixture())
         .env("HTTP_ENDPOINT", "127.0.0.1:4318")
+        .env("GRPC_ENDPOINT", "127.0.0.1:4317")
         .env("BACKEND", "http://127.0.0.1:9")
         .env("QUEUE_DIR", "/tmp/unused")
         .output()
@@ -70,7 +71,7 @@ fn the_former_name_otlphttp_is_an_alias_too() {
 async fn the_collector_config_runs_and_delivers() {
     let backend = RecordingOtlpServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, grpc_port) = (free_port(), free_port());
     let config = dir.path().join("collector.yaml");
     std::fs::copy(fixture(), &config).unwrap();
     let daemon = {
@@ -81,6 +82,7 @@ async fn the_collector_config_runs_and_delivers() {
             .arg(&config)
             .current_dir(dir.path())
             .env("HTTP_ENDPOINT", format!("127.0.0.1:{port}"))
+            .env("GRPC_ENDPOINT", format!("127.0.0.1:{grpc_port}"))
             .env("BACKEND", format!("http://{}", backend.addr()))
             .env("QUEUE_DIR", dir.path().join("queue"))
             .stdout(out.try_clone().unwrap())
@@ -105,6 +107,33 @@ async fn the_collector_config_runs_and_delivers() {
     assert_eq!(answer.status(), 200);
     let spans = backend.wait_for_spans(3, Duration::from_secs(20)).await;
     assert_eq!(spans.len(), 3, "{}", daemon.log_text());
+    // The same daemon over OTLP/gRPC, from the Python SDK's gRPC exporter with gzip.
+    let script = repo_root().join("tests/python/send_spans_grpc.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .args([&format!("127.0.0.1:{grpc_port}"), "4", "viagrpc", "gzip"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans = backend.wait_for_spans(7, Duration::from_secs(20)).await;
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s.name.starts_with("viagrpc-"))
+            .count(),
+        4,
+        "{}",
+        daemon.log_text()
+    );
     let request = &backend.requests()[0];
     assert_eq!(request.path, "/v1/traces");
     assert_eq!(
