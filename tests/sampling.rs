@@ -2,7 +2,8 @@
 //! tenth, exactly the traces the OpenTelemetry consistent-probability rule keeps; the same
 //! set after a restart, on a second instance with the same config, and when each trace's
 //! spans arrive split over several requests; kept spans carry `sampling.ratio` and
-//! `ot=th`; `by: session_id` keeps or drops whole sessions.
+//! `ot=th`; `by: session_id` keeps or drops whole sessions; a reload to a higher ratio keeps
+//! a superset.
 
 mod destinations;
 
@@ -221,6 +222,79 @@ async fn by_session_keeps_or_drops_whole_sessions() {
         "about half of 100 sessions kept: {}",
         per_session.len()
     );
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// A reload that raises the ratio keeps every trace the lower one kept (consistent
+/// sampling is nested), and each ratio keeps exactly the rule's set before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_higher_ratio_keeps_a_superset() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RecordingOtlpServer::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = |ratio: f64| {
+        TestConfig::new(port)
+            .processor_with("sampling", format!("{{ratio: {ratio}}}"))
+            .exporter(Exporter::otlp("otlp/backend", backend.endpoint()).protobuf())
+            .queue_dir(dir.path().join("queue"))
+            .admin_port(admin)
+            .yaml()
+    };
+    let daemon = Daemon::run_config(dir.path(), "reload", &yaml(0.1), &[], local(port));
+    let traces: Vec<Span> = (0..2000).map(|i| span(&format!("t{i}"))).collect();
+    let expected = |ratio: f64| -> BTreeSet<Vec<u8>> {
+        traces
+            .iter()
+            .map(|s| s.trace_id.clone())
+            .filter(|t| consistent_keep(t, ratio))
+            .collect()
+    };
+    let (low, high) = (expected(0.1), expected(0.25));
+    assert!(low.is_subset(&high) && low.len() < high.len());
+
+    send(local(port), &traces, 250).await;
+    let first = settle(&daemon, local(admin), &backend, 0, 2000, low.len()).await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|s| s.trace_id.clone())
+            .collect::<BTreeSet<_>>(),
+        low
+    );
+
+    std::fs::write(dir.path().join("reload.yaml"), yaml(0.25)).unwrap();
+    daemon.signal("HUP");
+    let reloaded = "tracecast_config_reloads_total{component=\"service\",reason=\"ok\"}";
+    wait_for(local(admin), &daemon, &[(reloaded, 1)]).await;
+
+    send(local(port), &traces, 250).await;
+    // Counters are the process's: cumulative over both rounds.
+    wait_for(
+        local(admin),
+        &daemon,
+        &[
+            (&processor_in("sampling"), 4000),
+            (
+                &exporter_sent("otlp/backend"),
+                (low.len() + high.len()) as u64,
+            ),
+        ],
+    )
+    .await;
+    let second = backend.spans()[first.len()..].to_vec();
+    assert_eq!(second.len(), high.len());
+    assert_eq!(
+        second
+            .iter()
+            .map(|s| s.trace_id.clone())
+            .collect::<BTreeSet<_>>(),
+        high
+    );
+    assert!(second.iter().all(
+        |s| attr(s, "sampling.ratio") == Some(&Value::DoubleValue(0.25))
+            && s.trace_state == "ot=th:c"
+    ));
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
