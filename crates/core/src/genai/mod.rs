@@ -453,6 +453,12 @@ pub fn span_content(attrs: &[KeyValue], events: &[Event]) -> SpanContent {
             used(&[key], &mut out);
         }
     }
+    if out.finish_reasons.is_empty() {
+        // Finish reasons are no content: Privacy Mode keeps them even where it removed the
+        // completion they belonged to.
+        out.finish_reasons =
+            indexed::openllmetry(attrs, "gen_ai.completion.", "assistant").finish_reasons;
+    }
     out
 }
 
