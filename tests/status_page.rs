@@ -26,7 +26,7 @@ use prost::Message;
 use serde_json::Value;
 use tracecast_tests::fixtures::gateway_request;
 use tracecast_tests::{
-    free_port, local, Daemon, Exporter, RecordingOtlpServer, S3TestServer, TestConfig,
+    free_port, local, Daemon, Exporter, RecordingOtlpServer, Response, S3TestServer, TestConfig,
 };
 
 const TOKEN: &str = "ingest-SECRET-token-5b1e";
@@ -286,6 +286,9 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
     let env = start().await;
     let admin = env.admin;
 
+    // The up backend refuses the first batch for good: it becomes a dead letter.
+    env.backend
+        .respond_with(vec![Response::status(400).body("span 0 has no name")]);
     // Traffic: three gateway requests with the ingest key.
     let client = reqwest::Client::new();
     for _ in 0..3 {
@@ -325,7 +328,13 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
             .iter()
             .find(|q| q["pipeline"] == "traces/mirror")
             .map_or(0, |q| q["entries"].as_u64().unwrap());
-        if files >= 3 && exports >= 1 && mirror >= 1 {
+        let letters = s["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == "otlp/up")
+            .map_or(0, |d| d["dead_letter_files"].as_u64().unwrap());
+        if files >= 3 && exports >= 2 && mirror >= 1 && letters == 1 {
             break s;
         }
         assert!(
@@ -379,6 +388,9 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
         .find(|r| r.starts_with("data-destination=\"otlp/up\""))
         .unwrap();
     assert!(up_row.contains("data-state=\"up\""), "{up_row}");
+    assert!(up_row.contains("1 in folder"), "{up_row}");
+    assert!(up_row.contains("newest: rejected"), "{up_row}");
+    assert!(up_row.contains("span 0 has no name"), "{up_row}");
     let mirror = status["queues"]
         .as_array()
         .unwrap()
