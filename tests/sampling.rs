@@ -3,7 +3,7 @@
 //! set after a restart, on a second instance with the same config, and when each trace's
 //! spans arrive split over several requests; kept spans carry `sampling.ratio` and
 //! `ot=th`; `by: session_id` keeps or drops whole sessions; a reload to a higher ratio keeps
-//! a superset.
+//! a superset; trace ids made by the Python SDK are sampled by the same rule.
 
 mod destinations;
 
@@ -295,6 +295,69 @@ async fn a_reload_to_a_higher_ratio_keeps_a_superset() {
         |s| attr(s, "sampling.ratio") == Some(&Value::DoubleValue(0.25))
             && s.trace_state == "ot=th:c"
     ));
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// Traces made by a real client (the OpenTelemetry Python SDK's own trace ids), sampled at
+/// 0.5 in one pipeline and passed whole in another: the sampled destination gets exactly the
+/// traces of the other whose ids the consistent-probability rule keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_trace_ids_are_sampled_by_the_consistent_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let sampled = RecordingOtlpServer::start().await;
+    let everything = RecordingOtlpServer::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = TestConfig::new(port)
+        .processor_with("sampling", "{ratio: 0.5}")
+        .exporter(Exporter::otlp("otlp/sampled", sampled.endpoint()).protobuf())
+        .exporter(Exporter::otlp("otlp/everything", everything.endpoint()).protobuf())
+        .pipeline("traces/sampled", &["sampling"], &["otlp/sampled"])
+        .pipeline("traces/everything", &[], &["otlp/everything"])
+        .queue_dir(dir.path().join("queue"))
+        .admin_port(admin)
+        .yaml();
+    let daemon = Daemon::run_config(dir.path(), "python", &yaml, &[], local(port));
+    let script = tracecast_tests::repo_root().join("tests/python/send_spans.py");
+    let url = format!("http://127.0.0.1:{port}/v1/traces");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(tracecast_tests::python())
+            .arg(script)
+            .args([url.as_str(), "400", "py"])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        local(admin),
+        &daemon,
+        &[
+            (&processor_in("sampling"), 400),
+            (&exporter_sent("otlp/everything"), 400),
+        ],
+    )
+    .await;
+    let all: BTreeSet<Vec<u8>> = everything.spans().into_iter().map(|s| s.trace_id).collect();
+    assert_eq!(all.len(), 400, "one trace per span");
+    let expected: BTreeSet<Vec<u8>> = all
+        .iter()
+        .filter(|t| consistent_keep(t, 0.5))
+        .cloned()
+        .collect();
+    wait_for(
+        local(admin),
+        &daemon,
+        &[(&exporter_sent("otlp/sampled"), expected.len() as u64)],
+    )
+    .await;
+    let kept: BTreeSet<Vec<u8>> = sampled.spans().into_iter().map(|s| s.trace_id).collect();
+    assert_eq!(kept, expected);
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
