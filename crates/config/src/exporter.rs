@@ -241,13 +241,16 @@ impl ClientTls {
                     (Some(cert_pem), Some(key_pem)) => {
                         let cert_chain =
                             parse_certs(&cert_pem, cert, &at("cert_file"), &mut errors);
-                        let key = parse_key(&key_pem, key_path, &at("key_file"), &mut errors);
-                        key.filter(|_| !cert_chain.is_empty())
-                            .map(|key| ClientIdentity {
-                                cert_chain,
-                                key,
-                                pem: [cert_pem, b"\n".to_vec(), key_pem].concat(),
-                            })
+                        let key = parse_key(&key_pem, key_path, &at("key_file"), &mut errors)
+                            .filter(|_| !cert_chain.is_empty())
+                            .filter(|key| {
+                                check_pair(&cert_chain, key, key_path, &at("key_file"), &mut errors)
+                            });
+                        key.map(|key| ClientIdentity {
+                            cert_chain,
+                            key,
+                            pem: [cert_pem, b"\n".to_vec(), key_pem].concat(),
+                        })
                     }
                     _ => None,
                 }
@@ -312,6 +315,38 @@ fn parse_certs(
                 format!("{} is not valid PEM ({e})", path.display()),
             ));
             Vec::new()
+        }
+    }
+}
+
+/// Whether `key` is usable and belongs to the first certificate of `chain` (else the HTTP
+/// client would refuse to start, with a less helpful message).
+fn check_pair(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    path: &Path,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider) {
+        Ok(_) => true,
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "{} is not the key of the certificate in cert_file; give the key it was issued for",
+                    path.display()
+                ),
+            ));
+            false
+        }
+        Err(e) => {
+            errors.push(FieldError::new(
+                field,
+                format!("{} is not a usable private key ({e})", path.display()),
+            ));
+            false
         }
     }
 }
