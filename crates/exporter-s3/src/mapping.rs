@@ -18,7 +18,7 @@ use tracecast_core::genai;
 use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
 use tracecast_core::proto::trace::v1::span::Event;
 
-use crate::values::{as_f64, as_i64, as_string, to_json};
+use crate::values::{as_f64, as_i64, as_string, content_json, to_json};
 
 /// Attribute prefix of custom trace metadata (set by the metadata processor).
 pub const METADATA_PREFIX: &str = "trace.metadata.";
@@ -244,10 +244,9 @@ pub fn map_span(attrs: &[KeyValue], events: &[Event]) -> Mapped {
     if m.finish_reason.is_none() && !content.finish_reasons.is_empty() {
         m.finish_reason = Some(content.finish_reasons.join(","));
     }
-    let (trace_input, trace_output, used) = genai::trace_content(attrs);
-    for k in used {
-        rest.remove(k);
-    }
+    // The trace-level keys stay attributes too (as they came, JSON embedded): the trace's
+    // `input`/`output` show them converted, and only for the root span.
+    let (trace_input, trace_output, _) = genai::trace_content(attrs);
     m.trace_input = trace_input.as_ref().map(genai::Input::to_json);
     m.trace_output = trace_output.as_ref().map(genai::Output::to_json);
 
@@ -258,6 +257,10 @@ pub fn map_span(attrs: &[KeyValue], events: &[Event]) -> Mapped {
         } else if let Some(param) = key.strip_prefix("gen_ai.request.") {
             m.model_parameters
                 .insert(param.to_string(), to_json(Some(value)));
+        } else if genai::TRACE_INPUT_KEYS.contains(&key) || genai::TRACE_OUTPUT_KEYS.contains(&key)
+        {
+            m.attributes
+                .insert(key.to_string(), content_json(Some(value)));
         } else {
             m.attributes.insert(key.to_string(), to_json(Some(value)));
         }

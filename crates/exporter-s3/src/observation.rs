@@ -180,13 +180,6 @@ pub(crate) fn push_span(
     let status = span.status.as_ref();
     let is_error = status.is_some_and(|s| s.code == StatusCode::Error as i32);
     let mut attributes = m.attributes.clone();
-    // Content that only the trace level shows is kept here too, so nothing is lost.
-    if let Some(v) = &m.trace_input {
-        attributes.insert("trace.input".into(), v.clone());
-    }
-    if let Some(v) = &m.trace_output {
-        attributes.insert("trace.output".into(), v.clone());
-    }
     attributes.sort_keys();
     let normalized_finish_reason = m
         .finish_reason
