@@ -55,3 +55,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# ... and clicks its buttons with playwright-core driving that chromium (no browser download).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm install --silent --no-audit --no-fund >/dev/null)
+fi

@@ -457,6 +457,51 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
         "the proxy sees external loads: {seen:?}"
     );
 
+    // Clicks, in the browser: "Test connection" on the down destination, then "Send a test
+    // trace" through traces/archive; the answers appear on the page, which then refreshes
+    // itself; the page requests nothing but its own origin.
+    let clicked = shots.join("status-after-clicks.png");
+    let _ = std::fs::remove_file(&clicked);
+    let js = click(&proxy, &url, &clicked, "otlp/down", "traces/archive");
+    let requests: Vec<&str> = js["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(requests.len() >= 4, "{requests:?}");
+    for r in &requests {
+        assert!(
+            r.starts_with(&format!("http://{admin}/")),
+            "external load: {r}"
+        );
+    }
+    assert_eq!(js["errors"], serde_json::json!([]), "script errors");
+    let tested = js["testConnection"].as_str().unwrap();
+    assert!(
+        tested.starts_with("otlp/down: connection test FAILED"),
+        "{tested}"
+    );
+    assert!(tested.contains("connection refused"), "{tested}");
+    let sent = js["sendTestTrace"].as_str().unwrap();
+    assert!(sent.starts_with("sent test trace "), "{sent}");
+    assert!(
+        sent.contains("s3/archive: written as openrouter-traces/"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("otlp/up: delivered, the backend answered HTTP 200"),
+        "{sent}"
+    );
+    assert_eq!(js["refreshed"], true);
+    assert!(js["destinationRowAfterRefresh"]
+        .as_str()
+        .unwrap()
+        .contains("down"));
+    assert_no_secret("the clicked page", &js.to_string());
+    assert!(std::fs::read(&clicked).unwrap().starts_with(b"\x89PNG"));
+    println!("status page after the clicks: {}", clicked.display());
+
     // /status.json agrees with /metrics at the same moment: read the metrics before and
     // after; when they did not move in between, the JSON must show exactly them.
     let mut agreed = false;
@@ -470,7 +515,8 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
             for (name, from_json, from_metrics) in &a {
                 assert_eq!(from_json, from_metrics, "{name}: /status.json vs /metrics");
             }
-            assert!(a.iter().any(|(n, v, _)| n == "otlp accepted" && *v == 6));
+            // Three gateway requests and the test trace, two spans each.
+            assert!(a.iter().any(|(n, v, _)| n == "otlp accepted" && *v == 8));
             agreed = true;
             break;
         }
@@ -558,6 +604,41 @@ async fn actions_are_post_only_same_origin_and_bounded() {
         "{text}"
     );
     assert_no_secret("the send-test-trace answer", &sent.to_string());
+}
+
+/// Runs tests/browser/click.js (playwright-core driving Debian's chromium, installed by
+/// scripts/setup-test-deps.sh); returns what it printed.
+fn click(
+    proxy: &RecordingProxy,
+    url: &str,
+    shot: &Path,
+    destination: &str,
+    pipeline: &str,
+) -> Value {
+    let dir = tracecast_tests::repo_root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core missing: run scripts/setup-test-deps.sh (scripts/test.sh does)"
+    );
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .env("CHROMIUM", chromium())
+        .env("PROXY", proxy.addr.to_string())
+        .args([
+            "click.js",
+            url,
+            shot.to_str().unwrap(),
+            destination,
+            pipeline,
+        ])
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "click.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("click.js prints JSON")
 }
 
 async fn action_code(admin: SocketAddr, path: &str, form: &str) -> u16 {

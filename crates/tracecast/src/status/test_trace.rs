@@ -441,6 +441,10 @@ impl Report {
     }
 }
 
+/// How long a test trace is followed once every destination either has it or is failing
+/// it: time for one retry (the default first retry comes after 5 s) to succeed.
+const FAILING_GRACE: Duration = Duration::from_secs(10);
+
 /// Sends `trace` to `target` and watches `fetch` (the status) until every destination got
 /// it or gave up on it, or `wait` passed.
 pub async fn send_and_follow<F, Fut>(
@@ -476,7 +480,16 @@ where
             }
         };
         let arrivals = judge(&status, &trace.trace_id, &target.destinations);
-        if arrivals.iter().all(|(_, a)| a.done()) || started.elapsed() >= wait {
+        // Done when every destination got it or gave up; or, once each one that did not is
+        // failing, after a grace for a retry to succeed; or when `wait` passed.
+        let settled = arrivals
+            .iter()
+            .all(|(_, a)| a.done() || matches!(a, Arrival::Failed { .. }));
+        let elapsed = started.elapsed();
+        if arrivals.iter().all(|(_, a)| a.done())
+            || (settled && elapsed >= FAILING_GRACE.min(wait))
+            || elapsed >= wait
+        {
             break (Some(status), arrivals);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
