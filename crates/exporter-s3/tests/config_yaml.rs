@@ -38,6 +38,7 @@ fn the_shared_exporter_settings_parse_as_in_every_exporter() {
         ))
     );
     assert_eq!(c.dead_letter_max_size, ByteSize::mib(8));
+    assert!(c.tls.insecure_skip_verify && c.tls.ca_file.is_none());
     assert_eq!(c.problems(), vec![]);
 }
 
