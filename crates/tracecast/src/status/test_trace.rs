@@ -417,11 +417,11 @@ impl Report {
                     reason,
                     gave_up: true,
                 } => format!(
-                    "{}: NOT delivered, given up and kept in its dead-letter folder: {reason}",
+                    "{}: NOT delivered (given up, kept in its dead-letter folder): {reason}",
                     d.destination
                 ),
                 Arrival::Failed { reason, .. } => format!(
-                    "{}: NOT delivered yet: {reason}; tracecast keeps retrying, the trace waits in the durable queue",
+                    "{}: NOT delivered yet (tracecast keeps retrying; the trace waits in the durable queue): {reason}",
                     d.destination
                 ),
                 Arrival::Pending => format!(
