@@ -31,6 +31,7 @@ const MODEL_KEYS: &[&str] = &[
     "llm.model_name",
     "ai.response.model",
     "ai.model.id",
+    "langfuse.observation.model.name",
 ];
 const PROMPT_TOKENS: &[&str] = &[
     "gen_ai.usage.input_tokens",

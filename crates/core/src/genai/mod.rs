@@ -18,7 +18,9 @@
 //! `gen_ai.completion.N.*`, `llm.output_messages.N.*`, Vercel `ai.response.{text,toolCalls,
 //! reasoning,object}`, then [`GENERIC_OUTPUT_KEYS`]. Chat-shaped JSON converts; a plain
 //! string converts where the key is a prompt or completion (`gen_ai.prompt`, `ai.prompt`'s
-//! `prompt`, `gen_ai.completion`, `ai.response.text`); anything else is kept as it came
+//! `prompt`, `gen_ai.completion`, `ai.response.text`) or where the span's other half is chat
+//! (a plain string output beside chat input is the completion; a plain string input beside
+//! a completion is the user's message); anything else is kept as it came
 //! ([`Input::Raw`] / [`Output::Raw`]) rather than dropped. A convention whose messages carry
 //! only roles and ids (what Privacy Mode leaves) is no content: input/output are absent.
 
@@ -452,6 +454,24 @@ pub fn span_content(attrs: &[KeyValue], events: &[Event]) -> SpanContent {
             });
             used(&[key], &mut out);
         }
+    }
+    // A plain string beside chat content is its other half: the answer to chat messages,
+    // the user's message of a completion (Langfuse and the gateway write them so).
+    if let (Some(Input::Messages(_)), Some(Output::Raw(Value::String(text)))) =
+        (&out.input, &out.output)
+    {
+        out.output = Some(Output::Completion(Completion {
+            completion: text.clone(),
+            ..Default::default()
+        }));
+    }
+    if let (Some(Input::Raw(Value::String(text))), Some(Output::Completion(_))) =
+        (&out.input, &out.output)
+    {
+        out.input = Some(Input::Messages(vec![ChatMessage::text(
+            "user",
+            text.clone(),
+        )]));
     }
     if out.finish_reasons.is_empty() {
         // Finish reasons are no content: Privacy Mode keeps them even where it removed the

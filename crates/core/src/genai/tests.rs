@@ -374,6 +374,34 @@ fn generic_keys_convert_chat_shapes_and_keep_the_rest_as_it_came() {
 }
 
 #[test]
+fn a_plain_string_beside_chat_content_is_its_other_half() {
+    // Langfuse: chat messages in, the answer as a plain string out.
+    let c = span_content(
+        &[
+            s(
+                "langfuse.observation.input",
+                r#"[{"role":"user","content":"Which plan?"}]"#,
+            ),
+            s("langfuse.observation.output", "Enterprise."),
+        ],
+        &[],
+    );
+    assert_eq!(output_json(&c), json!({"completion": "Enterprise."}));
+    // A plain string question beside a completion is the user's message.
+    let c = span_content(
+        &[
+            s("span.input", "Which plan?"),
+            s("gen_ai.completion", "Enterprise."),
+        ],
+        &[],
+    );
+    assert_eq!(
+        input_json(&c),
+        json!({"messages": [{"role": "user", "content": "Which plan?"}]})
+    );
+}
+
+#[test]
 fn privacy_leftovers_are_no_content() {
     // What Privacy Mode leaves of OpenLLMetry and OpenInference messages: roles and ids.
     let c = span_content(
