@@ -521,6 +521,81 @@ where
 mod tests {
     use super::*;
 
+    fn status(json: serde_json::Value) -> Status {
+        let mut base = serde_json::json!({
+            "version": "t", "now_unix_ms": 0, "uptime_seconds": 0, "ready": true,
+            "receivers": [], "pipelines": [], "destinations": [], "queues": [],
+            "recent_files": [], "recent_exports": [], "recent_failures": [],
+        });
+        for (k, v) in json.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn judging_finds_the_trace_by_id_or_key_and_prefers_delivery() {
+        let id = "ab12";
+        let s = status(serde_json::json!({
+            "recent_files": [
+                {"exporter": "s3", "key": "p/other-1.json", "bytes": 1, "spans": 1,
+                 "trace_id": "other", "unix_ms": 1},
+                {"exporter": "s3", "key": "p/AB12-2.json", "bytes": 9, "spans": 2,
+                 "trace_id": "AB12", "unix_ms": 2},
+            ],
+            "recent_exports": [
+                {"exporter": "otlp/a", "status": 202, "spans": 2, "traces": 1,
+                 "trace_ids": ["ab12"], "latency_ms": 3.0, "unix_ms": 3},
+            ],
+            "recent_failures": [
+                {"exporter": "otlp/a", "reason": "HTTP 503", "gave_up": false, "key": null,
+                 "spans": 2, "trace_ids": ["ab12"], "unix_ms": 1},
+                {"exporter": "otlp/b", "reason": "HTTP 401", "gave_up": true, "key": null,
+                 "spans": 2, "trace_ids": ["ab12"], "unix_ms": 1},
+                {"exporter": "s3/x", "reason": "access denied", "gave_up": false,
+                 "key": "p/ab12-3.json", "spans": 0, "trace_ids": [], "unix_ms": 1},
+            ],
+        }));
+        let dests: Vec<String> = ["s3", "otlp/a", "otlp/b", "s3/x", "otlp/c"]
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let got: Vec<Arrival> = judge(&s, id, &dests).into_iter().map(|(_, a)| a).collect();
+        assert_eq!(
+            got[0],
+            Arrival::Written {
+                key: "p/AB12-2.json".into(),
+                bytes: 9,
+                spans: 2
+            }
+        );
+        assert_eq!(
+            got[1],
+            Arrival::Exported {
+                status: 202,
+                latency_ms: 3.0
+            },
+            "retried, then delivered"
+        );
+        assert_eq!(
+            got[2],
+            Arrival::Failed {
+                reason: "HTTP 401".into(),
+                gave_up: true
+            }
+        );
+        assert_eq!(
+            got[3],
+            Arrival::Failed {
+                reason: "access denied".into(),
+                gave_up: false
+            },
+            "by key"
+        );
+        assert_eq!(got[4], Arrival::Pending);
+        assert!(got[2].done() && !got[3].done() && !got[4].done());
+    }
+
     #[test]
     fn the_test_trace_is_one_gateway_request() {
         let t = build();
