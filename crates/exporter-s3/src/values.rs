@@ -5,13 +5,15 @@ use tracecast_core::proto::common::v1::{AnyValue, KeyValue};
 
 pub use tracecast_core::genai::value::{as_string, content_json, to_json};
 
-/// A number from an int, a double or a numeric string.
+/// A finite number from an int, a double or a numeric string (`"NaN"` and `"inf"` are no
+/// cost: JSON cannot hold them as numbers).
 pub fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+    .filter(|f: &f64| f.is_finite())
 }
 
 /// An integer from an int, an integral double or a numeric string.
@@ -71,5 +73,7 @@ mod tests {
         assert_eq!(to_json(Some(&nan)), Value::String("NaN".into()));
         assert_eq!(as_i64(&serde_json::json!(12.0)), Some(12));
         assert_eq!(as_f64(&Value::String("0.5".into())), Some(0.5));
+        assert_eq!(as_f64(&Value::String("NaN".into())), None);
+        assert_eq!(as_f64(&Value::String("-inf".into())), None);
     }
 }
