@@ -4,9 +4,11 @@ export succeeded, 2 otherwise.
 
 Usage: python send_spans_grpc.py <host:port> <count> <prefix> <none|gzip> [token|-] [ca.pem|-]
 With a CA file the channel is TLS (the server certificate must chain to it); without, the
-channel is plaintext.
+channel is plaintext. SEND_TIMEOUT (seconds, default 30) bounds each export, retries
+included.
 """
 import json
+import os
 import sys
 
 from grpc import Compression
@@ -53,7 +55,12 @@ class Recording(SpanExporter):
 
 
 exporter = Recording(
-    OTLPSpanExporter(endpoint=endpoint, compression=compression, timeout=30, **kwargs)
+    OTLPSpanExporter(
+        endpoint=endpoint,
+        compression=compression,
+        timeout=float(os.environ.get("SEND_TIMEOUT", "30")),
+        **kwargs,
+    )
 )
 provider = TracerProvider(resource=Resource.create({"service.name": "python-grpc-gateway"}))
 provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -17,6 +17,12 @@ pub enum ReceiverError {
         #[source]
         source: std::io::Error,
     },
+    #[error("receiver {receiver}: TLS on {endpoint}: {message}")]
+    Tls {
+        receiver: String,
+        endpoint: String,
+        message: String,
+    },
 }
 
 impl ReceiverError {

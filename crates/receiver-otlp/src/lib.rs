@@ -20,6 +20,8 @@
 //! - `protocols.rs`: the Collector's `protocols: {http, grpc}` shape and the flat HTTP
 //!   shorthand, resolved into one [`config::Listen`] per listener.
 //! - `cors.rs`: CORS for browser exporters (preflight, allowed origins with wildcards).
+//! - `tls.rs`: rustls on a listener (optionally mutual), certificates re-read when their
+//!   files change.
 //! - `auth.rs`: named bearer-token keys compared in constant time.
 //! - `status.rs`: the success (`ExportTraceServiceResponse`) and failure
 //!   (`google.rpc.Status`) bodies in the request's encoding.
@@ -38,12 +40,14 @@ mod prescan;
 mod protocols;
 mod server;
 mod status;
+mod tls;
 
 pub use config::{ApiKey, OtlpReceiverConfig, Protocol};
 pub use cors::CorsConfig;
 pub use error::{ReceiverError, RequestError, RequestLimit};
 pub use server::{BoundReceiver, OtlpReceiver, RunningReceiver};
 pub use status::Status;
+pub use tls::TlsServerConfig;
 
 /// The request decode path (decompression, decoding, invalid-id filtering), for the fuzz
 /// targets in `fuzz/` and the corpus replay test only: not a stable API.

@@ -10,6 +10,7 @@ use tracecast_config::{ByteSize, FieldError};
 
 use crate::config::{check_endpoint, check_path, OtlpReceiverConfig};
 use crate::cors::CorsConfig;
+use crate::tls::TlsServerConfig;
 
 /// The OTLP/HTTP listen address when none is given (the OTLP default port, loopback).
 pub const DEFAULT_HTTP_ENDPOINT: &str = "127.0.0.1:4318";
@@ -43,6 +44,8 @@ pub struct HttpProtocol {
     pub max_request_body_size: Option<ByteSize>,
     /// CORS for browser exporters (see `cors.rs`); unset or no `allowed_origins`: off.
     pub cors: Option<CorsConfig>,
+    /// TLS (see `tls.rs`); unset: plain TCP.
+    pub tls: Option<TlsServerConfig>,
 }
 
 /// `protocols.grpc`, with the Collector's key names.
@@ -59,6 +62,8 @@ pub struct GrpcProtocol {
     pub max_recv_msg_size_mib: Option<u64>,
     /// Streams (requests) one HTTP/2 connection may carry at once. Unset: 100.
     pub max_concurrent_streams: Option<u32>,
+    /// TLS (see `tls.rs`); unset: plain TCP (h2c).
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for HttpProtocol {
@@ -68,6 +73,7 @@ impl Default for HttpProtocol {
             traces_url_path: DEFAULT_PATH.to_string(),
             max_request_body_size: None,
             cors: None,
+            tls: None,
         }
     }
 }
@@ -79,6 +85,7 @@ impl Default for GrpcProtocol {
             transport: None,
             max_recv_msg_size_mib: None,
             max_concurrent_streams: None,
+            tls: None,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct Listen {
     pub max_concurrent_streams: u32,
     /// CORS settings (OTLP/HTTP only).
     pub cors: Option<CorsConfig>,
+    /// TLS settings; `None`: plain TCP.
+    pub tls: Option<TlsServerConfig>,
     /// Where its settings sit in the YAML (`protocols.http.` or `` for the flat form), for
     /// messages.
     pub key: &'static str,
@@ -140,6 +149,7 @@ impl OtlpReceiverConfig {
                 max_body: self.max_request_body_size.get(),
                 max_concurrent_streams: 100,
                 cors: None,
+                tls: None,
                 key: "",
             }];
         };
@@ -155,6 +165,7 @@ impl OtlpReceiverConfig {
                     .get(),
                 max_concurrent_streams: 100,
                 cors: http.cors.clone(),
+                tls: http.tls.clone(),
                 key: "protocols.http.",
             });
         }
@@ -170,6 +181,7 @@ impl OtlpReceiverConfig {
                     }),
                 max_concurrent_streams: grpc.max_concurrent_streams.unwrap_or(100),
                 cors: None,
+                tls: grpc.tls.clone(),
                 key: "protocols.grpc.",
             });
         }
@@ -240,6 +252,9 @@ pub(crate) fn validate(config: &OtlpReceiverConfig, errors: &mut Vec<FieldError>
         if let Some(cors) = &http.cors {
             errors.extend(cors.validate_at("protocols.http.cors"));
         }
+        if let Some(tls) = &http.tls {
+            errors.extend(tls.validate_at("protocols.http.tls"));
+        }
     }
     if let Some(grpc) = &protocols.grpc {
         if let Err(message) = check_endpoint(&grpc.endpoint) {
@@ -259,6 +274,9 @@ pub(crate) fn validate(config: &OtlpReceiverConfig, errors: &mut Vec<FieldError>
                 "protocols.grpc.max_recv_msg_size_mib",
                 "must be at least 1, like 16",
             ));
+        }
+        if let Some(tls) = &grpc.tls {
+            errors.extend(tls.validate_at("protocols.grpc.tls"));
         }
         if grpc.max_concurrent_streams == Some(0) {
             errors.push(FieldError::new(

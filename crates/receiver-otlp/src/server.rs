@@ -17,12 +17,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracecast_core::{BatchSink, BindError, CancellationToken, ComponentId};
 
 use crate::config::{Listen, OtlpReceiverConfig, Protocol};
 use crate::error::ReceiverError;
 use crate::handler::{Handler, Service};
+use crate::tls::TlsServer;
 
 /// Second descriptors of the listening sockets other than a running receiver's first,
 /// keyed by that first socket's bound address (unique in the process while it is bound):
@@ -45,6 +47,8 @@ struct Bound {
     listen: Listen,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// Its TLS, loaded when it was bound (so bad files fail the start or the reload).
+    tls: Option<Arc<TlsServer>>,
 }
 
 /// A receiver whose listeners are bound but not yet accepting: a reload binds every new
@@ -124,12 +128,27 @@ impl OtlpReceiver {
                 listen: listen.clone(),
                 listener,
                 local_addr,
+                tls: self.load_tls(listen)?,
             });
         }
         Ok(BoundReceiver {
             receiver: self,
             bound,
         })
+    }
+
+    /// The TLS of `listen`, its files read now.
+    fn load_tls(&self, listen: &Listen) -> Result<Option<Arc<TlsServer>>, ReceiverError> {
+        let Some(config) = &listen.tls else {
+            return Ok(None);
+        };
+        TlsServer::load(config, self.id.as_str())
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|message| ReceiverError::Tls {
+                receiver: self.id.to_string(),
+                endpoint: listen.endpoint.clone(),
+                message,
+            })
     }
 
     /// Takes over the sockets `running` listens on (same endpoints, new settings). Both
@@ -173,6 +192,7 @@ impl OtlpReceiver {
                 listen: listen.clone(),
                 listener,
                 local_addr: addr,
+                tls: self.load_tls(listen)?,
             });
         }
         Ok(BoundReceiver {
@@ -213,15 +233,22 @@ impl BoundReceiver {
             addrs.push((b.listen.protocol, b.local_addr));
             let service = Service::new(&handler, &b.listen);
             let builder = connection_builder(&receiver.config, &b.listen);
+            let tls = b.tls.is_some();
             match b.listen.protocol {
                 Protocol::Http => {
-                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, path = %b.listen.path, "OTLP/HTTP receiver listening")
+                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, path = %b.listen.path, tls, "OTLP/HTTP receiver listening")
                 }
                 Protocol::Grpc => {
-                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, "OTLP/gRPC receiver listening")
+                    tracing::info!(receiver = %receiver.id, address = %b.local_addr, tls, "OTLP/gRPC receiver listening")
                 }
             }
-            listeners.push((b.listener, builder, service));
+            let handshake_timeout = receiver.config.header_read_timeout.get();
+            listeners.push(Listening {
+                listener: b.listener,
+                builder,
+                service,
+                tls: b.tls.map(|t| (t, handshake_timeout)),
+            });
         }
         let task = tokio::spawn(serve(listeners, receiver.id, shutdown));
         RunningReceiver {
@@ -313,16 +340,21 @@ impl Drop for RunningReceiver {
     }
 }
 
-type Listening = (TcpListener, auto::Builder<TokioExecutor>, Service);
+/// A listener ready to accept, with how it serves its connections.
+struct Listening {
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    service: Service,
+    /// TLS and the time a client has to finish its handshake.
+    tls: Option<(Arc<TlsServer>, Duration)>,
+}
 
 async fn serve(listeners: Vec<Listening>, id: ComponentId, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     let accepting = TaskTracker::new();
-    for (listener, builder, service) in listeners {
+    for listening in listeners {
         accepting.spawn(accept(
-            listener,
-            builder,
-            service,
+            listening,
             id.clone(),
             shutdown.clone(),
             connections.clone(),
@@ -337,27 +369,43 @@ async fn serve(listeners: Vec<Listening>, id: ComponentId, shutdown: Cancellatio
 }
 
 async fn accept(
-    listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
-    service: Service,
+    listening: Listening,
     id: ComponentId,
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) {
+    let Listening {
+        listener,
+        builder,
+        service,
+        tls,
+    } = listening;
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(
-                        stream,
+                    // Responses are small and written once; waiting for more data to
+                    // coalesce only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    let connection = Connection {
                         peer,
-                        builder.clone(),
-                        service.clone(),
-                        id.clone(),
-                        shutdown.clone(),
-                    ));
+                        builder: builder.clone(),
+                        service: service.clone(),
+                        id: id.clone(),
+                        shutdown: shutdown.clone(),
+                    };
+                    match &tls {
+                        None => {
+                            connections.spawn(connection.serve(stream));
+                        }
+                        Some((tls, timeout)) => {
+                            // Taken per connection: picks up renewed certificate files.
+                            let acceptor = tls.acceptor();
+                            connections.spawn(connection.handshake(acceptor, stream, *timeout));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
@@ -369,30 +417,61 @@ async fn accept(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// One accepted connection and what serves it.
+struct Connection {
     peer: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
     service: Service,
     id: ComponentId,
     shutdown: CancellationToken,
-) {
-    // Responses are small and written once; waiting for more data to coalesce only adds
-    // latency.
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| service.clone().call(request));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = shutdown.cancelled() => {
-            // Finishes the requests in progress (if any), then closes the connection.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+}
+
+impl Connection {
+    /// The TLS handshake (bounded in time, abandoned on shutdown), then [`Self::serve`].
+    async fn handshake(self, acceptor: TlsAcceptor, stream: TcpStream, timeout: Duration) {
+        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+        let stream = tokio::select! {
+            result = handshake => match result {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(receiver = %self.id, peer = %self.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(receiver = %self.id, peer = %self.peer, "TLS handshake timed out");
+                    return;
+                }
+            },
+            () = self.shutdown.cancelled() => return,
+        };
+        self.serve(stream).await;
+    }
+
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            builder,
+            service,
+            id,
+            shutdown,
+        } = self;
+        let service = service_fn(move |request| service.clone().call(request));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = shutdown.cancelled() => {
+                // Finishes the requests in progress (if any), then closes the connection.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(receiver = %id, peer = %peer, error = %e, "connection ended with an error");
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(receiver = %id, peer = %peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -338,3 +338,37 @@ fn bad_protocol_settings_and_mixed_shapes_name_their_keys() {
         .to_string();
     assert!(err.contains("unknown field `cros`"), "{err}");
 }
+
+#[test]
+fn tls_settings_are_checked_with_their_keys_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let yaml = format!(
+        "protocols:\n  http:\n    tls: {{key_file: {k}, min_version: \"1.1\"}}\n  grpc:\n    \
+         tls: {{cert_file: {c}, key_file: {k}}}\n",
+        k = missing.display(),
+        c = garbage.display()
+    );
+    let errors = parse(&yaml).validate();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "protocols.http.tls.cert_file",
+            "protocols.http.tls.min_version",
+            "protocols.grpc.tls.cert_file",
+        ],
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1].message,
+        "\"1.1\" is not supported; use \"1.2\" or \"1.3\""
+    );
+    assert!(
+        errors[2].message.contains("no CERTIFICATE block"),
+        "{}",
+        errors[2].message
+    );
+}
