@@ -139,6 +139,8 @@ struct Env {
     daemon: Daemon,
     admin: SocketAddr,
     receiver: SocketAddr,
+    /// The config the daemon runs (written to `<dir>/status.yaml`).
+    config: TestConfig,
 }
 
 async fn start() -> Env {
@@ -148,7 +150,7 @@ async fn start() -> Env {
     let backend = RecordingOtlpServer::start().await;
     let down = format!("http://127.0.0.1:{}/v1/traces", free_port());
     let (port, admin_port) = (free_port(), free_port());
-    let yaml = TestConfig::new(port)
+    let config = TestConfig::new(port)
         .api_key("gateway", TOKEN)
         .processor("metadata")
         .exporter(
@@ -170,12 +172,11 @@ async fn start() -> Env {
         .pipeline("traces/archive", &[], &["s3/archive", "otlp/up"])
         .pipeline("traces/mirror", &["metadata"], &["otlp/down"])
         .queue_dir(dir.path().join("queue"))
-        .admin_port(admin_port)
-        .yaml();
+        .admin_port(admin_port);
     let daemon = Daemon::run_config(
         dir.path(),
         "status",
-        &yaml,
+        &config.yaml(),
         &["--skip-connection-test"],
         local(port),
     );
@@ -190,6 +191,7 @@ async fn start() -> Env {
         daemon,
         admin: local(admin_port),
         receiver: local(port),
+        config,
     }
 }
 
@@ -523,6 +525,51 @@ async fn the_page_in_a_browser_shows_where_traces_went() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(agreed, "the metrics never held still for one read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_a_reload() {
+    let env = start().await;
+    let yaml = env
+        .config
+        .clone()
+        .pipeline("traces/extra", &[], &["s3/archive"])
+        .yaml();
+    std::fs::write(env.dir.path().join("status.yaml"), yaml).unwrap();
+    env.daemon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status_json(env.admin).await;
+        let has = |list: &str, field: &str| {
+            s[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p[field] == "traces/extra")
+        };
+        if has("pipelines", "name") && has("queues", "pipeline") {
+            let s3 = s["destinations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["id"] == "s3/archive")
+                .unwrap();
+            assert_eq!(
+                s3["pipelines"],
+                serde_json::json!(["traces/archive", "traces/extra"])
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page did not follow the reload: {s:#}\n{}",
+            env.daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, _, html) = get(&format!("http://{}/status", env.admin)).await;
+    assert!(html.contains("data-pipeline=\"traces/extra\""));
+    assert!(html.contains("<option value=\"traces/extra\">"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
