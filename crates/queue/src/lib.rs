@@ -16,10 +16,13 @@
 //! number, framed as `[len u32][crc32 u32][payload]` after a 24-byte header (magic,
 //! version, first sequence number; see `format.rs`). A segment rolls at `segment_bytes`.
 //!
-//! **Group commit.** A writer thread owns the active segment. All appends pending when it
-//! gets to them are written with one `write` and made durable with one `fdatasync`, then
-//! answered together. `fsync: always` (the default) answers after the fsync; `interval`
-//! after the write, syncing at most `fsync_interval` later; `never` after the write.
+//! **Group commit, pipelined.** A writer thread owns the active segment. All appends
+//! pending when it gets to them are written with one `write`. With `fsync: always` (the
+//! default) a sync thread makes every group written so far durable with one `fdatasync`
+//! and answers them together, while the writer already writes the next group; a group is
+//! answered only by an fdatasync that started after its write completed. `interval`
+//! answers after the write, syncing at most `fsync_interval` later; `never` after the
+//! write. Cursor writes and segment deletion run on a third thread and never block appends.
 //!
 //! **Bound.** `max_bytes` bounds the segment files. An append that would pass it fails at
 //! once with [`QueueError::Full`] (the receiver answers 429/503 with Retry-After); a write
@@ -54,7 +57,8 @@
 //! # Files
 //!
 //! - `queue.rs`: [`DurableQueue`] (open, append, next, tokens, stats, close, shutdown).
-//! - `writer.rs`: the writer thread: group commit, segment rolling, cursor saving, deletion.
+//! - `writer.rs`: the writer, sync and housekeeping threads: group commit, segment
+//!   rolling, cursor saving, deletion.
 //! - `reader.rs`: reading entries in order from the segment files for `next()`.
 //! - `recovery.rs`: scanning and repairing the directory at open, [`RecoveryReport`].
 //! - `state.rs`: state shared by the threads, the out-of-order ack tracker, the ack sink.

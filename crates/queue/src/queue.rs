@@ -147,6 +147,7 @@ impl DurableQueue {
             segment_bytes: options.effective_segment_bytes(),
             options,
             segments: Mutex::new(recovered.segments),
+            active_base: AtomicU64::new(crate::state::NO_ACTIVE),
             tracker: Mutex::new(AckTracker::new(report.committed_seq)),
             published,
             used_bytes: AtomicU64::new(used),
@@ -158,7 +159,8 @@ impl DurableQueue {
             live: Mutex::default(),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), rx, report.next_seq, recovered.persisted);
+        let writer = Writer::start(shared.clone(), rx, report.next_seq, recovered.persisted)
+            .map_err(|e| QueueError::io("starting the queue threads for", dir, e))?;
         let thread = std::thread::Builder::new()
             .name("tracecast-queue-writer".into())
             .spawn(move || writer.run())

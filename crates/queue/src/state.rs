@@ -102,6 +102,10 @@ pub(crate) struct Shared {
     pub options: QueueOptions,
     pub segment_bytes: u64,
     pub segments: Mutex<BTreeMap<u64, SegmentInfo>>,
+    /// Base of the segment the writer appends to, [`NO_ACTIVE`] when none. Changed only
+    /// with the `segments` lock held, so the housekeeping thread, reading it under that
+    /// lock, never deletes the segment being written (a new, empty segment is "delivered").
+    pub active_base: AtomicU64,
     pub tracker: Mutex<AckTracker>,
     pub published: watch::Sender<Published>,
     /// Segment bytes on disk plus bytes reserved by appends in flight (the `max_bytes` check).
@@ -118,6 +122,9 @@ pub(crate) struct Shared {
     /// hands them out instead of reading their records back from disk.
     pub live: Mutex<LiveBatches>,
 }
+
+/// `Shared::active_base` when the writer has no open segment.
+pub(crate) const NO_ACTIVE: u64 = u64::MAX;
 
 /// Most bytes of live batches a queue keeps (beyond it an entry is read back from disk
 /// when its turn comes): a pipeline that fell behind must not pin its backlog in memory.

@@ -1,23 +1,40 @@
-//! The writer thread: group commit, segment rolling, cursor persistence, segment deletion.
+//! The writer thread (group commit, segment rolling), the sync thread (pipelined
+//! `fdatasync`) and the housekeeping thread (cursor persistence, segment deletion).
 //!
-//! One OS thread owns the active segment file. `append` sends its entry over a channel and
-//! awaits a reply; the thread takes everything pending at that moment (up to
-//! [`GROUP_MAX_BYTES`]), writes it with one `write` and, with `fsync: always`, one
-//! `fdatasync`, then answers every caller. While it is syncing, new appends pile up in the
-//! channel and form the next group, so the number of fsyncs follows the disk's speed, not
-//! the request rate. A thread rather than a task: `fdatasync` blocks for milliseconds, and
-//! one long-lived thread is cheaper than a `spawn_blocking` per group.
+//! One OS thread owns the active segment. `append` sends its entry over a channel and
+//! awaits a reply; the writer takes everything pending at that moment (up to
+//! [`GROUP_MAX_BYTES`]) and writes it with one positioned `write`.
 //!
-//! Every `cursor_interval` (and on `close`/`sync`/`shutdown`) the thread writes the committed
-//! cursor and deletes segments wholly below it. The cursor is written before any deletion,
-//! so a crash in between leaves files that the next start deletes, never a cursor behind
-//! missing data.
+//! **Pipelined group commit** (`fsync: always`). The writer does not fsync: it hands each
+//! written group to the sync thread and goes on writing the next one. The sync thread takes
+//! every group handed over so far, calls one `fdatasync` per segment file among them, and
+//! only then publishes and answers those groups. A group is handed over only after its
+//! write returned, so the `fdatasync` that acknowledges it always started after its write
+//! completed: an acknowledged entry is on disk. While one fdatasync runs, the next group is
+//! already written (not merely waiting in the channel), so a request arriving mid-fsync
+//! waits for at most the rest of that fsync plus one more, instead of the write of its
+//! whole group after it. With `interval` / `never` the writer answers after the write.
+//!
+//! **Housekeeping off the writer.** Every `cursor_interval` (and on `close`/`sync`/
+//! `shutdown`) the housekeeping thread writes the committed cursor (two fsyncs and a
+//! rename) and deletes segments wholly below it. Neither blocks appends any more. The
+//! cursor is written before any deletion, so a crash in between leaves files that the next
+//! start deletes, never a cursor behind missing data. The active segment is never deleted
+//! (see `Shared::active_base`); sealing a fully delivered active segment stays with the
+//! writer, which owns it.
+//!
+//! Threads rather than tasks: `fdatasync` and the cursor write block for milliseconds, and
+//! long-lived threads are cheaper than a `spawn_blocking` per group. The writer joins the
+//! other two before it exits, so none of them touches the directory after the queue is
+//! gone (a reopen in the same process must not race a late deletion).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,7 +44,7 @@ use crate::error::QueueError;
 use crate::format::{self, HEADER_LEN, RECORD_OVERHEAD};
 use crate::options::FsyncPolicy;
 use crate::recovery::remove_segment;
-use crate::state::{SegmentInfo, Shared};
+use crate::state::{lock, SegmentInfo, Shared, NO_ACTIVE};
 
 /// Upper bound of one write group, so one huge burst does not delay its first callers.
 const GROUP_MAX_BYTES: u64 = 8 << 20;
@@ -40,7 +57,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 /// One entry to append, and its decoded batch when the caller has it.
 pub(crate) struct Record {
     pub bytes: Bytes,
-    pub live: Option<(tracecast_core::TraceBatch, u64)>,
+    pub live: Live,
 }
 
 pub(crate) enum Command {
@@ -50,7 +67,7 @@ pub(crate) enum Command {
         reserved: u64,
         reply: Reply<u64>,
     },
-    /// No more appends: publish "closed" once the appends sent before are written.
+    /// No more appends: publish "closed" once the appends sent before are durable.
     Close,
     /// Write the cursor and delete delivered segments now.
     Sync(Reply<()>),
@@ -64,11 +81,174 @@ pub(crate) enum Command {
 
 struct Active {
     base: u64,
-    file: File,
+    /// Shared with the sync thread, which fsyncs groups written to it.
+    file: Arc<File>,
     count: u64,
     bytes: u64,
-    /// Written since the last fsync.
+    /// Written since the last fsync (`interval` policy).
     dirty: bool,
+}
+
+/// A decoded batch and its approximate size, kept for the reader (see `Record::live`).
+type Live = Option<(tracecast_core::TraceBatch, u64)>;
+
+/// Written entries waiting to be published and answered: sequence numbers `first..`, one
+/// per record, in order.
+struct Written {
+    first: u64,
+    records: Vec<(Live, Reply<u64>)>,
+}
+
+/// Makes written entries visible to the reader (live batches first, so the reader never
+/// reads from disk what it could have had from memory) and answers their callers.
+/// `result` is `Err` when their fdatasync failed: the callers get the error (no 2xx, so the
+/// client sends again), but the bytes are in the file and sequence numbers after them are
+/// already written, so they are still published and delivered: at least once, as for an
+/// append whose caller went away.
+fn publish(shared: &Shared, written: Vec<Written>, result: Result<(), &QueueError>) {
+    let Some(end) = written.last().map(|w| w.first + w.records.len() as u64) else {
+        return;
+    };
+    let mut replies = Vec::new();
+    {
+        let mut live = lock(&shared.live);
+        for w in written {
+            for (i, (batch, reply)) in w.records.into_iter().enumerate() {
+                if let (Some((batch, size)), Ok(())) = (batch, result) {
+                    live.insert(w.first + i as u64, batch, size);
+                }
+                replies.push((w.first + i as u64, reply));
+            }
+        }
+    }
+    shared.published.send_modify(|p| p.end = end);
+    for (seq, reply) in replies {
+        let _ = reply.send(match result {
+            Ok(()) => Ok(seq),
+            Err(e) => Err(e.duplicate()),
+        });
+    }
+}
+
+enum SyncMsg {
+    /// A group written to `file`.
+    Group(Arc<File>, Written),
+    /// Answered once every group sent before is published.
+    Barrier(mpsc::Sender<()>),
+}
+
+/// The sync thread: one `fdatasync` per file for every group written since the last one.
+fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncMsg>) {
+    while let Ok(first) = rx.recv() {
+        let mut msgs = vec![first];
+        msgs.extend(rx.try_iter());
+        let mut groups: Vec<(Arc<File>, Written)> = Vec::new();
+        for msg in msgs {
+            match msg {
+                SyncMsg::Group(file, w) => groups.push((file, w)),
+                SyncMsg::Barrier(done) => {
+                    sync_and_publish(&shared, std::mem::take(&mut groups));
+                    let _ = done.send(());
+                }
+            }
+        }
+        sync_and_publish(&shared, groups);
+    }
+}
+
+fn sync_and_publish(shared: &Shared, groups: Vec<(Arc<File>, Written)>) {
+    if groups.is_empty() {
+        return;
+    }
+    // Groups come in sequence order; a segment roll between them means two files.
+    let mut result = Ok(());
+    let mut synced: Option<&Arc<File>> = None;
+    for (file, _) in &groups {
+        if synced.is_some_and(|s| Arc::ptr_eq(s, file)) {
+            continue;
+        }
+        synced = Some(file);
+        shared.count(&shared.counters.fsyncs, 1);
+        if let Err(e) = file.sync_data() {
+            result = Err(QueueError::io("syncing a segment in", &shared.dir, e));
+        }
+    }
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "durable queue fsync failed; the appends are refused (and may still be delivered)");
+    }
+    publish(
+        shared,
+        groups.into_iter().map(|(_, w)| w).collect(),
+        result.as_ref().map(|_| ()),
+    );
+}
+
+/// The committed cursor as last written, behind a lock so the housekeeping thread and the
+/// writer's final pass never write at the same time.
+pub(crate) struct Housekeeping {
+    shared: Arc<Shared>,
+    persisted: Mutex<Option<u64>>,
+}
+
+impl Housekeeping {
+    /// Writes the cursor if it moved, then deletes the segments wholly below it, except the
+    /// active one.
+    fn run(&self) -> Result<(), QueueError> {
+        let shared = &self.shared;
+        let mut persisted = lock(&self.persisted);
+        let committed = shared.tracker().committed;
+        if *persisted != Some(committed) {
+            format::write_cursor(&shared.dir, committed)
+                .map_err(|e| QueueError::io("writing cursor in", &shared.dir, e))?;
+            *persisted = Some(committed);
+            shared.persisted.store(committed, Ordering::Release);
+            shared.count(&shared.counters.cursor_writes, 1);
+        }
+        let passed: Vec<(u64, SegmentInfo)> = {
+            let segments = shared.segments();
+            let active = shared.active_base.load(Ordering::Acquire);
+            segments
+                .iter()
+                .filter(|(&b, s)| s.end <= committed && b != active)
+                .map(|(&b, &s)| (b, s))
+                .collect()
+        };
+        for (base, info) in passed {
+            remove_segment(&format::segment_path(&shared.dir, base))?;
+            shared.segments().remove(&base);
+            shared.used_bytes.fetch_sub(info.bytes, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+enum HousekeepMsg {
+    Run(Option<Reply<()>>),
+    Stop,
+}
+
+fn housekeeping_loop(hk: Arc<Housekeeping>, rx: Receiver<HousekeepMsg>) {
+    let interval = hk.shared.options.cursor_interval;
+    let mut next = Instant::now() + interval;
+    loop {
+        let reply = match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(HousekeepMsg::Run(reply)) => reply,
+            Ok(HousekeepMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => None,
+        };
+        next = Instant::now() + interval;
+        let result = hk.run();
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "durable queue housekeeping failed; retrying");
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct Writer {
@@ -76,13 +256,17 @@ pub(crate) struct Writer {
     rx: Receiver<Command>,
     active: Option<Active>,
     next_seq: u64,
-    persisted: Option<u64>,
     closed: bool,
     last_sync: Instant,
     /// Size of the previous write group, and how long the current one may wait to match it.
     last_group: usize,
     gather_deadline: Option<Instant>,
-    next_housekeeping: Instant,
+    /// When to check whether the active segment is wholly delivered (and seal it).
+    next_roll_check: Instant,
+    /// The sync thread (`fsync: always` only).
+    syncer: Option<(Sender<SyncMsg>, JoinHandle<()>)>,
+    housekeeping: Arc<Housekeeping>,
+    housekeeper: Option<(Sender<HousekeepMsg>, JoinHandle<()>)>,
 }
 
 enum Flow {
@@ -91,25 +275,58 @@ enum Flow {
 }
 
 impl Writer {
-    pub fn new(
+    /// The writer's state, with its sync thread (`fsync: always`) and housekeeping thread
+    /// started.
+    pub fn start(
         shared: Arc<Shared>,
         rx: Receiver<Command>,
         next_seq: u64,
         persisted: Option<u64>,
-    ) -> Self {
+    ) -> io::Result<Self> {
         let now = Instant::now();
-        Self {
-            next_housekeeping: now + shared.options.cursor_interval,
+        let syncer = if shared.options.fsync == FsyncPolicy::Always {
+            let (tx, srx) = mpsc::channel();
+            let for_thread = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("tracecast-queue-sync".into())
+                .spawn(move || sync_loop(for_thread, srx))?;
+            Some((tx, thread))
+        } else {
+            None
+        };
+        let housekeeping = Arc::new(Housekeeping {
+            shared: shared.clone(),
+            persisted: Mutex::new(persisted),
+        });
+        let (htx, hrx) = mpsc::channel();
+        let for_thread = housekeeping.clone();
+        let housekeeper = match std::thread::Builder::new()
+            .name("tracecast-queue-housekeeping".into())
+            .spawn(move || housekeeping_loop(for_thread, hrx))
+        {
+            Ok(thread) => (htx, thread),
+            Err(e) => {
+                if let Some((tx, thread)) = syncer {
+                    drop(tx);
+                    let _ = thread.join();
+                }
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            next_roll_check: now + shared.options.cursor_interval,
             shared,
             rx,
             active: None,
             next_seq,
-            persisted,
             closed: false,
             last_sync: now,
             last_group: 0,
             gather_deadline: None,
-        }
+            syncer,
+            housekeeping,
+            housekeeper: Some(housekeeper),
+        })
     }
 
     pub fn run(mut self) {
@@ -122,20 +339,21 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every handle is gone without a Stop (cannot happen: Drop sends one).
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop_threads();
+                    return;
+                }
             }
             self.sync_if_interval_due();
-            if Instant::now() >= self.next_housekeeping {
-                if let Err(e) = self.housekeeping() {
-                    tracing::warn!(error = %e, "durable queue housekeeping failed; retrying");
-                }
+            if Instant::now() >= self.next_roll_check {
+                self.roll_if_delivered();
             }
         }
     }
 
     fn wait_time(&self) -> Duration {
         let now = Instant::now();
-        let mut wake = self.next_housekeeping;
+        let mut wake = self.next_roll_check;
         if let (FsyncPolicy::Interval(d), Some(a)) = (self.shared.options.fsync, &self.active) {
             if a.dirty {
                 wake = wake.min(self.last_sync + d);
@@ -181,7 +399,7 @@ impl Writer {
 
     /// With `fsync: always`, waits a little for more appends when the group is smaller than
     /// the previous one: the callers answered by the last fsync are sending their next
-    /// entries right now, and one fsync for all of them beats one for the first few and
+    /// entries right now, and one write for all of them beats one for the first few and
     /// another for the rest. Bounded by [`GATHER_WAIT`], and only while the group is
     /// growing towards the last group's size, so a lone caller is not delayed.
     fn gather(&mut self, have: usize) -> Option<Command> {
@@ -205,27 +423,69 @@ impl Writer {
         match cmd {
             Command::Append { .. } => Flow::Continue,
             Command::Close => {
+                self.closed = true;
+                self.barrier();
                 self.publish_closed();
-                if let Err(e) = self.housekeeping() {
-                    tracing::warn!(error = %e, "durable queue: could not save the cursor on close");
-                }
+                self.housekeep(None);
                 Flow::Continue
             }
             Command::Sync(reply) => {
-                let _ = reply.send(self.housekeeping());
+                self.roll_if_delivered();
+                self.housekeep(Some(reply));
                 Flow::Continue
             }
             Command::Stop { graceful, reply } => {
                 if graceful {
                     self.seal_active();
+                    self.barrier();
                     self.publish_closed();
-                    let result = self.housekeeping();
+                }
+                self.stop_threads();
+                if graceful {
+                    let result = self.housekeeping.run();
                     if let Some(reply) = reply {
                         let _ = reply.send(result);
                     }
                 }
                 Flow::Exit
             }
+        }
+    }
+
+    /// Waits until every group written so far is synced and published.
+    fn barrier(&self) {
+        if let Some((tx, _)) = &self.syncer {
+            let (done, wait) = mpsc::channel();
+            if tx.send(SyncMsg::Barrier(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+    }
+
+    /// Asks the housekeeping thread to run now (it answers `reply` itself).
+    fn housekeep(&self, reply: Option<Reply<()>>) {
+        if let Some((tx, _)) = &self.housekeeper {
+            if let Err(mpsc::SendError(HousekeepMsg::Run(reply))) =
+                tx.send(HousekeepMsg::Run(reply))
+            {
+                let result = self.housekeeping.run();
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Ends the sync thread (after it finished what was handed to it) and the
+    /// housekeeping thread.
+    fn stop_threads(&mut self) {
+        if let Some((tx, thread)) = self.syncer.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+        if let Some((tx, thread)) = self.housekeeper.take() {
+            let _ = tx.send(HousekeepMsg::Stop);
+            let _ = thread.join();
         }
     }
 
@@ -282,8 +542,8 @@ impl Writer {
         }
     }
 
-    /// One write (and with `fsync: always` one fdatasync) for entries going to the active
-    /// segment; answers their callers.
+    /// One write for entries going to the active segment; hands them to the sync thread
+    /// (`fsync: always`) or publishes and answers them.
     fn write_chunk(&mut self, buf: &[u8], chunk: Vec<(Record, u64, Reply<u64>)>) {
         let policy = self.shared.options.fsync;
         let path = match &self.active {
@@ -294,21 +554,15 @@ impl Writer {
             return;
         };
         let prev = active.bytes;
-        let result = (|| -> io::Result<()> {
-            active.file.seek(SeekFrom::Start(prev))?;
-            active.file.write_all(buf)?;
-            if policy == FsyncPolicy::Always {
-                active.file.sync_data()?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
+        if let Err(e) = active.file.write_all_at(buf, prev) {
             // Not acknowledged, so the bytes must not be replayed as if they were: cut them
-            // off. If even that fails, abandon the segment: the next append opens a new one,
-            // and the next start cuts the garbage as a corrupt tail.
+            // off (groups before them, still syncing, are below `prev`). If even that
+            // fails, abandon the segment: the next append opens a new one, and the next
+            // start cuts the garbage as a corrupt tail.
             let rolled_back = active.file.set_len(prev).is_ok();
             if !rolled_back {
                 self.active = None;
+                self.shared.active_base.store(NO_ACTIVE, Ordering::Release);
             }
             let err = QueueError::io("writing segment", &path, e);
             tracing::error!(error = %err, rolled_back, "durable queue write failed; the appends are refused");
@@ -327,33 +581,32 @@ impl Writer {
             bytes: active.bytes,
         };
         let base = active.base;
+        let file = active.file.clone();
         let counters = &self.shared.counters;
-        if policy == FsyncPolicy::Always {
-            self.shared.count(&counters.fsyncs, 1);
-            self.last_sync = Instant::now();
-        }
         self.shared.count(&counters.write_groups, 1);
         self.shared.count(&counters.appends, n);
         self.shared.segments().insert(base, info);
-        let first = self.next_seq;
+        let written = Written {
+            first: self.next_seq,
+            records: chunk
+                .into_iter()
+                .map(|(record, _, reply)| (record.live, reply))
+                .collect(),
+        };
         self.next_seq += n;
-        let end = self.next_seq;
-        let mut replies = Vec::with_capacity(chunk.len());
-        {
-            // Live batches are in place before the entries are published, so the reader
-            // never reads from disk what it could have had from memory.
-            let mut live = crate::state::lock(&self.shared.live);
-            for (i, (record, _, reply)) in chunk.into_iter().enumerate() {
-                if let Some((batch, size)) = record.live {
-                    live.insert(first + i as u64, batch, size);
+        if let Some((tx, _)) = &self.syncer {
+            match tx.send(SyncMsg::Group(file, written)) {
+                Ok(()) => return,
+                // The sync thread is gone (it panicked): sync here instead.
+                Err(mpsc::SendError(msg)) => {
+                    if let SyncMsg::Group(file, written) = msg {
+                        sync_and_publish(&self.shared, vec![(file, written)]);
+                    }
+                    return;
                 }
-                replies.push(reply);
             }
         }
-        self.shared.published.send_modify(|p| p.end = end);
-        for (i, reply) in replies.into_iter().enumerate() {
-            let _ = reply.send(Ok(first + i as u64));
-        }
+        publish(&self.shared, vec![written], Ok(()));
     }
 
     /// Starts a segment at `next_seq`: header written (and synced unless `fsync: never`)
@@ -385,16 +638,20 @@ impl Writer {
         self.shared
             .used_bytes
             .fetch_add(HEADER_LEN, Ordering::AcqRel);
-        self.shared.segments().insert(
-            base,
-            SegmentInfo {
-                end: base,
-                bytes: HEADER_LEN,
-            },
-        );
+        {
+            let mut segments = self.shared.segments();
+            self.shared.active_base.store(base, Ordering::Release);
+            segments.insert(
+                base,
+                SegmentInfo {
+                    end: base,
+                    bytes: HEADER_LEN,
+                },
+            );
+        }
         self.active = Some(Active {
             base,
-            file,
+            file: Arc::new(file),
             count: 0,
             bytes: HEADER_LEN,
             dirty: false,
@@ -432,44 +689,27 @@ impl Writer {
         }
     }
 
-    /// Stops writing to the active segment (the next append starts a new one).
+    /// Stops writing to the active segment (the next append starts a new one). Groups of
+    /// it still with the sync thread are synced there through their own handle.
     fn seal_active(&mut self) {
         self.sync_active();
-        self.active = None;
+        if self.active.take().is_some() {
+            let _segments = self.shared.segments();
+            self.shared.active_base.store(NO_ACTIVE, Ordering::Release);
+        }
     }
 
-    /// Writes the cursor if it moved, then deletes segments wholly below it. A fully
-    /// delivered active segment of at least a quarter segment is sealed first so its space
-    /// can be reclaimed too (else a queue that is always caught up would never shrink it).
-    fn housekeeping(&mut self) -> Result<(), QueueError> {
-        self.next_housekeeping = Instant::now() + self.shared.options.cursor_interval;
+    /// Seals a fully delivered active segment of at least a quarter segment, so the
+    /// housekeeping thread can reclaim its space too (else a queue that is always caught up
+    /// would never shrink it).
+    fn roll_if_delivered(&mut self) {
+        self.next_roll_check = Instant::now() + self.shared.options.cursor_interval;
         let committed = self.shared.tracker().committed;
-        if self.persisted != Some(committed) {
-            format::write_cursor(&self.shared.dir, committed)
-                .map_err(|e| QueueError::io("writing cursor in", &self.shared.dir, e))?;
-            self.persisted = Some(committed);
-            self.shared.persisted.store(committed, Ordering::Release);
-            self.shared.count(&self.shared.counters.cursor_writes, 1);
-        }
         let roll = self.active.as_ref().is_some_and(|a| {
             a.count > 0 && a.base + a.count <= committed && a.bytes >= self.shared.segment_bytes / 4
         });
         if roll {
             self.seal_active();
         }
-        let active_base = self.active.as_ref().map(|a| a.base);
-        let passed: Vec<(u64, SegmentInfo)> = self
-            .shared
-            .segments()
-            .iter()
-            .filter(|(&b, s)| s.end <= committed && Some(b) != active_base)
-            .map(|(&b, &s)| (b, s))
-            .collect();
-        for (base, info) in passed {
-            remove_segment(&format::segment_path(&self.shared.dir, base))?;
-            self.shared.segments().remove(&base);
-            self.release(info.bytes);
-        }
-        Ok(())
     }
 }
