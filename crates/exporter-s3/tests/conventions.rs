@@ -345,3 +345,31 @@ fn without_content_input_and_output_are_absent_and_counts_stay() {
     assert_eq!(g["normalizedFinishReason"], "length");
     assert_eq!(doc["usage"]["totalTokens"], 52);
 }
+
+#[test]
+fn time_to_first_token_and_an_errored_generation() {
+    use tracecast_core::proto::trace::v1::{status::StatusCode, Status};
+    let mut g = generation(vec![
+        support::d("gen_ai.response.time_to_first_token", 0.25),
+        s(
+            "gen_ai.output.messages",
+            r#"[{"role":"assistant","content":"partial"}]"#,
+        ),
+    ]);
+    g.status = Some(Status {
+        code: StatusCode::Error as i32,
+        message: "upstream timeout".into(),
+    });
+    let doc = file_of(vec![], g);
+    let g = &doc["observations"][0];
+    // The span starts 10 ms after T0 (09:40:00Z); the first token 250 ms later.
+    assert_eq!(g["startTime"], "2024-01-15T09:40:00.01Z");
+    assert_eq!(g["completionStartTime"], "2024-01-15T09:40:00.26Z");
+    assert_eq!(g["level"], "ERROR");
+    assert_eq!(g["statusMessage"], "upstream timeout");
+    assert!(g.get("finishReason").is_none());
+    assert_eq!(
+        g["normalizedFinishReason"], "error",
+        "an errored generation"
+    );
+}
