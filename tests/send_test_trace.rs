@@ -203,6 +203,28 @@ async fn without_a_daemon_or_with_an_unknown_pipeline_it_says_why() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("did not answer"), "{err}");
     assert!(err.contains("is `tracecast run` running"), "{err}");
+
+    // Something that is not a tracecast admin endpoint answers there.
+    let other = backend.addr().to_string();
+    let (code, out, err) = send_test_trace(&config, &["--admin", &other]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!("is {other} the daemon's admin endpoint")),
+        "{err}"
+    );
+
+    // No admin endpoint in the config, none given: nothing to follow the trace on.
+    let off = TestConfig::new(free_port())
+        .exporter(Exporter::s3_url(
+            "s3",
+            format!("file://{}", env.dir.path().join("files").display()),
+        ))
+        .no_admin();
+    let path = env.dir.path().join("no-admin.yaml");
+    std::fs::write(&path, off.yaml()).unwrap();
+    let (code, _, err) = send_test_trace(&path, &[]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("service.admin.endpoint is off"), "{err}");
     drop(env.dir);
 }
 

@@ -163,14 +163,17 @@ async fn send_test_trace(
             .await
             .map_err(|e| format!("the admin endpoint {admin} did not answer ({e}); is `tracecast run` running with this config?"))?;
         if !answer.status().is_success() {
-            return Err(format!("{url} answered HTTP {}", answer.status()));
+            return Err(format!(
+                "{url} answered HTTP {}; is {admin} the daemon's admin endpoint (service.admin.endpoint)?",
+                answer.status()
+            ));
         }
         let body = answer
             .bytes()
             .await
             .map_err(|e| format!("reading {url} failed ({e})"))?;
         serde_json::from_slice::<crate::status::Status>(&body)
-            .map_err(|e| format!("{url} did not return the status ({e}); is it a tracecast admin endpoint of this version?"))
+            .map_err(|e| format!("{url} did not return the status ({e}); is {admin} the admin endpoint of a tracecast of this version?"))
     };
     // Where the receivers really listen (the config may say port 0).
     let status = match fetch().await {
