@@ -120,9 +120,9 @@ pub enum Compression {
     /// gzip (RFC 1952).
     #[default]
     Gzip,
-    /// zstd (RFC 8878), at the speed of zstd's level 1 (`compression_level` is gzip's):
-    /// smaller than gzip at a fraction of its CPU, for backends that take it (the
-    /// Collector's OTLP receivers do).
+    /// zstd (RFC 8878), for backends that want it, by the pure-Rust encoder at its fastest
+    /// setting (`compression_level` is gzip's). On gateway payloads it is larger and
+    /// slower than gzip level 2 (README, "zstd"), so gzip stays the default.
     Zstd,
 }
 
