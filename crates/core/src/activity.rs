@@ -92,8 +92,10 @@ fn push(ring: &mut VecDeque<Activity>, a: Activity) {
 /// Distinct trace ids of `request` in order of appearance: at most [`MAX_TRACE_IDS`] of
 /// them, and how many there are in all.
 pub fn trace_ids(request: &ExportTraceServiceRequest) -> (Vec<String>, usize) {
-    let mut seen: Vec<&[u8]> = Vec::new();
-    let mut more = std::collections::HashSet::new();
+    // One hash lookup per span: cheap next to encoding the batch, which the exporter has
+    // just done.
+    let mut distinct = std::collections::HashSet::new();
+    let mut listed = Vec::new();
     for span in request
         .resource_spans
         .iter()
@@ -101,16 +103,11 @@ pub fn trace_ids(request: &ExportTraceServiceRequest) -> (Vec<String>, usize) {
         .flat_map(|s| &s.spans)
     {
         let id = span.trace_id.as_slice();
-        if seen.len() < MAX_TRACE_IDS {
-            if !seen.contains(&id) {
-                seen.push(id);
-            }
-        } else if !seen.contains(&id) {
-            more.insert(id);
+        if distinct.insert(id) && listed.len() < MAX_TRACE_IDS {
+            listed.push(hex::encode(id));
         }
     }
-    let total = seen.len() + more.len();
-    (seen.into_iter().map(hex::encode).collect(), total)
+    (listed, distinct.len())
 }
 
 /// S3: object `key` (of `bytes`, holding `spans` spans of trace `trace_id`) was created.
