@@ -517,7 +517,7 @@ async fn an_s3_exporter_checked_for_ten_intervals_writes_one_probe_outside_the_t
     assert_eq!(traces.len(), i, "one file per trace: {keys:?}");
     assert_eq!(
         others,
-        vec!["archive/.tracecast/connection-test.json"],
+        vec!["archive/.tracecast/connection-test"],
         "one probe, beside the date folders: {keys:?}"
     );
     let trace_folders: BTreeSet<&str> = traces

@@ -15,10 +15,9 @@ import duckdb
 folder = sys.argv[1].rstrip("/")
 files = f"{folder}/*/*.json"
 con = duckdb.connect()
-# Hidden folders are skipped, as Athena/Hive skip hidden paths: the exporter's connection-test
-# probe lives in <folder>/.tracecast/ and is no trace.
-src = f"""(SELECT * FROM read_json('{files}', format='auto', union_by_name=true, filename=true)
-          WHERE NOT starts_with(filename, '{folder}/.'))"""
+# The plain glob a user writes: the exporter's connection-test probe
+# (<folder>/.tracecast/connection-test) has no `.json` extension, so it never matches.
+src = f"(SELECT * FROM read_json('{files}', format='auto', union_by_name=true))"
 
 per_user = con.execute(
     f"""SELECT userId, count(*) AS requests, sum(usage.promptTokens) AS prompt_tokens,

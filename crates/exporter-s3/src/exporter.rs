@@ -25,7 +25,8 @@ use crate::document;
 use crate::error::{S3ExporterError, StoreProblem};
 use crate::key::{fixed_folder, object_key_within, KeyVars, ObjectKey, PathTemplate};
 use crate::upload::{
-    object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, Uploader, Written,
+    object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, UploadConcurrency,
+    Uploader, Written,
 };
 
 /// What one upload task needs; shared by all of them.
@@ -39,6 +40,8 @@ struct Shared {
     api_key_name_attribute: Option<String>,
     policy: RetryPolicy,
     dead_letter: DeadLetter,
+    /// How many uploads run at once; hears every attempt's latency and throttling.
+    concurrency: UploadConcurrency,
 }
 
 /// Writes one JSON file per trace to S3-compatible storage or a local folder.
@@ -46,7 +49,6 @@ struct Shared {
 pub struct S3Exporter {
     shared: Arc<Shared>,
     limits: AssemblyLimits,
-    max_concurrent: usize,
 }
 
 /// The outcome of one trace's delivery, reported by its task.
@@ -95,6 +97,7 @@ impl S3Exporter {
                 api_key_name_attribute: config.api_key_name_attribute.clone(),
                 policy: config.retry_on_failure.policy(),
                 dead_letter,
+                concurrency: UploadConcurrency::new(config.max_concurrent_uploads),
             }),
             limits: AssemblyLimits {
                 idle_timeout: config.trace_idle_timeout.get(),
@@ -102,8 +105,12 @@ impl S3Exporter {
                 max_spans: config.max_buffered_spans,
                 max_bytes: config.max_buffered_bytes.get(),
             },
-            max_concurrent: config.max_concurrent_uploads,
         })
+    }
+
+    /// What the adaptive upload concurrency did so far ([`UploadConcurrency`]).
+    pub fn concurrency(&self) -> crate::upload::ConcurrencyStats {
+        self.shared.concurrency.stats()
     }
 
     /// Where traces go (`s3://bucket` or `file:///dir`).
@@ -112,7 +119,7 @@ impl S3Exporter {
     }
 
     /// The key of the connection probe: always the same object,
-    /// `<fixed folder of path_template>/.tracecast/connection-test.json` (see
+    /// `<fixed folder of path_template>/.tracecast/connection-test` (see
     /// [`crate::key::fixed_folder`]), overwritten by every test. One key outside the trace
     /// folders, so tests never add objects beside the traces that readers list.
     pub fn probe_key(&self) -> String {
@@ -126,7 +133,7 @@ impl S3Exporter {
 }
 
 /// Where the connection probe goes, below the template's fixed folder.
-pub const PROBE_NAME: &str = ".tracecast/connection-test.json";
+pub const PROBE_NAME: &str = ".tracecast/connection-test";
 
 impl Shared {
     fn ext(&self) -> &'static str {
@@ -266,7 +273,13 @@ impl Shared {
                     // name is taken), failed ones included.
                     let started = std::time::Instant::now();
                     let written = shared.uploader.write_unique(key, body).await;
-                    metrics::observe_request(component, started.elapsed());
+                    let took = started.elapsed();
+                    metrics::observe_request(component, took);
+                    match &written {
+                        Ok(_) => shared.concurrency.record(took, false),
+                        Err(StoreProblem::Throttled) => shared.concurrency.record(took, true),
+                        Err(_) => {}
+                    }
                     let written = written.map_err(|p| p.to_export_error(dest))?;
                     if let Ok(mut slot) = outcome_ref.lock() {
                         *slot = Some(written);
@@ -347,7 +360,8 @@ impl S3Exporter {
             .clone();
         loop {
             // Backpressure: stop reading while the ready queue is long.
-            let accepting = open && ready.len() < self.max_concurrent * 2;
+            let limit = self.shared.concurrency.limit();
+            let accepting = open && ready.len() < limit * 2;
             tokio::select! {
                 batch = input.recv(), if accepting => match batch {
                     Some(batch) => {
@@ -380,11 +394,15 @@ impl S3Exporter {
             }
             ready.extend(released.drain(..));
             held.set(i64::try_from(assembler.held_traces()).unwrap_or(i64::MAX));
-            while uploads.len() < self.max_concurrent {
+            let limit = self.shared.concurrency.limit();
+            while uploads.len() < limit {
                 let Some(trace) = ready.pop_front() else {
                     break;
                 };
                 uploads.spawn(self.shared.clone().deliver(trace, hard_stop.clone()));
+            }
+            if !ready.is_empty() {
+                self.shared.concurrency.saturated();
             }
             if !open && assembler.is_empty() && ready.is_empty() && uploads.is_empty() {
                 break;

@@ -252,7 +252,7 @@ async fn the_probe_needs_only_put_object() {
     }
     assert_eq!(
         server.list_keys(BUCKET),
-        vec!["production/llm-traces/.tracecast/connection-test.json".to_string()]
+        vec!["production/llm-traces/.tracecast/connection-test".to_string()]
     );
     // Trace files go through with the same credential (create-only PUT is a PutObject).
     let run = Running::start(&config);
@@ -287,7 +287,7 @@ fn the_probe_key_is_fixed_and_outside_the_trace_folders() {
         };
         exporter(&config).probe_key()
     };
-    let probe = ".tracecast/connection-test.json";
+    let probe = ".tracecast/connection-test";
     assert_eq!(
         key("openrouter-traces/{date}", ""),
         format!("openrouter-traces/{probe}")
