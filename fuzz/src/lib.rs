@@ -594,6 +594,9 @@ fn compress(body: &[u8], encoding: ContentEncoding, zlib: bool) -> Vec<u8> {
             e.write_all(body).unwrap();
             e.finish().unwrap()
         }
+        ContentEncoding::Zstd => {
+            ruzstd::encoding::compress_to_vec(body, ruzstd::encoding::CompressionLevel::Fastest)
+        }
     }
 }
 
