@@ -53,7 +53,9 @@ pub struct S3ExporterConfig {
     /// files) writes `.json`; `gzip` writes `.json.gz` (no `Content-Encoding` header, so
     /// readers get the compressed bytes).
     pub compression: Compression,
-    /// Uploads in flight at once, so one slow PUT does not stall the others.
+    /// Most uploads in flight at once. The exporter starts at 16 (or this, if lower) and
+    /// adapts between 1 and this: more while the endpoint's latency stays flat, fewer when
+    /// it throttles (`crate::upload::UploadConcurrency`).
     pub max_concurrent_uploads: usize,
     /// Spans held in trace assembly; beyond it the oldest traces are written early.
     pub max_buffered_spans: usize,
@@ -101,7 +103,7 @@ impl Default for S3ExporterConfig {
             max_trace_wait: Duration::from_secs(60),
             url: None,
             compression: Compression::None,
-            max_concurrent_uploads: 16,
+            max_concurrent_uploads: 256,
             max_buffered_spans: 100_000,
             max_buffered_bytes: ByteSize::mib(64),
             api_key_name_attribute: None,

@@ -25,8 +25,8 @@ use crate::document;
 use crate::error::{S3ExporterError, StoreProblem};
 use crate::key::{fixed_folder, object_key_within, KeyVars, ObjectKey, PathTemplate};
 use crate::upload::{
-    object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, UploadConcurrency,
-    Uploader, Written,
+    object_key_of, reason_path, DeadLetter, ResendError, StoredTrace, UploadConcurrency, Uploader,
+    Written,
 };
 
 /// What one upload task needs; shared by all of them.
@@ -41,7 +41,7 @@ struct Shared {
     policy: RetryPolicy,
     dead_letter: DeadLetter,
     /// How many uploads run at once; hears every attempt's latency and throttling.
-    concurrency: UploadConcurrency,
+    concurrency: Arc<UploadConcurrency>,
 }
 
 /// Writes one JSON file per trace to S3-compatible storage or a local folder.
@@ -97,7 +97,7 @@ impl S3Exporter {
                 api_key_name_attribute: config.api_key_name_attribute.clone(),
                 policy: config.retry_on_failure.policy(),
                 dead_letter,
-                concurrency: UploadConcurrency::new(config.max_concurrent_uploads),
+                concurrency: Arc::new(UploadConcurrency::new(config.max_concurrent_uploads)),
             }),
             limits: AssemblyLimits {
                 idle_timeout: config.trace_idle_timeout.get(),
@@ -108,9 +108,10 @@ impl S3Exporter {
         })
     }
 
-    /// What the adaptive upload concurrency did so far ([`UploadConcurrency`]).
-    pub fn concurrency(&self) -> crate::upload::ConcurrencyStats {
-        self.shared.concurrency.stats()
+    /// The adaptive upload concurrency ([`UploadConcurrency`]): its limit and what it did
+    /// so far, readable while the exporter runs.
+    pub fn upload_concurrency(&self) -> Arc<UploadConcurrency> {
+        self.shared.concurrency.clone()
     }
 
     /// Where traces go (`s3://bucket` or `file:///dir`).

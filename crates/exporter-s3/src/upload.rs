@@ -1,6 +1,6 @@
 //! The thin uploader: builds the `object_store` store from the config, writes objects
-//! create-only with distinct names on clashes, and keeps undeliverable traces in a local
-//! dead-letter folder.
+//! create-only with distinct names on clashes, keeps undeliverable traces in a local
+//! dead-letter folder, and decides how many uploads run at once ([`UploadConcurrency`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +24,177 @@ use tracecast_core::ComponentId;
 
 /// How many distinct names (`-2` ... ) are tried before a clash counts as a failure.
 const MAX_SUFFIX: u32 = 1000;
+
+/// Uploads in flight when the exporter starts (or `max_concurrent_uploads`, if lower).
+pub const INITIAL_CONCURRENCY: usize = 16;
+
+/// Adaptive upload concurrency: how many uploads the exporter keeps in flight.
+///
+/// Why: with a fixed number of uploads in flight, throughput is that number divided by the
+/// PUT latency (16 uploads at 50 ms: 320 traces a second), whatever the endpoint could
+/// take. So the limit grows while the endpoint keeps up and shrinks when it says it cannot:
+///
+/// - a *window* is about one round of every slot: `limit` completed uploads (at least 4);
+/// - at the end of a window in which uploads waited for a slot, no request was throttled
+///   and the mean latency stayed within 1.5x (+5 ms) of the lowest window mean seen (the
+///   endpoint's unloaded latency), the limit grows by a quarter (at least 1), up to the
+///   ceiling `max_concurrent_uploads`;
+/// - a throttled request (`503 SlowDown`, `429`, `Throttling`...) halves the limit at once,
+///   at most once per window (the other uploads in flight were sent under the old limit
+///   and may be throttled too);
+/// - a window whose mean latency passed twice the lowest (+10 ms) shrinks the limit by an
+///   eighth: the endpoint, or this host, is queueing.
+///
+/// The lowest latency is forgotten every 64 windows, so a move to a slower endpoint or
+/// network does not freeze the limit. Memory stays bounded: at most `limit` uploads hold
+/// their document, at most twice that many assembled traces wait for a slot, and trace
+/// assembly keeps its own `max_buffered_spans` / `max_buffered_bytes` bound.
+#[derive(Debug)]
+pub struct UploadConcurrency {
+    ceiling: usize,
+    state: std::sync::Mutex<ConcurrencyState>,
+}
+
+#[derive(Debug)]
+struct ConcurrencyState {
+    limit: usize,
+    window_n: usize,
+    window_sum: std::time::Duration,
+    /// Uploads waited for a slot during this window (growing would have helped).
+    saturated: bool,
+    /// A request was throttled during this window (and the limit already halved for it).
+    throttled: bool,
+    lowest: Option<std::time::Duration>,
+    windows: u32,
+    stats: ConcurrencyStats,
+}
+
+/// What [`UploadConcurrency`] did so far (for tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConcurrencyStats {
+    /// The limit now.
+    pub limit: usize,
+    /// Lowest and highest limit so far.
+    pub lowest: usize,
+    pub highest: usize,
+    pub increases: u64,
+    pub decreases: u64,
+    /// Upload attempts answered as throttled.
+    pub throttled: u64,
+}
+
+impl UploadConcurrency {
+    /// Starts at [`INITIAL_CONCURRENCY`] (or `ceiling`, if lower); never above `ceiling`.
+    pub fn new(ceiling: usize) -> Self {
+        let ceiling = ceiling.max(1);
+        let limit = INITIAL_CONCURRENCY.min(ceiling);
+        Self {
+            ceiling,
+            state: std::sync::Mutex::new(ConcurrencyState {
+                limit,
+                window_n: 0,
+                window_sum: std::time::Duration::ZERO,
+                saturated: false,
+                throttled: false,
+                lowest: None,
+                windows: 0,
+                stats: ConcurrencyStats {
+                    limit,
+                    lowest: limit,
+                    highest: limit,
+                    ..ConcurrencyStats::default()
+                },
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ConcurrencyState> {
+        // Plain numbers updated in one step: a panic elsewhere leaves them consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Uploads allowed in flight now.
+    pub fn limit(&self) -> usize {
+        self.state().limit
+    }
+
+    /// The exporter had traces waiting while `limit` uploads were in flight.
+    pub fn saturated(&self) {
+        self.state().saturated = true;
+    }
+
+    pub fn stats(&self) -> ConcurrencyStats {
+        self.state().stats
+    }
+
+    /// One upload attempt finished: `latency` of a successful one, or `throttled`. Other
+    /// failures tell nothing about the endpoint's capacity and are not recorded.
+    pub fn record(&self, latency: std::time::Duration, throttled: bool) {
+        use std::time::Duration;
+        let mut s = self.state();
+        if throttled {
+            s.stats.throttled += 1;
+            if !s.throttled {
+                let limit = (s.limit / 2).max(1);
+                s.set_limit(limit);
+                s.new_window();
+                s.throttled = true;
+            }
+            return;
+        }
+        s.window_n += 1;
+        s.window_sum += latency;
+        if s.window_n < s.limit.max(4) {
+            return;
+        }
+        let mean = s.window_sum / s.window_n as u32;
+        s.windows += 1;
+        if s.windows.is_multiple_of(64) {
+            s.lowest = None;
+        }
+        let lowest = *s.lowest.get_or_insert(mean);
+        let lowest = lowest.min(mean);
+        s.lowest = Some(lowest);
+        if s.throttled {
+            // The window after a throttle: hold.
+        } else if mean > lowest * 2 + Duration::from_millis(10) {
+            let limit = s.limit - (s.limit / 8).max(1);
+            s.set_limit(limit.max(1));
+        } else if s.saturated && mean <= lowest * 3 / 2 + Duration::from_millis(5) {
+            let limit = (s.limit + (s.limit / 4).max(1)).min(self.ceiling);
+            s.set_limit(limit);
+        }
+        s.new_window();
+    }
+}
+
+impl ConcurrencyState {
+    fn new_window(&mut self) {
+        self.window_n = 0;
+        self.window_sum = std::time::Duration::ZERO;
+        self.saturated = false;
+        self.throttled = false;
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        if limit > self.limit {
+            self.stats.increases += 1;
+        } else if limit < self.limit {
+            self.stats.decreases += 1;
+        } else {
+            return;
+        }
+        tracing::debug!(
+            from = self.limit,
+            to = limit,
+            "s3 upload concurrency changed"
+        );
+        self.limit = limit;
+        self.stats.limit = limit;
+        self.stats.lowest = self.stats.lowest.min(limit);
+        self.stats.highest = self.stats.highest.max(limit);
+    }
+}
 
 /// The store and a description of it for messages.
 #[derive(Debug, Clone)]
@@ -140,9 +311,15 @@ impl Uploader {
                 format!("https://s3.{region}.amazonaws.com")
             }
         };
+        // Connection reuse: HTTP/1.1 keep-alive, one pooled connection per upload in flight
+        // (up to `max_concurrent_uploads`), so a steady stream of PUTs pays no new TCP/TLS
+        // handshakes. Idle connections are dropped after 15 s, before S3's own idle close
+        // (about 20 s), so a reused connection is rarely one the server already closed.
         let mut client = ClientOptions::new()
             .with_timeout(config.timeout.get())
             .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_pool_idle_timeout(std::time::Duration::from_secs(15))
+            .with_pool_max_idle_per_host(config.max_concurrent_uploads.max(1))
             .with_allow_http(allow_http);
         // `tls`: extra roots beside the system ones.
         for cert in &valid.ca_certs {
@@ -493,6 +670,75 @@ mod tests {
             "full key for resend"
         );
         assert_eq!(dead_letter_name("p/t.json"), "p_t.json");
+    }
+
+    /// Feeds `n` successful uploads of `ms` milliseconds, the exporter saturated or not.
+    fn feed(c: &UploadConcurrency, n: usize, ms: u64, saturated: bool) {
+        for _ in 0..n {
+            if saturated {
+                c.saturated();
+            }
+            c.record(std::time::Duration::from_millis(ms), false);
+        }
+    }
+
+    #[test]
+    fn concurrency_grows_while_latency_is_flat_and_uploads_wait() {
+        let c = UploadConcurrency::new(256);
+        assert_eq!(c.limit(), INITIAL_CONCURRENCY);
+        // Not saturated: no reason to grow.
+        feed(&c, 200, 50, false);
+        assert_eq!(c.limit(), INITIAL_CONCURRENCY);
+        feed(&c, 2000, 50, true);
+        assert_eq!(c.limit(), 256, "{:?}", c.stats());
+        // Capped at the ceiling, and a low ceiling caps the start too.
+        feed(&c, 2000, 50, true);
+        assert_eq!(c.limit(), 256);
+        assert_eq!(UploadConcurrency::new(4).limit(), 4);
+    }
+
+    #[test]
+    fn throttling_halves_the_limit_once_per_window() {
+        let c = UploadConcurrency::new(256);
+        feed(&c, 200, 50, true);
+        let before = c.limit();
+        assert!(before > INITIAL_CONCURRENCY);
+        // A burst of 503s from uploads already in flight: one halving.
+        for _ in 0..10 {
+            c.record(std::time::Duration::ZERO, true);
+        }
+        assert_eq!(c.limit(), before / 2);
+        // The window after a throttle holds, later ones throttled again halve again.
+        feed(&c, before / 2, 50, true);
+        assert_eq!(c.limit(), before / 2);
+        c.record(std::time::Duration::ZERO, true);
+        assert_eq!(c.limit(), before / 4);
+        for _ in 0..20 {
+            c.record(std::time::Duration::ZERO, true);
+            feed(&c, 4, 50, true);
+        }
+        assert_eq!(c.limit(), 1, "never below one");
+        let stats = c.stats();
+        assert_eq!(stats.throttled, 31);
+        assert_eq!(stats.lowest, 1);
+        assert!(stats.decreases >= 3, "{stats:?}");
+    }
+
+    #[test]
+    fn rising_latency_shrinks_and_stops_growth() {
+        let c = UploadConcurrency::new(256);
+        feed(&c, 16, 50, true);
+        let grown = c.limit();
+        assert!(grown > INITIAL_CONCURRENCY);
+        // Twice the unloaded latency and more: queueing somewhere; shrink, never grow.
+        feed(&c, 200, 200, true);
+        assert!(c.limit() < grown, "{:?}", c.stats());
+        // Somewhat slower (within 1.5x): hold.
+        let c = UploadConcurrency::new(256);
+        feed(&c, 16, 50, true);
+        let held = c.limit();
+        feed(&c, 200, 90, true);
+        assert_eq!(c.limit(), held);
     }
 
     #[test]

@@ -133,7 +133,11 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: &S3ExporterConfig) -> Self {
-        let exporter = build("s3/test", config);
+        Self::start_with(build("s3/test", config))
+    }
+
+    /// Runs an exporter built by the test.
+    pub fn start_with(exporter: S3Exporter) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let deliveries = Arc::new(Mutex::new(Vec::new()));
         let sink = deliveries.clone();
