@@ -4,7 +4,7 @@
 //! status; with the OTLP backend down it must say so in plain words and exit non-zero; with
 //! no daemon, or a pipeline that does not exist, it must say that.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -230,4 +230,91 @@ async fn without_a_daemon_or_with_an_unknown_pipeline_it_says_why() {
 
 fn hex_id(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+
+/// A private CA and a `localhost` certificate it signed, written to `dir`; returns
+/// (CA file, certificate file, key file).
+fn private_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "send-test-trace CA");
+    let ca: Issuer =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&pair, &ca).unwrap();
+    let files = (dir.join("ca.pem"), dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, pair.serialize_pem()).unwrap();
+    files
+}
+
+/// A config whose receiver serves OTLP/HTTP over TLS (`extra_tls`: more `tls` keys).
+fn tls_config(dir: &Path, port: u16, admin: u16, backend: &str, extra_tls: &str) -> String {
+    let (_, cert, key) = private_ca_and_server_cert(dir);
+    format!(
+        "receivers:\n  otlp:\n    api_keys: [{{name: gateway, token: {TOKEN}}}]\n    protocols:\n      http:\n        \
+         endpoint: \"127.0.0.1:{port}\"\n        tls: {{cert_file: {}, key_file: {}{extra_tls}}}\n\
+         exporters:\n  otlp:\n    endpoint: \"{backend}\"\n  s3/files:\n    url: \"file://{}\"\n    trace_idle_timeout: 300ms\n\
+         service:\n  queue_dir: {}\n  admin: {{endpoint: \"127.0.0.1:{admin}\"}}\n  pipelines:\n    traces:\n      \
+         receivers: [otlp]\n      exporters: [otlp, s3/files]\n",
+        cert.display(),
+        key.display(),
+        dir.join("files").display(),
+        dir.join("queue").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_receiver_gets_the_test_trace_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RecordingOtlpServer::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = tls_config(dir.path(), port, admin, &backend.endpoint(), "");
+    let daemon = Daemon::run_config(dir.path(), "tls", &yaml, &[], local(port));
+    let config = dir.path().join("tls.yaml");
+    let (code, out, err) = send_test_trace(&config, &[]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "stdout:\n{out}\nstderr:\n{err}\nlog:\n{}",
+        daemon.log_text()
+    );
+    let trace_id = sent_trace_id(&out);
+    assert!(out.contains("to receiver otlp (HTTP 200)"), "{out}");
+    assert!(
+        out.contains("otlp: delivered, the backend answered HTTP 200"),
+        "{out}"
+    );
+    assert!(out.contains("s3/files: written as "), "{out}");
+    assert!(backend
+        .spans()
+        .iter()
+        .any(|s| hex_id(&s.trace_id) == trace_id));
+
+    // Mutual TLS: the test trace has no client certificate to present; said before anything
+    // is sent, from the config alone.
+    let mtls_dir = dir.path().join("mtls");
+    std::fs::create_dir_all(&mtls_dir).unwrap();
+    let ca = mtls_dir.join("ca.pem");
+    let yaml = tls_config(
+        &mtls_dir,
+        free_port(),
+        free_port(),
+        &backend.endpoint(),
+        &format!(", client_ca_file: {}", ca.display()),
+    );
+    let path = mtls_dir.join("mtls.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (code, _, err) = send_test_trace(&path, &[]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("requires a client certificate"), "{err}");
 }

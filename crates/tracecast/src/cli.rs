@@ -145,6 +145,12 @@ async fn send_test_trace(
         eprintln!("service.admin.endpoint is off in {}: send-test-trace reads where the trace went from the daemon's admin endpoint; turn it on (e.g. 127.0.0.1:13133) or pass --admin", describe(config.as_deref()));
         return ExitCode::from(2);
     };
+    // What the config alone decides (the pipeline, a receiver to send to) is said before
+    // the daemon is asked anything.
+    if let Err(why) = crate::status::test_trace::target(&cfg, pipeline.as_deref(), |_| None) {
+        eprintln!("cannot send a test trace: {why}");
+        return ExitCode::from(2);
+    }
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
