@@ -27,9 +27,20 @@ use crate::handler::{Handler, Service};
 use crate::tls::TlsServer;
 
 /// Second descriptors of the listening sockets other than a running receiver's first,
-/// keyed by that first socket's bound address (unique in the process while it is bound):
-/// `(first address, configured endpoint, socket)`.
-static SHARED: Mutex<Vec<(SocketAddr, String, std::net::TcpListener)>> = Mutex::new(Vec::new());
+/// keyed by that first socket's bound address (unique in the process while it is bound),
+/// each with the running receiver that put it there: a receiver that took over the same
+/// sockets registers its own, and the replaced one removes only its own when it stops.
+static SHARED: Mutex<Vec<Shared>> = Mutex::new(Vec::new());
+
+struct Shared {
+    first: SocketAddr,
+    endpoint: String,
+    owner: u64,
+    socket: std::net::TcpListener,
+}
+
+/// Tells running receivers apart in [`SHARED`].
+static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The OTLP traces receiver, built from its config and not yet listening.
 pub struct OtlpReceiver {
@@ -76,6 +87,8 @@ pub struct RunningReceiver {
     /// that fails). Dropped first on stop, so the socket closes as soon as the server stops
     /// accepting.
     socket: Option<std::net::TcpListener>,
+    /// Its entries in [`SHARED`].
+    owner: u64,
     task: JoinHandle<()>,
 }
 
@@ -174,10 +187,8 @@ impl OtlpReceiver {
             } else {
                 shared
                     .iter()
-                    .find(|(first, endpoint, _)| {
-                        *first == local_addr && *endpoint == listen.endpoint
-                    })
-                    .and_then(|(_, _, s)| Some((s, s.local_addr().ok()?)))
+                    .find(|e| e.first == local_addr && e.endpoint == listen.endpoint)
+                    .and_then(|e| Some((&e.socket, e.socket.local_addr().ok()?)))
             };
             let (socket, addr) = found.ok_or_else(|| {
                 bind_error(std::io::Error::other(
@@ -212,6 +223,7 @@ impl BoundReceiver {
     pub fn serve(self, shutdown: CancellationToken) -> RunningReceiver {
         let Self { receiver, bound } = self;
         let local_addr = first_addr(&bound);
+        let owner = NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut socket = None;
         let mut addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -224,11 +236,15 @@ impl BoundReceiver {
             if i == 0 {
                 socket = dup;
             } else if let Some(dup) = dup {
-                SHARED.lock().unwrap_or_else(|e| e.into_inner()).push((
-                    local_addr,
-                    b.listen.endpoint.clone(),
-                    dup,
-                ));
+                SHARED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Shared {
+                        first: local_addr,
+                        endpoint: b.listen.endpoint.clone(),
+                        owner,
+                        socket: dup,
+                    });
             }
             addrs.push((b.listen.protocol, b.local_addr));
             let service = Service::new(&handler, &b.listen);
@@ -256,6 +272,7 @@ impl BoundReceiver {
             addrs,
             endpoint: receiver.endpoint,
             socket,
+            owner,
             task,
         }
     }
@@ -318,11 +335,11 @@ impl RunningReceiver {
 
     fn release_shared(&mut self) {
         drop(self.socket.take());
-        let first = self.local_addr;
+        let owner = self.owner;
         SHARED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(addr, _, _)| *addr != first);
+            .retain(|e| e.owner != owner);
     }
 
     /// Resolves when the server stopped accepting and every in-flight request was answered.
