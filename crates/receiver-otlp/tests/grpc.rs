@@ -266,3 +266,31 @@ async fn oversized_malformed_and_unknown_calls_get_their_codes() {
     assert_eq!(resp.status(), 415);
     assert!(s.sink.batches().is_empty());
 }
+
+#[tokio::test]
+async fn spans_with_invalid_ids_are_dropped_and_reported_as_partial_success() {
+    use tracecast_core::proto::collector::trace::v1::ExportTraceServiceResponse;
+    let (s, addr) = start_grpc("otlp/grpc-partial", None).await;
+    let mut sent = request(3);
+    sent.resource_spans[0].scope_spans[0].spans[1].span_id = vec![1, 2, 3];
+    let resp = raw_call(addr, EXPORT, framed(&sent.encode_to_vec()), "grpc-token").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("grpc-status").is_none(),
+        "not trailers-only"
+    );
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body[0], 0, "uncompressed message");
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    assert_eq!(body.len(), 5 + len);
+    let answer = ExportTraceServiceResponse::decode(&body[5..]).unwrap();
+    let partial = answer.partial_success.expect("partial_success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("spans[1]"),
+        "{}",
+        partial.error_message
+    );
+    let taken: usize = s.sink.batches().iter().map(|b| b.span_count()).sum();
+    assert_eq!(taken, 2);
+}
