@@ -1,9 +1,11 @@
-//! The `otlp` receiver: OTLP/HTTP traces in (`POST /v1/traces`, protobuf or JSON,
-//! optionally gzip/deflate), [`tracecast_core::TraceBatch`]es out to a
-//! [`tracecast_core::BatchSink`], and the OTLP status code for every failure.
+//! The `otlp` receiver: OTLP/HTTP (`POST /v1/traces`, protobuf or JSON) and OTLP/gRPC
+//! (`TraceService/Export`) traces in, optionally gzip/deflate/zstd, optionally over TLS,
+//! [`tracecast_core::TraceBatch`]es out to a [`tracecast_core::BatchSink`], and the OTLP
+//! status code for every failure.
 //!
 //! A request is answered 200 only after the sink took its batch, so nothing is dropped
-//! silently: a full pipeline is 429, an unavailable one 503, both with `Retry-After`.
+//! silently: a full pipeline is 429 (gRPC: `UNAVAILABLE` with `RetryInfo`), an unavailable
+//! one 503, both with `Retry-After`.
 //!
 //! - `config.rs`: [`OtlpReceiverConfig`] (YAML shape, defaults, validation).
 //! - `server.rs`: [`OtlpReceiver`] / [`BoundReceiver`] / [`RunningReceiver`]: listener (bound
@@ -12,7 +14,8 @@
 //!   with `RetryInfo`), sharing `handler.rs`'s path after the framing.
 //! - `handler.rs`: one request from concurrency slot to answer, and its metrics and logs.
 //! - `decode.rs`: content type and encoding, size limits (declared, received,
-//!   decompressed), bounded decompression, decoding, invalid-id filtering.
+//!   decompressed), bounded decompression (gzip, deflate, zstd), decoding, invalid-id
+//!   filtering.
 //! - `limits.rs`: the bounds on what one request may decode to (span count, decoded size,
 //!   custom trace id length, trace metadata size), all checked before the answer (413).
 //! - `prescan.rs`: the allocation-free pass over a protobuf body that counts its spans and

@@ -188,6 +188,24 @@ impl OtlpReceiverConfig {
         out
     }
 
+    /// The URL of the OTLP/HTTP listener as configured (`https://` with TLS), for tools
+    /// that post to a running daemon (re-sending quarantined entries); `None` when OTLP/HTTP
+    /// is off. The host is the configured one (`0.0.0.0` listens everywhere, so it is
+    /// reached as `127.0.0.1`).
+    pub fn http_url(&self) -> Option<String> {
+        let http = self
+            .listeners()
+            .into_iter()
+            .find(|l| l.protocol == Protocol::Http)?;
+        let scheme = if http.tls.is_some() { "https" } else { "http" };
+        let endpoint = match http.endpoint.rsplit_once(':') {
+            Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+            Some(("[::]", port)) => format!("[::1]:{port}"),
+            _ => http.endpoint.clone(),
+        };
+        Some(format!("{scheme}://{endpoint}{}", http.path))
+    }
+
     /// The largest body any listener takes (what the shared decode budgets derive from).
     pub fn largest_body(&self) -> u64 {
         self.listeners()

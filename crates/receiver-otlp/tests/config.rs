@@ -372,3 +372,18 @@ fn tls_settings_are_checked_with_their_keys_and_files() {
         errors[2].message
     );
 }
+
+#[test]
+fn http_url_follows_the_shape_and_tls() {
+    assert_eq!(
+        parse("endpoint: 0.0.0.0:4318\n").http_url().as_deref(),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
+    assert_eq!(
+        parse("protocols: {http: {endpoint: \"127.0.0.1:9\", traces_url_path: /t, tls: {cert_file: c, key_file: k}}}\n")
+            .http_url()
+            .as_deref(),
+        Some("https://127.0.0.1:9/t")
+    );
+    assert_eq!(parse("protocols: {grpc: {}}\n").http_url(), None);
+}
