@@ -294,3 +294,74 @@ async fn spans_with_invalid_ids_are_dropped_and_reported_as_partial_success() {
     let taken: usize = s.sink.batches().iter().map(|b| b.span_count()).sum();
     assert_eq!(taken, 2);
 }
+
+/// A compressed gRPC call: the flag byte set and `grpc-encoding: <encoding>`.
+async fn compressed_call(addr: SocketAddr, encoding: &str, message: &[u8]) -> (String, String) {
+    let mut body = vec![1];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let resp = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("http://{addr}{EXPORT}"))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", encoding)
+        .header("authorization", "Bearer grpc-token")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let accepted = resp
+        .headers()
+        .get("grpc-accept-encoding")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (grpc_status(&resp).0, accepted)
+}
+
+#[tokio::test]
+async fn compressed_messages_hostile_and_not() {
+    let (s, addr) = start_grpc("otlp/grpc-compressed", Some(1)).await;
+    let message = request(3).encode_to_vec();
+    // zstd and deflate messages are taken (success: grpc-status in trailers, not headers).
+    let zstd = ruzstd::encoding::compress_to_vec(
+        &message[..],
+        ruzstd::encoding::CompressionLevel::Fastest,
+    );
+    assert_eq!(compressed_call(addr, "zstd", &zstd).await.0, "");
+    assert_eq!(
+        compressed_call(addr, "deflate", &support::zlib(&message))
+            .await
+            .0,
+        ""
+    );
+    assert_eq!(s.sink.batches().len(), 2);
+    // A gzip bomb and a zstd bomb inflating past the 1 MiB message limit.
+    let zeros = vec![0u8; 64 << 20];
+    assert_eq!(
+        compressed_call(addr, "gzip", &support::gzip(&zeros))
+            .await
+            .0,
+        "8"
+    );
+    let bomb =
+        ruzstd::encoding::compress_to_vec(&zeros[..], ruzstd::encoding::CompressionLevel::Fastest);
+    assert!(bomb.len() < 1 << 20);
+    assert_eq!(compressed_call(addr, "zstd", &bomb).await.0, "8");
+    // An encoding the receiver does not know: UNIMPLEMENTED, naming what it takes.
+    let (code, accepted) = compressed_call(addr, "snappy", &message).await;
+    assert_eq!(code, "12");
+    assert_eq!(accepted, "identity,gzip,deflate,zstd");
+    // Flagged compressed but no grpc-encoding (identity): INVALID_ARGUMENT.
+    assert_eq!(compressed_call(addr, "identity", &message).await.0, "3");
+    // Compressed with gzip but named zstd: INVALID_ARGUMENT, not a crash.
+    assert_eq!(
+        compressed_call(addr, "zstd", &support::gzip(&message))
+            .await
+            .0,
+        "3"
+    );
+    assert_eq!(s.sink.batches().len(), 2);
+}

@@ -316,3 +316,32 @@ async fn renewed_certificate_files_are_served_to_new_connections() {
     assert_eq!(served_certificate(&pki, http).await, renewed);
     assert_eq!(s.sink.batches().len(), 2);
 }
+
+#[tokio::test]
+async fn min_version_1_3_refuses_a_tls_1_2_client() {
+    let pki = pki();
+    let s = start("otlp/tls13", |c| {
+        c.protocols = Some(Protocols {
+            http: Some(HttpProtocol {
+                endpoint: "127.0.0.1:0".into(),
+                tls: Some(TlsServerConfig {
+                    cert_file: pki.cert_file.clone(),
+                    key_file: pki.key_file.clone(),
+                    client_ca_file: None,
+                    min_version: Some("1.3".into()),
+                }),
+                ..Default::default()
+            }),
+            grpc: None,
+        });
+    })
+    .await;
+    let http = s.running.addr(Protocol::Http).unwrap();
+    let tls12 = trusting(&pki)
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert!(post(&tls12, &https(http)).await.is_err());
+    let tls13 = trusting(&pki).build().unwrap();
+    assert_eq!(post(&tls13, &https(http)).await.unwrap().status(), 200);
+}
