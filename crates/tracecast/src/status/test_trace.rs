@@ -401,6 +401,8 @@ pub struct Report {
     pub sent: Result<u16, String>,
     pub destinations: Vec<DestinationReport>,
     pub waited_seconds: f64,
+    /// Accepted, but the status could not be read to follow it: why.
+    pub unfollowed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -414,7 +416,9 @@ pub struct DestinationReport {
 impl Report {
     /// Whether every destination got the trace.
     pub fn ok(&self) -> bool {
-        self.sent.is_ok() && self.destinations.iter().all(|d| d.arrival.delivered())
+        self.sent.is_ok()
+            && self.unfollowed.is_none()
+            && self.destinations.iter().all(|d| d.arrival.delivered())
     }
 
     /// The report in plain words, one line per destination.
@@ -429,6 +433,11 @@ impl Report {
                 out.push_str(&format!("test trace {} NOT sent: {why}\n", self.trace_id));
                 return out;
             }
+        }
+        if let Some(why) = &self.unfollowed {
+            out.push_str(&format!(
+                "where it went cannot be told: the status could not be read: {why}\n"
+            ));
         }
         for d in &self.destinations {
             let line = match &d.arrival {
@@ -491,6 +500,7 @@ where
         sent: send(client, target, trace).await,
         destinations: Vec::new(),
         waited_seconds: 0.0,
+        unfollowed: None,
     };
     if report.sent.is_err() {
         return report;
@@ -499,9 +509,7 @@ where
         let status = match fetch().await {
             Ok(status) => status,
             Err(why) => {
-                report.sent = Err(format!(
-                    "the trace was accepted, but where it went cannot be read: {why}"
-                ));
+                report.unfollowed = Some(why);
                 return report;
             }
         };
@@ -516,7 +524,7 @@ where
             || (settled && elapsed >= FAILING_GRACE.min(wait))
             || elapsed >= wait
         {
-            break (Some(status), arrivals);
+            break (status, arrivals);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -524,15 +532,18 @@ where
     report.destinations = arrivals
         .into_iter()
         .map(|(destination, arrival)| {
-            let note = last_status.as_ref().and_then(|s| {
-                let d = s.destinations.iter().find(|d| d.id == destination)?;
-                (d.state == "down").then(|| {
+            let note = {
+                let d = last_status
+                    .destinations
+                    .iter()
+                    .find(|d| d.id == destination);
+                d.filter(|d| d.state == "down").map(|d| {
                     format!(
                         "{destination} is down: {}",
                         d.reason.as_deref().unwrap_or("no reason recorded")
                     )
                 })
-            });
+            };
             DestinationReport {
                 destination,
                 arrival,
