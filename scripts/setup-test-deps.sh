@@ -39,7 +39,10 @@ fi
 # The reference zstd CLI: crates/receiver-otlp/tests/zstd.rs compresses request bodies with
 # it (an implementation independent of the receiver's decoder).
 if ! command -v zstd >/dev/null 2>&1; then
-  apt-get install -y --no-install-recommends zstd >/dev/null
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends zstd >/dev/null
 fi
 
 # The status page test (tests/status_page.rs) renders the page in headless Chromium
