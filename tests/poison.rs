@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracecast_tests::{
-    fixtures, free_port, local, post_protobuf, wait_for_listener, Daemon, Exporter,
+    fixtures, free_port, local, post_protobuf, wait_for_listener, yaml_str, Daemon, Exporter,
     RecordingOtlpServer, Response, TestConfig,
 };
 
@@ -194,6 +194,49 @@ async fn a_panicking_processor_costs_one_quarantined_entry_and_nothing_else() {
         "quarantined twice:\n{log}"
     );
     assert_eq!(backend.span_names().len(), 3, "nothing replayed");
+    daemon.terminate().await;
+
+    // `dead-letters resend --quarantined` posts the entry back to the running daemon. Here
+    // the receiver is written in the Collector's shape (`protocols.http`) and the fault
+    // processor is gone: the span arrives and the quarantine empties.
+    let plain = TestConfig::new(port)
+        .exporter(
+            Exporter::otlp("otlp", backend.endpoint())
+                .protobuf()
+                .compression("none"),
+        )
+        .admin_port(admin_port)
+        .queue_dir(&queue_dir)
+        .yaml();
+    let address = yaml_str(&format!("127.0.0.1:{port}"));
+    let flat = format!("    endpoint: {address}\n");
+    assert!(plain.contains(&flat), "{plain}");
+    let collector_shape = plain.replace(
+        &flat,
+        &format!("    protocols:\n      http:\n        endpoint: {address}\n"),
+    );
+    let resend_config = dir.path().join("resend.yaml");
+    std::fs::write(&resend_config, collector_shape).unwrap();
+    let daemon = start(dir.path(), &resend_config, addr);
+    let resent = std::process::Command::new(tracecast_tests::tracecast_bin())
+        .args(["dead-letters", "resend", "--quarantined", "--config"])
+        .arg(&resend_config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&resent.stdout),
+        String::from_utf8_lossy(&resent.stderr)
+    );
+    assert!(resent.status.success(), "{out}");
+    backend.wait_for_spans(4, Duration::from_secs(20)).await;
+    assert!(
+        backend.span_names().iter().any(|n| n == "poison"),
+        "the quarantined span arrives: {:?}",
+        backend.span_names()
+    );
+    assert!(files_with_suffix(&quarantine, ".entry").is_empty(), "{out}");
     daemon.terminate().await;
 }
 
