@@ -50,8 +50,9 @@ pub struct Activity {
     /// Distinct trace ids (lowercase hex, or the custom id an S3 file is named after), at
     /// most [`MAX_TRACE_IDS`].
     pub trace_ids: Vec<String>,
-    /// Distinct trace ids in the batch, also those not listed.
-    pub traces: usize,
+    /// Every trace of the batch is in `trace_ids` (false: it had more than
+    /// [`MAX_TRACE_IDS`]).
+    pub all_listed: bool,
     pub outcome: Outcome,
 }
 
@@ -89,13 +90,14 @@ fn push(ring: &mut VecDeque<Activity>, a: Activity) {
     ring.push_back(a);
 }
 
-/// Distinct trace ids of `request` in order of appearance: at most [`MAX_TRACE_IDS`] of
-/// them, and how many there are in all.
-pub fn trace_ids(request: &ExportTraceServiceRequest) -> (Vec<String>, usize) {
-    // One hash lookup per span: cheap next to encoding the batch, which the exporter has
-    // just done.
+/// Distinct trace ids of `request` in order of appearance, at most [`MAX_TRACE_IDS`], and
+/// whether those are all. Spans of one trace usually follow each other, so a span with the
+/// previous span's trace id costs one comparison; the scan stops at the first id past the
+/// limit.
+pub fn trace_ids(request: &ExportTraceServiceRequest) -> (Vec<String>, bool) {
     let mut distinct = std::collections::HashSet::new();
     let mut listed = Vec::new();
+    let mut previous: Option<&[u8]> = None;
     for span in request
         .resource_spans
         .iter()
@@ -103,11 +105,18 @@ pub fn trace_ids(request: &ExportTraceServiceRequest) -> (Vec<String>, usize) {
         .flat_map(|s| &s.spans)
     {
         let id = span.trace_id.as_slice();
-        if distinct.insert(id) && listed.len() < MAX_TRACE_IDS {
+        if previous == Some(id) {
+            continue;
+        }
+        previous = Some(id);
+        if distinct.insert(id) {
+            if listed.len() == MAX_TRACE_IDS {
+                return (listed, false);
+            }
             listed.push(hex::encode(id));
         }
     }
-    (listed, distinct.len())
+    (listed, true)
 }
 
 /// S3: object `key` (of `bytes`, holding `spans` spans of trace `trace_id`) was created.
@@ -116,7 +125,7 @@ pub fn file_written(exporter: &str, key: &str, bytes: usize, spans: usize, trace
         at: SystemTime::now(),
         spans,
         trace_ids: vec![trace_id.to_string()],
-        traces: 1,
+        all_listed: true,
         outcome: Outcome::FileWritten {
             key: key.to_string(),
             bytes: bytes as u64,
@@ -137,14 +146,14 @@ pub fn note_status(exporter: &str, status: u16) {
 
 /// OTLP: `batch` was delivered after `latency` (retries included).
 pub fn exported(exporter: &str, batch: &TraceBatch, latency: Duration) {
-    let (ids, traces) = trace_ids(batch.request());
+    let (ids, all_listed) = trace_ids(batch.request());
     let mut map = lock();
     let recent = map.entry(exporter.to_string()).or_default();
     let a = Activity {
         at: SystemTime::now(),
         spans: batch.span_count(),
         trace_ids: ids,
-        traces,
+        all_listed,
         outcome: Outcome::Exported {
             status: recent.last_status.unwrap_or(200),
             latency,
@@ -156,14 +165,14 @@ pub fn exported(exporter: &str, batch: &TraceBatch, latency: Duration) {
 /// OTLP: an attempt to deliver `batch` failed with `reason`; `final_` when the exporter
 /// gave up on it.
 pub fn batch_failed(exporter: &str, batch: &TraceBatch, reason: &str, final_: bool) {
-    let (ids, traces) = trace_ids(batch.request());
+    let (ids, all_listed) = trace_ids(batch.request());
     failed(
         exporter,
         Activity {
             at: SystemTime::now(),
             spans: batch.span_count(),
             trace_ids: ids,
-            traces,
+            all_listed,
             outcome: Outcome::Failed {
                 reason: reason.to_string(),
                 final_,
@@ -182,7 +191,7 @@ pub fn key_failed(exporter: &str, key: &str, trace_id: Option<&str>, reason: &st
             at: SystemTime::now(),
             spans: 0,
             trace_ids: trace_id.map(str::to_string).into_iter().collect(),
-            traces: 1,
+            all_listed: true,
             outcome: Outcome::Failed {
                 reason: reason.to_string(),
                 final_,
@@ -272,7 +281,8 @@ mod tests {
         let r = recent().remove("otlp/activity_status").unwrap();
         let e = r.exports.back().unwrap();
         assert_eq!(e.spans, 3);
-        assert_eq!(e.traces, 2);
+        assert!(e.all_listed);
+        assert_eq!(e.trace_ids.len(), 2);
         assert!(e.concerns(&hex::encode([7u8; 16])));
         assert!(!e.concerns(&hex::encode([9u8; 16])));
         assert!(matches!(e.outcome, Outcome::Exported { status: 202, .. }));
@@ -283,9 +293,13 @@ mod tests {
     #[test]
     fn a_huge_batch_lists_a_bounded_number_of_ids() {
         let ids: Vec<u8> = (0..=255).collect();
-        let (listed, total) = trace_ids(batch(&ids).request());
+        let (listed, all) = trace_ids(batch(&ids).request());
         assert_eq!(listed.len(), MAX_TRACE_IDS);
-        assert_eq!(total, 256);
+        assert!(!all);
+        // Repeated and interleaved ids are listed once, in order of appearance.
+        let (listed, all) = trace_ids(batch(&[3, 3, 4, 3, 4, 5]).request());
+        assert_eq!(listed, [[3u8; 16], [4; 16], [5; 16]].map(hex::encode));
+        assert!(all);
     }
 
     #[test]

@@ -154,8 +154,8 @@ pub struct ExportRecord {
     /// HTTP status the backend answered.
     pub status: u16,
     pub spans: usize,
-    /// Distinct traces in the batch; `trace_ids` lists at most 64 of them.
-    pub traces: usize,
+    /// Whether `trace_ids` holds every trace of the batch (it lists at most 64).
+    pub all_trace_ids_listed: bool,
     pub trace_ids: Vec<String>,
     pub latency_ms: f64,
     pub unix_ms: u64,
@@ -500,7 +500,7 @@ impl StatusState {
                         exporter: exporter.clone(),
                         status: *status,
                         spans,
-                        traces: a.traces,
+                        all_trace_ids_listed: a.all_listed,
                         trace_ids: a.trace_ids.clone(),
                         latency_ms: latency.as_secs_f64() * 1000.0,
                         unix_ms: at,

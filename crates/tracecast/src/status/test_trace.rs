@@ -581,7 +581,7 @@ mod tests {
                  "trace_id": "AB12", "unix_ms": 2},
             ],
             "recent_exports": [
-                {"exporter": "otlp/a", "status": 202, "spans": 2, "traces": 1,
+                {"exporter": "otlp/a", "status": 202, "spans": 2, "all_trace_ids_listed": true,
                  "trace_ids": ["ab12"], "latency_ms": 3.0, "unix_ms": 3},
             ],
             "recent_failures": [
