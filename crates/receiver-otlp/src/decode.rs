@@ -13,6 +13,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracecast_core::otlp_json::{self, DecodeLimits, LimitExceeded, LimitedDecodeError};
 use tracecast_core::ExportTraceServiceRequest;
@@ -343,12 +344,36 @@ impl Read for ZstdFrames<'_> {
             if self.rest.is_empty() {
                 return Ok(0);
             }
-            let frame = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+            match ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
                 self.rest,
                 self.max_window,
-            )
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-            self.frame = Some(frame);
+            ) {
+                Ok(frame) => self.frame = Some(frame),
+                // A skippable frame (RFC 8878 3.1.2: magic, 4-byte size, payload) carries
+                // no data and a decoder skips it, as `zstd -d` does.
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let end = usize::try_from(length)
+                        .ok()
+                        .and_then(|length| length.checked_add(8))
+                        .filter(|end| *end <= self.rest.len())
+                        .ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "a skippable zstd frame runs past the end of the body",
+                            )
+                        })?;
+                    self.rest = &self.rest[end..];
+                }
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e.to_string(),
+                    ))
+                }
+            }
         }
     }
 }
@@ -581,6 +606,29 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// RFC 8878 3.1.2: skippable frames carry no data and are skipped wherever they are
+    /// (before, between, after data frames), as `zstd -d` does; one that claims more bytes
+    /// than the body has is malformed. Found by the `receiver_zstd` fuzz target.
+    #[test]
+    fn zstd_skippable_frames_are_skipped() {
+        // `echo hello | zstd --no-check`, and a skippable frame with a 3-byte payload.
+        const HELLO: &[u8] = &[
+            0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0x31, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+            0x0a,
+        ];
+        const SKIP: &[u8] = &[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
+        let budget = InflateBudget::new("otlp", 1 << 20);
+        let zstd =
+            |body: Vec<u8>| decompress(Bytes::from(body), ContentEncoding::Zstd, 1 << 20, &budget);
+        let body = [SKIP, HELLO, SKIP, HELLO, SKIP].concat();
+        assert_eq!(&zstd(body).unwrap().0[..], b"hello\nhello\n");
+        assert!(zstd(SKIP.to_vec()).unwrap().0.is_empty());
+        let truncated = [HELLO, &SKIP[..10]].concat();
+        let err = zstd(truncated).unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{err}");
+        assert!(err.to_string().contains("skippable zstd frame"), "{err}");
     }
 
     #[test]

@@ -176,21 +176,8 @@ impl Handler {
         let received = decode::read_body(body, limit.saturating_add(5), timeout)
             .await
             .map_err(|(err, _)| (over_message_limit(err, limit), 0))?;
-        let (compressed, message) = unframe(received, limit).map_err(|e| (e, 0))?;
-        let content_encoding = match (compressed, compression) {
-            (false, _) => ContentEncoding::Identity,
-            (true, ContentEncoding::Identity) => {
-                return Err((
-                    RequestError::Malformed {
-                        encoding: "gRPC message",
-                        message: "the message is flagged compressed but grpc-encoding names none"
-                            .to_string(),
-                    },
-                    0,
-                ))
-            }
-            (true, c) => c,
-        };
+        let (content_encoding, message) =
+            unframe_message(received, limit, compression).map_err(|e| (e, 0))?;
         let message = Message {
             received: message,
             content_encoding,
@@ -215,7 +202,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The compression `grpc-encoding` names for the request message.
-fn message_encoding(headers: &HeaderMap) -> Result<ContentEncoding, RequestError> {
+pub fn message_encoding(headers: &HeaderMap) -> Result<ContentEncoding, RequestError> {
     let Some(value) = headers.get("grpc-encoding") else {
         return Ok(ContentEncoding::Identity);
     };
@@ -250,8 +237,33 @@ fn for_grpc(err: RequestError) -> RequestError {
     }
 }
 
+/// The one message of a unary request body and the compression to undo on it: the framing
+/// ([`unframe`]) and the compressed flag checked against what `grpc-encoding` named
+/// (`named`). A flagged message without a named compression is malformed; an unflagged one
+/// is identity whatever was named (gRPC compresses per message). Pure, so the fuzz targets
+/// run it (`fuzzing` feature).
+pub fn unframe_message(
+    body: Bytes,
+    limit: u64,
+    named: ContentEncoding,
+) -> Result<(ContentEncoding, Bytes), RequestError> {
+    let (compressed, message) = unframe(body, limit)?;
+    let content_encoding = match (compressed, named) {
+        (false, _) => ContentEncoding::Identity,
+        (true, ContentEncoding::Identity) => {
+            return Err(RequestError::Malformed {
+                encoding: "gRPC message",
+                message: "the message is flagged compressed but grpc-encoding names none"
+                    .to_string(),
+            })
+        }
+        (true, c) => c,
+    };
+    Ok((content_encoding, message))
+}
+
 /// The one message of a unary request body: `(compressed, message)`.
-fn unframe(body: Bytes, limit: u64) -> Result<(bool, Bytes), RequestError> {
+pub fn unframe(body: Bytes, limit: u64) -> Result<(bool, Bytes), RequestError> {
     let malformed = |message: String| RequestError::Malformed {
         encoding: "gRPC framing",
         message,
@@ -281,7 +293,7 @@ fn unframe(body: Bytes, limit: u64) -> Result<(bool, Bytes), RequestError> {
     Ok((flag == 1, body.slice(5..)))
 }
 
-fn frame(message: &[u8]) -> Bytes {
+pub fn frame(message: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(message.len() + 5);
     out.push(0);
     out.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -415,6 +427,26 @@ mod tests {
             unframe(Bytes::from_static(&[7, 0, 0, 0, 0]), 100),
             Err(RequestError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn the_compressed_flag_needs_a_named_compression() {
+        let mut flagged = frame(b"z").to_vec();
+        flagged[0] = 1;
+        let flagged = Bytes::from(flagged);
+        assert_eq!(
+            unframe_message(flagged.clone(), 100, ContentEncoding::Zstd).unwrap(),
+            (ContentEncoding::Zstd, Bytes::from_static(b"z"))
+        );
+        assert!(matches!(
+            unframe_message(flagged, 100, ContentEncoding::Identity),
+            Err(RequestError::Malformed { .. })
+        ));
+        // gRPC compresses per message: an unflagged one is identity whatever was named.
+        assert_eq!(
+            unframe_message(frame(b"p"), 100, ContentEncoding::Gzip).unwrap(),
+            (ContentEncoding::Identity, Bytes::from_static(b"p"))
+        );
     }
 
     #[test]

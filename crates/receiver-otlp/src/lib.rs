@@ -52,15 +52,16 @@ pub use server::{BoundReceiver, OtlpReceiver, RunningReceiver};
 pub use status::Status;
 pub use tls::TlsServerConfig;
 
-/// The request decode path (decompression, decoding, invalid-id filtering), for the fuzz
-/// targets in `fuzz/` and the corpus replay test only: not a stable API.
+/// The request decode path (gRPC framing, decompression, decoding, invalid-id filtering),
+/// for the fuzz targets in `fuzz/` and the corpus replay test only: not a stable API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::decode::{
-        decode, decompress, drop_invalid_links, drop_invalid_spans, BodyEncoding, ContentEncoding,
-        InflateBudget, Rejected, Reserved,
+        decode, decode_within, decompress, drop_invalid_links, drop_invalid_spans, BodyEncoding,
+        ContentEncoding, InflateBudget, Rejected, Reserved,
     };
+    pub use crate::grpc::{frame, message_encoding, unframe, unframe_message};
     pub use crate::limits::Limits;
     pub use crate::prescan::{scan, Shape};
 }
