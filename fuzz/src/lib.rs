@@ -32,8 +32,8 @@ use tracecast_processors::{
     PrivacyProcessor, PrivacyProcessorConfig,
 };
 use tracecast_receiver_otlp::fuzzing::{
-    decode, decompress, drop_invalid_links, drop_invalid_spans, scan, BodyEncoding,
-    ContentEncoding, InflateBudget, Limits,
+    decode, decode_within, decompress, drop_invalid_links, drop_invalid_spans, frame, scan,
+    unframe_message, BodyEncoding, ContentEncoding, InflateBudget, Limits,
 };
 use tracecast_receiver_otlp::{OtlpReceiverConfig, RequestError};
 
@@ -50,6 +50,12 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("proc_batch", proc_batch),
     ("s3_document", s3_document),
     ("s3_key", s3_key),
+    ("grpc_decode", grpc_decode),
+    ("receiver_zstd", receiver_zstd),
+    ("genai_content", genai_content),
+    ("proc_filter", proc_filter),
+    ("proc_sampling", proc_sampling),
+    ("proc_metadata_flat", proc_metadata_flat),
 ];
 
 /// S3's limit on a whole object key, in bytes.
@@ -1423,4 +1429,899 @@ pub fn s3_document(data: &[u8]) {
         );
         check_key(&key, false);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Input paths of 2026-11-30 (second round): gRPC framing, zstd bodies, GenAI content,
+// filter, sampling, flattened `trace.*` metadata. New vocabularies only: the ones above
+// stay as they are, so the committed corpora of the older targets read the same.
+// ---------------------------------------------------------------------------------------
+
+/// The protobuf decode as the receiver runs it after decompression (pre-scan, limits,
+/// budget, prost), checked against prost alone: what prost decodes is accepted unless it is
+/// over a limit (and then only over it), what it refuses is refused, and the decoded
+/// request is prost's.
+fn check_protobuf_decode(plain: &[u8], config: &OtlpReceiverConfig, limits: &Limits) {
+    let prost = ExportTraceServiceRequest::decode(plain).ok();
+    if let Some(request) = &prost {
+        match scan(plain) {
+            Ok(shape) => {
+                assert_eq!(
+                    shape.spans as usize,
+                    span_count(request),
+                    "pre-scan span count"
+                );
+                assert!(
+                    shape.decoded_size >= decoded_size(request),
+                    "pre-scan estimate below the decoded request"
+                );
+            }
+            Err(e) => panic!("pre-scan refuses a body prost decodes: {}", e.0),
+        }
+    }
+    let budget = InflateBudget::decoding("otlp", config.decoding_size_limit());
+    match decode_within(BodyEncoding::Protobuf, plain, limits, Some(&budget)) {
+        Ok((request, _reserved)) => {
+            let full = prost.expect("the receiver decoded what prost refuses");
+            assert_eq!(pb(&request), pb(&full), "receiver and prost decode differ");
+        }
+        Err(RequestError::OverLimit { limit, .. }) => {
+            if let (Some(full), tracecast_receiver_otlp::RequestLimit::Spans) = (&prost, limit) {
+                assert!(
+                    span_count(full) as u64 > config.max_spans_per_request,
+                    "refused for its span count with {} spans",
+                    span_count(full)
+                );
+            }
+        }
+        Err(RequestError::Decoding { .. }) => {
+            panic!("one request exhausted the decoding budget on its own")
+        }
+        Err(e) => assert!(prost.is_none(), "a request prost decodes was refused: {e}"),
+    }
+}
+
+/// Decompression as the receiver runs it, with a budget of exactly the limit: never more
+/// than `limit` bytes out, never the budget exhausted by one request, the budget given
+/// back on drop (a second run fits and gives the same bytes). `Err` only for a refusal.
+fn bounded_decompress(
+    wire: &[u8],
+    content: ContentEncoding,
+    limit: u64,
+) -> Result<Bytes, RequestError> {
+    let budget = InflateBudget::new("otlp", limit);
+    let wire = Bytes::copy_from_slice(wire);
+    let first = decompress(wire.clone(), content, limit, &budget);
+    if let Err(RequestError::Decompressing { .. }) = first {
+        panic!("one request exhausted a budget of its own limit");
+    }
+    let first = first.map(|(b, _)| b);
+    let second = decompress(wire, content, limit, &budget);
+    if let Err(RequestError::Decompressing { .. }) = second {
+        panic!("the budget was not returned when the first request was dropped");
+    }
+    let second = second.map(|(b, _)| b);
+    match (&first, &second) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "decompression is not deterministic"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!("decompression is not deterministic"),
+    }
+    if let Ok(plain) = &first {
+        if content != ContentEncoding::Identity {
+            assert!(
+                plain.len() as u64 <= limit,
+                "{} > limit {limit}",
+                plain.len()
+            );
+        }
+    }
+    if let Err(RequestError::TooLarge { limit: l, .. }) = &first {
+        assert_eq!(*l, limit);
+        assert!(content != ContentEncoding::Identity);
+    }
+    first
+}
+
+/// OTLP/gRPC: framing, the compressed flag against `grpc-encoding`, bounded decompression
+/// at `max_recv_msg_size`, then the protobuf decode, as `grpc.rs` runs them.
+///
+/// First byte: bits 0-1 the named `grpc-encoding` (identity, gzip, deflate, zstd), bit 2
+/// frame the rest here (else it is the whole body, prefix included), bit 3 compress the
+/// message here first, bit 4 a small message limit, bits 5-6 request-limit profile, bit 7
+/// set the compressed flag without compressing. Checks: the framing refuses exactly a
+/// short body, a length over the limit (before anything else), an unknown flag and a length
+/// that does not match the rest; a flagged message needs a named compression; our own
+/// framed (and compressed) message comes back exactly; decompression stays within the
+/// limit; the decode is prost's.
+pub fn grpc_decode(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let named = [
+        ContentEncoding::Identity,
+        ContentEncoding::Gzip,
+        ContentEncoding::Deflate,
+        ContentEncoding::Zstd,
+    ][usize::from(flags & 3)];
+    let frame_here = flags & 4 != 0;
+    let ours = frame_here && flags & 8 != 0 && named != ContentEncoding::Identity;
+    let limit = if flags & 16 != 0 {
+        (rest.len() as u64 / 2).max(1)
+    } else {
+        DEFAULT_BODY_LIMIT
+    };
+    let (config, limits) = receiver_limits((flags >> 5) & 3, limit);
+    let body = if frame_here {
+        let message = if ours {
+            compress(rest, named, true)
+        } else {
+            rest.to_vec()
+        };
+        let mut framed = frame(&message).to_vec();
+        framed[0] = u8::from(ours || flags & 128 != 0);
+        framed
+    } else {
+        rest.to_vec()
+    };
+
+    // The framing, modelled from the gRPC spec.
+    let expected: Result<(ContentEncoding, &[u8]), &str> = match body[..] {
+        [flag, a, b, c, d, ..] => {
+            let len = u64::from(u32::from_be_bytes([a, b, c, d]));
+            if len > limit {
+                Err("too large")
+            } else if flag > 1
+                || body.len() as u64 - 5 != len
+                || (flag == 1 && named == ContentEncoding::Identity)
+            {
+                Err("malformed")
+            } else if flag == 1 {
+                Ok((named, &body[5..]))
+            } else {
+                Ok((ContentEncoding::Identity, &body[5..]))
+            }
+        }
+        _ => Err("malformed"),
+    };
+    let got = unframe_message(Bytes::from(body.clone()), limit, named);
+    let (content, message) = match (expected, got) {
+        (Ok((e, m)), Ok((g, message))) => {
+            assert_eq!((e, m), (g, &message[..]), "unframed message differs");
+            (g, message)
+        }
+        (Err("too large"), Err(RequestError::TooLarge { limit: l, .. })) => {
+            assert_eq!(l, limit);
+            return;
+        }
+        (Err("malformed"), Err(RequestError::Malformed { .. })) => return,
+        (e, g) => panic!(
+            "framing: expected {e:?}, got {:?}",
+            g.map(|(c, m)| (c, m.len()))
+        ),
+    };
+    if frame_here && !ours {
+        assert_eq!(&message[..], rest);
+    }
+    let plain = match bounded_decompress(&message, content, limit) {
+        Ok(plain) => plain,
+        Err(e) => {
+            if ours {
+                assert!(
+                    matches!(e, RequestError::TooLarge { .. }) && rest.len() as u64 > limit,
+                    "our own {named:?} message of {} bytes was refused: {e}",
+                    rest.len()
+                );
+            }
+            return;
+        }
+    };
+    if ours {
+        assert_eq!(&plain[..], rest, "decompression changed the message");
+    }
+    check_protobuf_decode(&plain, &config, &limits);
+}
+
+/// zstd request bodies (`decode.rs`, `ruzstd` with a window cap and the inflate budget).
+///
+/// First byte: bit 0 encode the rest here (else the rest is the body), bit 1 a small
+/// limit, bit 2 ruzstd's `Uncompressed` level (else `Fastest`), bit 3 two frames (the rest
+/// split at the second byte's share), bit 4 a skippable frame in front. Checks: the output
+/// never exceeds the limit; one request never exhausts a budget of its limit and gives it
+/// back; decoding is deterministic; an encoder's frames come back exactly, refused only
+/// when over the limit; what decodes is then decoded like any protobuf body.
+pub fn receiver_zstd(data: &[u8]) {
+    use ruzstd::encoding::{compress_to_vec, CompressionLevel};
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let ours = flags & 1 != 0;
+    let limit = if flags & 2 != 0 {
+        (rest.len() as u64 / 2).max(1)
+    } else {
+        DEFAULT_BODY_LIMIT
+    };
+    let (body, wire) = if ours {
+        let (cut, body) = match rest.split_first() {
+            Some((&cut, body)) if flags & 8 != 0 => (usize::from(cut) * body.len() / 255, body),
+            _ => (rest.len(), rest),
+        };
+        let level = if flags & 4 != 0 {
+            CompressionLevel::Uncompressed
+        } else {
+            CompressionLevel::Fastest
+        };
+        let mut wire = Vec::new();
+        if flags & 16 != 0 {
+            // A skippable frame (RFC 8878 3.1.2): magic 0x184D2A5?, 4-byte size, payload.
+            wire.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        }
+        let (a, b) = body.split_at(cut.min(body.len()));
+        wire.extend(compress_to_vec(a, level));
+        if flags & 8 != 0 {
+            wire.extend(compress_to_vec(b, level));
+        }
+        (body, wire)
+    } else {
+        (rest, rest.to_vec())
+    };
+    let plain = match bounded_decompress(&wire, ContentEncoding::Zstd, limit) {
+        Ok(plain) => plain,
+        Err(e) => {
+            if ours {
+                assert!(
+                    matches!(e, RequestError::TooLarge { .. }) && body.len() as u64 > limit,
+                    "our own zstd body of {} bytes was refused at limit {limit}: {e}",
+                    body.len()
+                );
+            }
+            return;
+        }
+    };
+    if ours {
+        assert_eq!(&plain[..], body, "zstd decompression changed the body");
+    }
+    let (config, limits) = receiver_limits(flags >> 6, DEFAULT_BODY_LIMIT);
+    check_protobuf_decode(&plain, &config, &limits);
+}
+
+/// Attribute keys `tracecast_core::genai` reads (every convention), for [`genai_content`].
+const GENAI_KEYS: &[&str] = &[
+    "gen_ai.system_instructions",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.prompt.0.content",
+    "gen_ai.prompt.0.role",
+    "gen_ai.prompt.1.content",
+    "gen_ai.prompt.0.tool_calls.0.name",
+    "gen_ai.prompt.0.tool_calls.0.arguments",
+    "gen_ai.prompt.0.tool_calls.0.id",
+    "gen_ai.completion.0.content",
+    "gen_ai.completion.0.role",
+    "gen_ai.completion.0.finish_reason",
+    "gen_ai.completion.1.content",
+    "gen_ai.completion.0.tool_calls.0.name",
+    "llm.input_messages.0.message.content",
+    "llm.input_messages.0.message.role",
+    "llm.input_messages.1.message.contents.0.message_content.text",
+    "llm.input_messages.0.message.tool_calls.0.tool_call.function.name",
+    "llm.input_messages.0.message.tool_calls.0.tool_call.function.arguments",
+    "llm.output_messages.0.message.content",
+    "llm.output_messages.0.message.role",
+    "ai.prompt.messages",
+    "ai.prompt",
+    "ai.response.text",
+    "ai.response.toolCalls",
+    "ai.response.reasoning",
+    "ai.response.object",
+    "span.input",
+    "span.output",
+    "langfuse.observation.input",
+    "langfuse.observation.output",
+    "input.value",
+    "output.value",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "ai.toolCall.args",
+    "ai.toolCall.result",
+    "trace.input",
+    "trace.output",
+    "langfuse.trace.input",
+    "langfuse.trace.output",
+    "gen_ai.response.finish_reasons",
+];
+
+/// Event names and event attribute keys the deprecated GenAI message events use.
+const GENAI_EVENTS: &[&str] = &[
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+    "gen_ai.choice",
+    "gen_ai.content.prompt",
+    "gen_ai.content.completion",
+];
+const GENAI_EVENT_KEYS: &[&str] = &[
+    "gen_ai.event.content",
+    "content",
+    "role",
+    "tool_calls",
+    "id",
+    "name",
+    "message",
+    "finish_reason",
+    "index",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+];
+
+/// Keys and values of chat-shaped JSON (messages, parts, tool calls).
+const CHAT_KEYS: &[&str] = &[
+    "role",
+    "content",
+    "parts",
+    "type",
+    "text",
+    "tool_calls",
+    "function_call",
+    "message",
+    "messages",
+    "system",
+    "prompt",
+    "choices",
+    "completion",
+    "reasoning",
+    "toolCalls",
+    "function",
+    "name",
+    "arguments",
+    "args",
+    "input",
+    "id",
+    "toolCallId",
+    "call_id",
+    "tool_use_id",
+    "toolName",
+    "response",
+    "result",
+    "output",
+    "thinking",
+    "finish_reason",
+    "value",
+];
+const CHAT_STRINGS: &[&str] = &[
+    "user",
+    "assistant",
+    "system",
+    "tool",
+    "text",
+    "input_text",
+    "output_text",
+    "reasoning",
+    "thinking",
+    "tool_call",
+    "tool-call",
+    "tool_use",
+    "function_call",
+    "tool_call_response",
+    "tool-result",
+    "tool_result",
+    "stop",
+    "",
+    "hi",
+    "\\\"\u{0}",
+];
+
+impl Gen<'_> {
+    /// Chat-shaped JSON: message lists, messages with parts and tool calls, `{messages}`,
+    /// `{choices}`, `{completion}` objects, nested to `depth`.
+    pub fn chat_json(&mut self, depth: u32) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self.below(if depth == 0 { 4 } else { 7 }) {
+            0 => J::String(self.pick(CHAT_STRINGS).to_string()),
+            1 => J::String(self.text(24)),
+            2 => J::from(self.u64() as i64 % 1000),
+            3 => J::Null,
+            4 => J::Array(
+                (0..self.below(5))
+                    .map(|_| self.chat_json(depth - 1))
+                    .collect(),
+            ),
+            5 => J::String(self.chat_json(depth - 1).to_string()),
+            _ => {
+                let mut map = serde_json::Map::new();
+                for _ in 0..self.below(5) {
+                    let key = self.pick(CHAT_KEYS).to_string();
+                    map.insert(key, self.chat_json(depth - 1));
+                }
+                J::Object(map)
+            }
+        }
+    }
+
+    fn genai_value(&mut self, depth: u32) -> AnyValue {
+        match self.below(6) {
+            0..=2 => AnyValue {
+                value: Some(AnyValueKind::StringValue(self.chat_json(3).to_string())),
+            },
+            3 => AnyValue {
+                value: Some(AnyValueKind::StringValue(
+                    self.pick(CHAT_STRINGS).to_string(),
+                )),
+            },
+            4 => json_to_any(&self.chat_json(3)),
+            _ => self.any_value(depth),
+        }
+    }
+
+    fn genai_attributes(&mut self, keys: &[&str], max: usize) -> Vec<KeyValue> {
+        (0..self.below(max + 1))
+            .map(|_| KeyValue {
+                key: if self.below(8) == 0 {
+                    self.key()
+                } else {
+                    self.pick(keys).to_string()
+                },
+                value: (self.below(16) != 0).then(|| self.genai_value(1)),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// A span carrying the GenAI conventions' content keys and message events.
+    pub fn genai_span(&mut self) -> Span {
+        Span {
+            attributes: self.genai_attributes(GENAI_KEYS, 8),
+            events: (0..self.below(4))
+                .map(|_| Event {
+                    name: self.pick(GENAI_EVENTS).to_string(),
+                    attributes: self.genai_attributes(GENAI_EVENT_KEYS, 4),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A JSON value as an OTLP value (objects as key-value lists).
+fn json_to_any(v: &serde_json::Value) -> AnyValue {
+    use serde_json::Value as J;
+    let value = match v {
+        J::Null => None,
+        J::Bool(b) => Some(AnyValueKind::BoolValue(*b)),
+        J::Number(n) => Some(match n.as_i64() {
+            Some(i) => AnyValueKind::IntValue(i),
+            None => AnyValueKind::DoubleValue(n.as_f64().unwrap_or_default()),
+        }),
+        J::String(s) => Some(AnyValueKind::StringValue(s.clone())),
+        J::Array(items) => Some(AnyValueKind::ArrayValue(ArrayValue {
+            values: items.iter().map(json_to_any).collect(),
+        })),
+        J::Object(map) => Some(AnyValueKind::KvlistValue(KeyValueList {
+            values: map
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: Some(json_to_any(v)),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+/// How much bigger than the span's encoded size the converted content may be. Every
+/// output byte comes from an input byte, at most JSON-escaped (6x for a control
+/// character) and written twice (a completion also among its `choices`), plus a fixed
+/// overhead per message; anything superlinear (one input string in every message, say)
+/// breaks it soon.
+const GENAI_AMPLIFICATION: usize = 16;
+const GENAI_OVERHEAD: usize = 1024;
+
+/// `genai`: `span_content`, `trace_content` and `request_text` over spans with the
+/// conventions' keys and events: no panic, the same answer twice, and output (the trace
+/// file's input/output JSON and the request text) bounded by a fixed multiple of the
+/// span's encoded size (no amplification).
+pub fn genai_content(data: &[u8]) {
+    use tracecast_core::genai::{request_text, span_content, trace_content};
+    let mut g = Gen::new(data);
+    let span = g.genai_span();
+    let in_size = span.encoded_len();
+    let render = |span: &Span| {
+        let c = span_content(&span.attributes, &span.events);
+        let (ti, to, used) = trace_content(&span.attributes);
+        let text = request_text(span);
+        let mut used_keys: Vec<_> = c.used_keys.iter().cloned().collect();
+        used_keys.sort();
+        let mut used_events: Vec<_> = c.used_events.iter().copied().collect();
+        used_events.sort();
+        for i in &used_events {
+            assert!(
+                *i < span.events.len(),
+                "used event {i} of {}",
+                span.events.len()
+            );
+        }
+        serde_json::json!({
+            "input": c.input.as_ref().map(|i| i.to_json()),
+            "output": c.output.as_ref().map(|o| o.to_json()),
+            "finish_reasons": c.finish_reasons,
+            "used_keys": used_keys,
+            "used_events": used_events,
+            "trace_input": ti.as_ref().map(|i| i.to_json()),
+            "trace_output": to.as_ref().map(|o| o.to_json()),
+            "trace_used": used,
+            "text_input": text.input,
+            "text_output": text.output,
+        })
+        .to_string()
+    };
+    let once = render(&span);
+    assert_eq!(once, render(&span), "genai content is not deterministic");
+    let bound = GENAI_AMPLIFICATION * in_size + GENAI_OVERHEAD;
+    assert!(
+        once.len() <= bound,
+        "{} bytes of content from a {in_size}-byte span (bound {bound})",
+        once.len()
+    );
+}
+
+// --- filter --------------------------------------------------------------------------------
+
+const FILTER_FIELDS: &[&str] = &[
+    "model",
+    "provider",
+    "session_id",
+    "user_id",
+    "api_key_name",
+    "finish_reason",
+    "input",
+    "output",
+    "total_cost",
+    "total_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "no_such_field",
+];
+const FILTER_OPERATORS: &[&str] = &[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "regex",
+    "starts_with",
+    "ends_with",
+    "gt",
+    "lt",
+    "gte",
+    "lte",
+    "exists",
+    "not_exists",
+];
+const FILTER_VALUES: &[&str] = &[
+    "gpt-4o", "stop", "hi", "", "u1", "s1", "key-a", "^gpt", "(", "a|b",
+];
+
+fn filter_config(g: &mut Gen<'_>) -> tracecast_processors::FilterProcessorConfig {
+    use tracecast_processors::filter::{RuleConfig, RuleGroupConfig};
+    let group = |g: &mut Gen<'_>| RuleGroupConfig {
+        logic: g.pick(&["and", "or", "and", "xor"]).to_string(),
+        rules: (0..1 + g.below(3))
+            .map(|_| {
+                let by_attribute = g.below(4) == 0;
+                RuleConfig {
+                    field: (!by_attribute).then(|| g.pick(FILTER_FIELDS).to_string()),
+                    attribute: by_attribute.then(|| g.key()),
+                    operator: g.pick(FILTER_OPERATORS).to_string(),
+                    value: match g.below(6) {
+                        0 => None,
+                        1 => Some(serde_json::json!(g.below(1000) as f64 / 10.0)),
+                        2 => Some(serde_json::json!([g.pick(FILTER_VALUES), g.pick(STRINGS)])),
+                        3 => Some(serde_json::Value::String(g.pick(STRINGS).to_string())),
+                        _ => Some(serde_json::Value::String(g.pick(FILTER_VALUES).to_string())),
+                    },
+                }
+            })
+            .collect(),
+    };
+    tracecast_processors::FilterProcessorConfig {
+        include: (0..g.below(3)).map(|_| group(g)).collect(),
+        exclude: (0..g.below(3)).map(|_| group(g)).collect(),
+        api_key_name_attribute: g
+            .bool()
+            .then(|| g.pick(&["openrouter.api_key_name", "x"]).into()),
+    }
+}
+
+/// The placed spans of `req` grouped by trace id, each group as a sorted multiset.
+fn by_trace(
+    api_key_name: Option<&str>,
+    req: &ExportTraceServiceRequest,
+) -> std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut groups = std::collections::BTreeMap::<Vec<u8>, Vec<Vec<u8>>>::new();
+    let placed = placed_spans(api_key_name, req);
+    for (span, rec) in spans(req).zip(placed) {
+        groups.entry(span.trace_id.clone()).or_default().push(rec);
+    }
+    for list in groups.values_mut() {
+        list.sort();
+    }
+    groups
+}
+
+/// `filter`: over generated rule groups (validated as the config loader does) and requests,
+/// a request (the spans of one trace id) is kept whole or dropped whole, never a span twice,
+/// kept spans keep their resource, scope and bytes; a batch kept whole passes untouched
+/// (same received bytes); the decision is deterministic and the same when the request
+/// comes alone.
+pub fn proc_filter(data: &[u8]) {
+    use tracecast_config::ValidateInto;
+    use tracecast_processors::FilterProcessor;
+    let mut g = Gen::new(data);
+    let cfg = filter_config(&mut g);
+    let Ok(rules) = cfg.validate_into() else {
+        return;
+    };
+    let key = g.pick(&[None, Some("key-a"), Some("")]);
+    let request = g.request();
+    let encoded = Bytes::from(request.encode_to_vec());
+    let mut p = FilterProcessor::new(component("filter/fuzz"), rules.clone());
+    let mut out = Vec::new();
+    p.process(
+        TraceBatch::new(context(key), request.clone(), Some(encoded.clone())),
+        &mut out,
+    );
+    assert!(out.len() <= 1, "filter emitted {} batches", out.len());
+    let input = by_trace(key, &request);
+    let kept = out
+        .first()
+        .map(|b| by_trace(key, b.request()))
+        .unwrap_or_default();
+    for (trace_id, spans_out) in &kept {
+        let spans_in = input
+            .get(trace_id)
+            .expect("a span of no input trace came out");
+        assert_eq!(
+            spans_out, spans_in,
+            "request {trace_id:02x?} kept in part or changed"
+        );
+    }
+    if kept.len() == input.len() && !input.is_empty() {
+        let batch = out.first().expect("kept batch");
+        assert_eq!(
+            batch.received_protobuf(),
+            Some(&encoded),
+            "a kept batch was rewritten"
+        );
+    }
+    // Deterministic, and a request's fate does not depend on the other requests.
+    let mut again = FilterProcessor::new(component("filter/fuzz"), rules);
+    for (trace_id, _) in input {
+        let mut alone = request.clone();
+        for rs in &mut alone.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|s| s.trace_id == trace_id);
+            }
+        }
+        let mut out = Vec::new();
+        again.process(TraceBatch::new(context(key), alone, None), &mut out);
+        let kept_alone = out.first().is_some_and(|b| span_count(b.request()) > 0);
+        assert_eq!(
+            kept_alone,
+            kept.contains_key(&trace_id),
+            "request {trace_id:02x?} decided differently alone"
+        );
+    }
+}
+
+// --- sampling ------------------------------------------------------------------------------
+
+const TRACE_STATES: &[&str] = &[
+    "",
+    "ot=th:8",
+    "ot=th:c",
+    "ot=th:0",
+    "ot=th:fffffffffffff",
+    "ot=rv:00000000000000",
+    "ot=rv:ffffffffffffff",
+    "ot=rv:80000000000000;th:4",
+    "ot=th:8;rv:7fffffffffffff",
+    "vendor=x,ot=th:1",
+    "ot=th:",
+    "ot=rv:zz",
+    "ot=th:10000000000000000",
+    "a=b,ot=p:8;th:2,c=d",
+];
+
+/// Spans of `req` taken by `part(span index)`, in place (empty scopes and resources kept).
+fn split_request(
+    req: &ExportTraceServiceRequest,
+    parts: usize,
+    part_of: &dyn Fn(usize, &Span) -> usize,
+) -> Vec<ExportTraceServiceRequest> {
+    (0..parts)
+        .map(|part| {
+            let mut i = 0;
+            let mut out = req.clone();
+            for rs in &mut out.resource_spans {
+                for ss in &mut rs.scope_spans {
+                    ss.spans.retain(|s| {
+                        let here = part_of(i, s) == part;
+                        i += 1;
+                        here
+                    });
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// `sampling`: the decision does not depend on how a batch is split (whole requests into
+/// several batches for `by: session_id`/`user_id`, any split for `by: trace_id`); never a
+/// span twice; sampling the output again changes nothing (the same sampler chained); the
+/// recorded ratio is a probability.
+pub fn proc_sampling(data: &[u8]) {
+    use tracecast_processors::sampling::{SampleBy, RATIO_ATTRIBUTE};
+    use tracecast_processors::{SamplingProcessor, SamplingProcessorConfig};
+    let mut g = Gen::new(data);
+    let any_ratio = f64::from(g.u64() as u32) / f64::from(u32::MAX);
+    let ratio = g
+        .pick(&[0.0001, 0.05, 0.25, 0.5, 0.999, 1.0, any_ratio])
+        .max(0.0001);
+    let by = g.pick(&[SampleBy::TraceId, SampleBy::SessionId, SampleBy::UserId]);
+    let cfg = SamplingProcessorConfig { ratio, by };
+    let mut request = g.request();
+    for rs in &mut request.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                if g.below(3) == 0 {
+                    span.trace_state = g.pick(TRACE_STATES).to_string();
+                }
+            }
+        }
+    }
+    let parts = 1 + g.below(3);
+    let choices: Vec<usize> = (0..span_count(&request)).map(|_| g.below(parts)).collect();
+    let mut trace_part = std::collections::HashMap::new();
+    for (i, span) in spans(&request).enumerate() {
+        trace_part
+            .entry(span.trace_id.clone())
+            .or_insert(choices[i]);
+    }
+    let mut p = SamplingProcessor::new(component("sampling/fuzz"), &cfg);
+    let run = |p: &mut SamplingProcessor, req: ExportTraceServiceRequest| {
+        let mut out = Vec::new();
+        p.process(TraceBatch::new(context(None), req, None), &mut out);
+        assert!(out.len() <= 1, "sampling emitted {} batches", out.len());
+        out.pop().map(TraceBatch::into_request)
+    };
+    let whole = run(&mut p, request.clone());
+    let mut kept = whole
+        .as_ref()
+        .map(|r| placed_spans(None, r))
+        .unwrap_or_default();
+    kept.sort();
+    assert!(kept.len() <= span_count(&request), "more spans out than in");
+    let split = split_request(&request, parts, &|i, s| match by {
+        SampleBy::TraceId => choices[i],
+        _ => trace_part[&s.trace_id],
+    });
+    let mut kept_split = Vec::new();
+    for part in split {
+        if let Some(out) = run(&mut p, part) {
+            kept_split.extend(placed_spans(None, &out));
+        }
+    }
+    kept_split.sort();
+    assert_eq!(
+        kept, kept_split,
+        "decisions differ across batch splits ({parts} parts)"
+    );
+    if let Some(once) = whole {
+        for span in spans(&once) {
+            let ratio = span
+                .attributes
+                .iter()
+                .find(|kv| kv.key == RATIO_ATTRIBUTE)
+                .and_then(|kv| kv.value.as_ref()?.value.clone());
+            if let Some(AnyValueKind::DoubleValue(r)) = ratio {
+                assert!(
+                    r > 0.0 && r <= 1.0 || !r.is_finite() || r <= 0.0,
+                    "ratio {r}"
+                );
+            }
+        }
+        let twice = run(&mut p, once.clone()).expect("a kept batch sampled again is dropped");
+        assert_eq!(pb(&twice), pb(&once), "sampling twice != sampling once");
+    }
+}
+
+// --- metadata, flattened `trace.*` ---------------------------------------------------------
+
+/// `trace.<k>` suffixes: the request fields, metadata, content and nested paths.
+const FLAT_FIELDS: &[&str] = &[
+    "trace_id",
+    "trace_name",
+    "span_name",
+    "generation_name",
+    "parent_span_id",
+    "env",
+    "env.a",
+    "env.a.b",
+    "metadata.x",
+    "metadata.env.a",
+    "metadata",
+    "input",
+    "output",
+    "input.messages",
+    "output.0",
+    "a.b",
+    "",
+    ".",
+    "raw",
+];
+
+/// `metadata` with the `trace` field flattened into `<trace_attribute>.<k>` attributes
+/// (beside the map and JSON forms and the output keys `trace.metadata.*`): span ids and
+/// order kept, no flattened source key left, and twice = once.
+pub fn proc_metadata_flat(data: &[u8]) {
+    use tracecast_processors::metadata::fields::is_flattened_trace_key;
+    let mut g = Gen::new(data);
+    let cfg = metadata_config(&mut g);
+    let prefix = cfg.trace_attribute.clone();
+    let mut request = g.request();
+    let flat = |g: &mut Gen<'_>, attrs: &mut Vec<KeyValue>| {
+        for _ in 0..g.below(5) {
+            let value = match g.below(4) {
+                0 => g.any_value(1),
+                1 => json_to_any(&g.json(2)),
+                _ => AnyValue {
+                    value: Some(AnyValueKind::StringValue(g.string())),
+                },
+            };
+            let kv = KeyValue {
+                key: format!("{prefix}.{}", g.pick(FLAT_FIELDS)),
+                value: (g.below(8) != 0).then_some(value),
+                ..Default::default()
+            };
+            let at = g.below(attrs.len() + 1);
+            attrs.insert(at, kv);
+        }
+    };
+    for rs in &mut request.resource_spans {
+        if let Some(resource) = &mut rs.resource {
+            flat(&mut g, &mut resource.attributes);
+        }
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                flat(&mut g, &mut span.attributes);
+            }
+        }
+    }
+    let mut p = metadata_processor(cfg);
+    let once = run_request(&mut p, request.clone());
+    let ids =
+        |r: &ExportTraceServiceRequest| spans(r).map(|s| s.span_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&once), ids(&request), "span ids or order changed");
+    for span in spans(&once) {
+        for kv in &span.attributes {
+            assert!(
+                !is_flattened_trace_key(&kv.key, &prefix),
+                "flattened source key {:?} left on a span",
+                kv.key
+            );
+        }
+    }
+    let twice = run_request(&mut p, once.clone());
+    assert_eq!(
+        pb(&twice),
+        pb(&once),
+        "metadata twice != metadata once (flattened input)"
+    );
 }
