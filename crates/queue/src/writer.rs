@@ -1,4 +1,4 @@
-//! The writer thread (group commit, segment rolling), the sync thread (pipelined
+//! The writer thread (group commit, segment rolling), the sync threads (pipelined
 //! `fdatasync`) and the housekeeping thread (cursor persistence, segment deletion).
 //!
 //! One OS thread owns the active segment. `append` sends its entry over a channel and
@@ -6,14 +6,15 @@
 //! [`GROUP_MAX_BYTES`]) and writes it with one positioned `write`.
 //!
 //! **Pipelined group commit** (`fsync: always`). The writer does not fsync: it hands each
-//! written group to the sync thread and goes on writing the next one. The sync thread takes
+//! written group to the sync threads and goes on writing the next one. A sync thread takes
 //! every group handed over so far, calls one `fdatasync` per segment file among them, and
-//! only then publishes and answers those groups. A group is handed over only after its
-//! write returned, so the `fdatasync` that acknowledges it always started after its write
+//! marks them synced; groups are published and answered in sequence order once they and
+//! every group before them are synced. A group is handed over only after its write
+//! returned, so the `fdatasync` that acknowledges it always started after its write
 //! completed: an acknowledged entry is on disk. While one fdatasync runs, the next group is
-//! already written (not merely waiting in the channel), so a request arriving mid-fsync
-//! waits for at most the rest of that fsync plus one more, instead of the write of its
-//! whole group after it. With `interval` / `never` the writer answers after the write.
+//! already written and, on another sync thread, already syncing, so a request arriving
+//! mid-fsync waits for about one fsync, not the rest of the running one plus its own. With
+//! `interval` / `never` the writer answers after the write.
 //!
 //! **Housekeeping off the writer.** Every `cursor_interval` (and on `close`/`sync`/
 //! `shutdown`) the housekeeping thread writes the committed cursor (two fsyncs and a
@@ -130,36 +131,106 @@ fn publish(shared: &Shared, written: Vec<Written>, result: Result<(), &QueueErro
     }
 }
 
-enum SyncMsg {
-    /// A group written to `file`.
-    Group(Arc<File>, Written),
-    /// Answered once every group sent before is published.
-    Barrier(mpsc::Sender<()>),
+/// Sync threads. More than one because a second `fdatasync` issued while one is in
+/// flight does not wait for it on the disks measured (virtio: the block layer merges the
+/// cache flushes): a group written mid-fsync is acknowledged after about one fsync, not
+/// the rest of the running one plus its own. (On this kind of disk, 2 threads syncing
+/// appends of 25 KB: p50 0.5 ms vs 2.6 ms for one thread.)
+const SYNC_THREADS: usize = 3;
+
+/// Groups synced (or failed), waiting to be published in sequence order.
+struct Completion {
+    state: Mutex<CompletionState>,
+    published: std::sync::Condvar,
 }
 
-/// The sync thread: one `fdatasync` per file for every group written since the last one.
-fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncMsg>) {
-    while let Ok(first) = rx.recv() {
-        let mut msgs = vec![first];
-        msgs.extend(rx.try_iter());
-        let mut groups: Vec<(Arc<File>, Written)> = Vec::new();
-        for msg in msgs {
-            match msg {
-                SyncMsg::Group(file, w) => groups.push((file, w)),
-                SyncMsg::Barrier(done) => {
-                    sync_and_publish(&shared, std::mem::take(&mut groups));
-                    let _ = done.send(());
+struct CompletionState {
+    /// First sequence number not yet published.
+    next: u64,
+    /// Synced groups above `next`, by first sequence number, with their fsync result.
+    done: std::collections::BTreeMap<u64, (Written, Result<(), QueueError>)>,
+}
+
+/// The sync threads: each takes every group handed over so far, calls one `fdatasync`
+/// per segment file among them, and marks them synced; whichever thread completes the
+/// lowest pending group publishes every contiguous synced group, so entries are published
+/// and answered in sequence order however the fsyncs finish.
+struct Syncer {
+    tx: Sender<(Arc<File>, Written)>,
+    threads: Vec<JoinHandle<()>>,
+    completion: Arc<Completion>,
+}
+
+impl Syncer {
+    fn start(shared: &Arc<Shared>, next_seq: u64) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<(Arc<File>, Written)>();
+        let rx = Arc::new(Mutex::new(rx));
+        let completion = Arc::new(Completion {
+            state: Mutex::new(CompletionState {
+                next: next_seq,
+                done: Default::default(),
+            }),
+            published: std::sync::Condvar::new(),
+        });
+        let mut syncer = Self {
+            tx,
+            threads: Vec::new(),
+            completion,
+        };
+        for i in 0..SYNC_THREADS {
+            let (shared, rx, completion) = (shared.clone(), rx.clone(), syncer.completion.clone());
+            match std::thread::Builder::new()
+                .name(format!("tracecast-queue-sync-{i}"))
+                .spawn(move || sync_loop(&shared, &rx, &completion))
+            {
+                Ok(t) => syncer.threads.push(t),
+                Err(e) => {
+                    syncer.stop();
+                    return Err(e);
                 }
             }
         }
-        sync_and_publish(&shared, groups);
+        Ok(syncer)
+    }
+
+    /// Waits until every sequence number below `end` is published.
+    fn wait_published(&self, end: u64) {
+        let mut state = lock(&self.completion.state);
+        while state.next < end {
+            state = self
+                .completion
+                .published
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Ends the threads once they synced and published everything handed to them.
+    fn stop(self) {
+        drop(self.tx);
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
 }
 
-fn sync_and_publish(shared: &Shared, groups: Vec<(Arc<File>, Written)>) {
-    if groups.is_empty() {
-        return;
+fn sync_loop(shared: &Shared, rx: &Mutex<Receiver<(Arc<File>, Written)>>, completion: &Completion) {
+    loop {
+        let groups: Vec<(Arc<File>, Written)> = {
+            let rx = lock(rx);
+            let Ok(first) = rx.recv() else {
+                return;
+            };
+            let mut groups = vec![first];
+            groups.extend(rx.try_iter());
+            groups
+        };
+        sync_groups(shared, completion, groups);
     }
+}
+
+/// Syncs `groups` (already written) and publishes what became contiguous.
+fn sync_groups(shared: &Shared, completion: &Completion, groups: Vec<(Arc<File>, Written)>) {
     // Groups come in sequence order; a segment roll between them means two files.
     let mut result = Ok(());
     let mut synced: Option<&Arc<File>> = None;
@@ -176,11 +247,30 @@ fn sync_and_publish(shared: &Shared, groups: Vec<(Arc<File>, Written)>) {
     if let Err(e) = &result {
         tracing::error!(error = %e, "durable queue fsync failed; the appends are refused (and may still be delivered)");
     }
-    publish(
-        shared,
-        groups.into_iter().map(|(_, w)| w).collect(),
-        result.as_ref().map(|_| ()),
-    );
+    let mut state = lock(&completion.state);
+    for (_, w) in groups {
+        let r = match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.duplicate()),
+        };
+        state.done.insert(w.first, (w, r));
+    }
+    // Publish the contiguous prefix, in order, under the lock (so two threads never
+    // publish out of order).
+    let mut moved = false;
+    loop {
+        let next = state.next;
+        let Some((w, r)) = state.done.remove(&next) else {
+            break;
+        };
+        state.next = w.first + w.records.len() as u64;
+        publish(shared, vec![w], r.as_ref().map(|_| ()));
+        moved = true;
+    }
+    drop(state);
+    if moved {
+        completion.published.notify_all();
+    }
 }
 
 /// The committed cursor as last written, behind a lock so the housekeeping thread and the
@@ -263,8 +353,8 @@ pub(crate) struct Writer {
     gather_deadline: Option<Instant>,
     /// When to check whether the active segment is wholly delivered (and seal it).
     next_roll_check: Instant,
-    /// The sync thread (`fsync: always` only).
-    syncer: Option<(Sender<SyncMsg>, JoinHandle<()>)>,
+    /// The sync threads (`fsync: always` only).
+    syncer: Option<Syncer>,
     housekeeping: Arc<Housekeeping>,
     housekeeper: Option<(Sender<HousekeepMsg>, JoinHandle<()>)>,
 }
@@ -285,12 +375,7 @@ impl Writer {
     ) -> io::Result<Self> {
         let now = Instant::now();
         let syncer = if shared.options.fsync == FsyncPolicy::Always {
-            let (tx, srx) = mpsc::channel();
-            let for_thread = shared.clone();
-            let thread = std::thread::Builder::new()
-                .name("tracecast-queue-sync".into())
-                .spawn(move || sync_loop(for_thread, srx))?;
-            Some((tx, thread))
+            Some(Syncer::start(&shared, next_seq)?)
         } else {
             None
         };
@@ -306,9 +391,8 @@ impl Writer {
         {
             Ok(thread) => (htx, thread),
             Err(e) => {
-                if let Some((tx, thread)) = syncer {
-                    drop(tx);
-                    let _ = thread.join();
+                if let Some(syncer) = syncer {
+                    syncer.stop();
                 }
                 return Err(e);
             }
@@ -454,11 +538,8 @@ impl Writer {
 
     /// Waits until every group written so far is synced and published.
     fn barrier(&self) {
-        if let Some((tx, _)) = &self.syncer {
-            let (done, wait) = mpsc::channel();
-            if tx.send(SyncMsg::Barrier(done)).is_ok() {
-                let _ = wait.recv();
-            }
+        if let Some(syncer) = &self.syncer {
+            syncer.wait_published(self.next_seq);
         }
     }
 
@@ -479,9 +560,8 @@ impl Writer {
     /// Ends the sync thread (after it finished what was handed to it) and the
     /// housekeeping thread.
     fn stop_threads(&mut self) {
-        if let Some((tx, thread)) = self.syncer.take() {
-            drop(tx);
-            let _ = thread.join();
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
         }
         if let Some((tx, thread)) = self.housekeeper.take() {
             let _ = tx.send(HousekeepMsg::Stop);
@@ -594,17 +674,12 @@ impl Writer {
                 .collect(),
         };
         self.next_seq += n;
-        if let Some((tx, _)) = &self.syncer {
-            match tx.send(SyncMsg::Group(file, written)) {
-                Ok(()) => return,
-                // The sync thread is gone (it panicked): sync here instead.
-                Err(mpsc::SendError(msg)) => {
-                    if let SyncMsg::Group(file, written) = msg {
-                        sync_and_publish(&self.shared, vec![(file, written)]);
-                    }
-                    return;
-                }
+        if let Some(syncer) = &self.syncer {
+            // If every sync thread is gone (they panicked), sync here instead.
+            if let Err(mpsc::SendError(group)) = syncer.tx.send((file, written)) {
+                sync_groups(&self.shared, &syncer.completion, vec![group]);
             }
+            return;
         }
         publish(&self.shared, vec![written], Ok(()));
     }
