@@ -75,7 +75,10 @@ def floor_spans_per_s():
 
 
 def main(path):
-    runs = [json.loads(line) for line in open(path) if line.strip()]
+    lines = [json.loads(line) for line in open(path) if line.strip()]
+    runs = [r for r in lines if "kind" not in r]
+    floor = next((r for r in lines if r.get("kind") == "floor"), None)
+    s3_runs = [r for r in lines if r.get("kind") == "s3"]
     order, by_name = [], {}
     for r in runs:
         if r["name"] not in by_name:
@@ -107,24 +110,86 @@ def main(path):
             a, b = tc.get(key), rotel.get(key)
             return a / b if a is not None and b else None
 
-        rows = [
-            ("spans/s at saturation (one core)", ratio("spans_s"), ">= 1.5"),
-            ("CPU per span", ratio("cpu_per_m"), "<= 0.67"),
-            ("peak RSS at the fixed rate", ratio("rss_fixed"), "<= 1.0"),
-            ("bytes per span sent", ratio("bytes_per_span"), "<= 1.2"),
-            ("p99 latency at the fixed rate", ratio("p99_fixed"), "(absolute: < 5 ms)"),
-        ]
-        print("| tracecast / rotel | ratio | target | met |")
+        def check(r, target):
+            if r is None:
+                return "-"
+            if target.startswith(">="):
+                return "yes" if r >= float(target[3:]) else "no"
+            return "yes" if r <= float(target[3:]) else "no"
+
+        print("| target (issue 16) | tracecast | rotel | ratio | target | met |")
+        print("|---|---|---|---|---|---|")
+        for label, run in [("default config", tc),
+                           ("metadata, privacy, batch", summary.get("tracecast-metadata-privacy"))]:
+            if not run:
+                continue
+            for what, key, digits, target in [
+                ("spans/s at saturation, one core", "spans_s", 0, ">= 3"),
+                ("CPU s per M spans (= µs per span)", "cpu_per_m", 2, "<= 0.33"),
+                ("bytes per span sent", "bytes_per_span", 1, "<= 1.2"),
+            ]:
+                a, b = run.get(key), rotel.get(key)
+                r = a / b if a is not None and b else None
+                print(f"| {label}: {what} | {fmt(a, digits)} | {fmt(b, digits)} "
+                      f"| {fmt(r, 2, 'x')} | {target}x | {check(r, target)} |")
+            rss = run.get("rss_sat")
+            print(f"| {label}: peak RSS after saturation (MiB) | {fmt(rss, 1)} "
+                  f"| {fmt(rotel.get('rss_sat'), 1)} | | <= 256 | {check(rss, '<= 256')} |")
+        p99 = tc.get("p99_fixed")
+        print(f"| p99 at the fixed rate, fsync always (ms) | {fmt(p99, 2)} "
+              f"| {fmt(rotel.get('p99_fixed'), 2)} | | <= 5 | {check(p99, '<= 5')} |")
+        print()
+
+    fsync = [(n[len("tracecast-fsync-"):], summary[n]) for n in order
+             if n.startswith("tracecast-fsync-")]
+    if fsync:
+        print("(b) latency at the fixed rate per `service.queue.fsync` (one round each):")
+        print()
+        print("| fsync | p50 (ms) | p99 (ms) | spans/s at saturation | CPU s / M spans |")
+        print("|---|---|---|---|---|")
+        for mode, m in fsync:
+            print(f"| {mode} | {fmt(m['p50_fixed'], 2)} | {fmt(m['p99_fixed'], 2)} "
+                  f"| {fmt(m['spans_s'], 0)} | {fmt(m['cpu_per_m'], 2)} |")
+        print()
+
+    if floor:
+        fl = floor["us_per_span"]
+        print(f"(c) single-threaded floor (prost decode + encode + gzip level {floor['level']}, "
+              f"batches of {floor['batch_requests']} requests, core 1): **{fl:.2f} µs per span** "
+              f"({floor['bytes_out_per_span']:.0f} bytes/span out)")
+        print()
+        print("| run | CPU µs per span | / floor | target |")
         print("|---|---|---|---|")
-        for label, r, target in rows:
-            met = "-"
-            if r is not None and target.startswith(">="):
-                met = "yes" if r >= float(target[3:]) else "no"
-            elif r is not None and target.startswith("<="):
-                met = "yes" if r <= float(target[3:]) else "no"
-            elif r is not None:
-                met = "yes" if (tc["p99_fixed"] or 1e9) < 5 else "no"
-            print(f"| {label} | {fmt(r, 2, 'x')} | {target} | {met} |")
+        for name in order:
+            c = summary[name].get("cpu_per_m")
+            if c is None:
+                continue
+            target = "<= 2x" if name in ("tracecast", "tracecast-metadata-privacy") else ""
+            met = ("yes" if c / fl <= 2 else "no") if target else ""
+            print(f"| {name} | {fmt(c, 2)} | {fmt(c / fl, 2, 'x')} | {target} {met} |")
+        print()
+
+    for r in s3_runs:
+        ep = r.get("endpoint") or {}
+        ratio = r["files_s"] / r["traces_s"] if r["traces_s"] else None
+        rss = r["hwm_kib"] / 1024
+        print(f"(a) S3 writer, +{r['delay']} per S3 request:")
+        print()
+        print("| traces/s received | files written/s | files / traces | traces received "
+              "| files written | lost | dead letters | peak RSS (MiB) | CPU s / M spans "
+              "| p99 receive (ms) | endpoint peak in flight | connections | requests |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        load = r["load"]
+        cpu = r["cpu_s"] / load["accepted_spans"] * 1e6 if load["accepted_spans"] else None
+        print(f"| {fmt(r['traces_s'], 0)} | {fmt(r['files_s'], 0)} | {fmt(ratio, 3)} "
+              f"| {fmt(r['traces_accepted'], 0)} | {fmt(r['files_total'], 0)} | {fmt(r['lost'], 0)} "
+              f"| {fmt(r['dead_letters'], 0)} | {fmt(rss, 1)} | {fmt(cpu, 2)} "
+              f"| {fmt(load['latency_ms']['p99'], 2)} | {fmt(ep.get('peak_in_flight'), 0)} "
+              f"| {fmt(ep.get('connections'), 0)} | {fmt(ep.get('requests'), 0)} |")
+        print()
+        met = lambda ok: "met" if ok else "missed"
+        print(f"- files written/s >= 95% of traces received: {met(ratio is not None and ratio >= 0.95)}; "
+              f"peak RSS <= 256 MiB: {met(rss <= 256)}; nothing lost: {met(r['lost'] <= 0)}")
         print()
 
     priv = summary.get("tracecast-metadata-privacy")

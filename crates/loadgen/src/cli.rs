@@ -80,10 +80,30 @@ pub struct Cli {
     /// Run the counting OTLP/HTTP sink on 127.0.0.1:PORT instead of generating load.
     #[arg(long, value_name = "PORT")]
     pub sink: Option<u16>,
-    /// With --sink: write the counters as JSON here on SIGTERM/SIGINT.
+    /// With --sink or --s3: write the counters as JSON here on SIGTERM/SIGINT.
     #[arg(long)]
     pub stats_file: Option<std::path::PathBuf>,
+    /// Run an S3-compatible endpoint on 127.0.0.1:PORT instead of generating load: the
+    /// in-process S3 server of the tests (SigV4 checked; access key `bench-access`, secret
+    /// `bench-secret`; objects stored as files under --s3-dir/<bucket>/) behind the delaying
+    /// proxy, which adds --s3-delay to every request. For the S3 scenario of
+    /// bench/compare.sh: a writer measured against real PUT latency.
+    #[arg(long, value_name = "PORT")]
+    pub s3: Option<u16>,
+    /// With --s3: where objects are stored.
+    #[arg(long, default_value = "target/bench-s3")]
+    pub s3_dir: std::path::PathBuf,
+    /// With --s3: the bucket created at start.
+    #[arg(long, default_value = "bench")]
+    pub s3_bucket: String,
+    /// With --s3: latency added to every request, e.g. 50ms.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub s3_delay: Duration,
 }
+
+/// Credentials the `--s3` endpoint accepts.
+pub const S3_ACCESS_KEY: &str = "bench-access";
+pub const S3_SECRET_KEY: &str = "bench-secret";
 
 /// Parses `10s`, `250ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -126,9 +146,10 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     let outcome = rt.block_on(async {
-        match cli.sink {
-            Some(port) => run_sink(port, cli.stats_file).await,
-            None => run_load(cli).await,
+        match (cli.sink, cli.s3) {
+            (Some(port), _) => run_sink(port, cli.stats_file).await,
+            (None, Some(port)) => run_s3(port, &cli).await,
+            (None, None) => run_load(cli).await,
         }
     });
     match outcome {
@@ -161,6 +182,55 @@ async fn run_sink(port: u16, stats_file: Option<std::path::PathBuf>) -> anyhow::
     println!("{stats}");
     if let Some(path) = stats_file {
         std::fs::write(&path, format!("{stats}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What the `--s3` endpoint did, printed (and written to --stats-file) at SIGTERM.
+#[derive(Debug, serde::Serialize)]
+struct S3Stats {
+    requests: u64,
+    throttled: u64,
+    upstream_errors: u64,
+    connections: u64,
+    peak_in_flight: u64,
+    objects: usize,
+}
+
+async fn run_s3(port: u16, cli: &Cli) -> anyhow::Result<()> {
+    use tracecast_test_util::{DelayProxy, S3TestServer};
+    let server = S3TestServer::start(&cli.s3_dir, S3_ACCESS_KEY, S3_SECRET_KEY).await;
+    server.create_bucket(&cli.s3_bucket);
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let proxy = DelayProxy::start_on(listen, server.addr(), cli.s3_delay)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "s3 endpoint {} (bucket {:?} under {}, +{:?} per request; access key {S3_ACCESS_KEY}, secret {S3_SECRET_KEY})",
+        proxy.endpoint(),
+        cli.s3_bucket,
+        cli.s3_dir.display(),
+        cli.s3_delay
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let p = proxy.stats();
+    let stats = serde_json::to_string(&S3Stats {
+        requests: p.requests,
+        throttled: p.throttled,
+        upstream_errors: p.upstream_errors,
+        connections: p.connections,
+        peak_in_flight: p.peak_in_flight,
+        objects: server.list_keys(&cli.s3_bucket).len(),
+    })?;
+    println!("{stats}");
+    if let Some(path) = &cli.stats_file {
+        std::fs::write(path, format!("{stats}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

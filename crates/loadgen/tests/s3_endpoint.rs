@@ -1,0 +1,113 @@
+//! `tracecast-loadgen --s3`: the bench's S3 endpoint (the tests' S3 server behind the
+//! delaying proxy), run as the real binary: it serves, forwards to the S3 server (which
+//! answers an unsigned request itself), and reports its counters at SIGTERM; a port
+//! already taken is an error in plain words.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() > deadline => panic!("--s3 endpoint never listened: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn serves_forwards_and_reports_at_sigterm() {
+    let dir = tempfile_dir();
+    let port = free_port();
+    let stats = dir.join("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
+        .args([
+            "--s3",
+            &port.to_string(),
+            "--s3-delay",
+            "5ms",
+            "--s3-bucket",
+            "b",
+        ])
+        .arg("--s3-dir")
+        .arg(dir.join("s3"))
+        .arg("--stats-file")
+        .arg(&stats)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut s = connect(port);
+    s.write_all(
+        format!("GET /b/x HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    // The S3 server's own error document (an unsigned request is refused there).
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        answer.contains("<Error>") && answer.contains("<Code>"),
+        "{answer}"
+    );
+    assert!(dir.join("s3").join("b").is_dir(), "bucket created");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(v["requests"], 1, "{v}");
+    assert_eq!(v["connections"], 1, "{v}");
+    assert_eq!(v["objects"], 0, "{v}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(file, v);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_port_in_use_is_refused_in_plain_words() {
+    let dir = tempfile_dir();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
+        .args(["--s3", &port.to_string()])
+        .arg("--s3-dir")
+        .arg(dir.join("s3"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "loadgen-s3-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
