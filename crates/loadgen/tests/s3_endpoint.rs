@@ -32,7 +32,7 @@ fn serves_forwards_and_reports_at_sigterm() {
     let dir = tempfile_dir();
     let port = free_port();
     let stats = dir.join("stats.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
         .args([
             "--s3",
             &port.to_string(),
