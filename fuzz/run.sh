@@ -14,7 +14,7 @@ for spec in "$@"; do
   mkdir -p "artifacts/$t"
   dict=()
   case $t in json_decode|receiver_decode) dict=(-dict=dicts/otlp_json.dict) ;; esac
-  case $t in receiver_decode|json_decode) maxlen=16384 ;; *) maxlen=4096 ;; esac
+  case $t in receiver_decode|json_decode|grpc_decode|receiver_zstd) maxlen=16384 ;; *) maxlen=4096 ;; esac
   while [ "$used" -lt "$goal" ]; do
     chunk=$((chunk+1))
     left=$((goal-used)); wall=$(( left < 300 ? left : 300 ))

@@ -85,3 +85,28 @@ rng = random.Random(10)
 for target in ["json_roundtrip", "proc_metadata", "proc_privacy", "proc_batch", "s3_document", "s3_key"]:
     for n in [0, 8, 64, 256, 1024, 4096]:
         put(target, bytes(rng.randrange(256) for _ in range(n)))
+
+# Second round (grpc_decode, receiver_zstd, the GenAI content and processor targets).
+import struct, subprocess
+def zstd(data, level):
+    # The zstd CLI (scripts/setup-test-deps.sh installs it): the reference encoder.
+    return subprocess.run(["zstd", "-q", "-c", f"-{level}"], input=data,
+                          stdout=subprocess.PIPE, check=True).stdout
+for p in protos:
+    # grpc_decode: flag byte (bits 0-1 grpc-encoding identity/gzip/deflate/zstd, bit 2 frame
+    # here, bit 3 compress here, bit 4 small limit, bits 5-6 limits, bit 7 flag only).
+    for f in (0x04, 0x0d, 0x0e, 0x0f, 0x2f, 0x84, 0x1f):
+        put("grpc_decode", bytes([f]) + p)
+    put("grpc_decode", b"\x00\x00" + struct.pack(">I", len(p)) + p)   # framed by the client
+    z = zstd(p, 3)
+    put("grpc_decode", b"\x03\x01" + struct.pack(">I", len(z)) + z)
+    # receiver_zstd: flag byte (bit 0 encode here, bit 1 small limit, bit 2 Uncompressed,
+    # bit 3 two frames, cut at the next byte, bit 4 skippable frame first).
+    for f in (0x01, 0x05, 0x09, 0x19, 0x03, 0x41):
+        put("receiver_zstd", bytes([f]) + (b"\x64" if f & 8 else b"") + p)
+    put("receiver_zstd", b"\x00" + zstd(p, 19))
+    put("receiver_zstd", b"\x00" + zstd(p, 1) + zstd(p, 3))
+    put("receiver_zstd", b"\x02" + zstd(p * 20, 3))
+for target in ["genai_content", "proc_filter", "proc_sampling", "proc_metadata_flat"]:
+    for n in [0, 8, 64, 256, 1024, 4096]:
+        put(target, bytes(rng.randrange(256) for _ in range(n)))

@@ -1621,6 +1621,19 @@ pub fn grpc_decode(data: &[u8]) {
     check_protobuf_decode(&plain, &config, &limits);
 }
 
+/// The window a body's first zstd frame declares (RFC 8878 3.1.1.1.2), when it has a
+/// window descriptor (single-segment frames declare their content size instead).
+fn declared_window(body: &[u8]) -> Option<u64> {
+    let [0x28, 0xb5, 0x2f, 0xfd, descriptor, window, ..] = *body else {
+        return None;
+    };
+    if descriptor & 0x20 != 0 {
+        return None;
+    }
+    let base = 1u64 << (10 + u64::from(window >> 3));
+    Some(base + base / 8 * u64::from(window & 7))
+}
+
 /// zstd request bodies (`decode.rs`, `ruzstd` with a window cap and the inflate budget).
 ///
 /// First byte: bit 0 encode the rest here (else the rest is the body), bit 1 a small
@@ -1664,7 +1677,24 @@ pub fn receiver_zstd(data: &[u8]) {
     } else {
         (rest, rest.to_vec())
     };
-    let plain = match bounded_decompress(&wire, ContentEncoding::Zstd, limit) {
+    let result = bounded_decompress(&wire, ContentEncoding::Zstd, limit);
+    if let Some(window) = declared_window(&wire) {
+        // The receiver's cap (`decode.rs`, `ZSTD_MAX_WINDOW`): a larger window is refused
+        // from the frame header, before its buffer is allocated.
+        if window > limit.max(8 << 20) {
+            assert!(result.is_err(), "a {window}-byte zstd window was accepted");
+        }
+        // Open finding 6 (`fuzz/README.md`): the window buffer is reserved up front and not
+        // charged to the inflate budget, so below an 8 MiB limit a tiny body holds an 8 MiB
+        // window beside its budgeted output.
+        if open_findings() && result.is_ok() {
+            assert!(
+                window <= limit,
+                "a {window}-byte zstd window under a {limit}-byte limit, outside the budget"
+            );
+        }
+    }
+    let plain = match result {
         Ok(plain) => plain,
         Err(e) => {
             if ours {
@@ -2224,17 +2254,19 @@ pub fn proc_sampling(data: &[u8]) {
         "decisions differ across batch splits ({parts} parts)"
     );
     if let Some(once) = whole {
-        for span in spans(&once) {
+        // A recorded ratio is a probability (unless the input already had one).
+        let had_ratio = all_keys(&request).iter().any(|(_, k)| k == RATIO_ATTRIBUTE);
+        for span in spans(&once).filter(|_| !had_ratio) {
             let ratio = span
                 .attributes
                 .iter()
                 .find(|kv| kv.key == RATIO_ATTRIBUTE)
                 .and_then(|kv| kv.value.as_ref()?.value.clone());
-            if let Some(AnyValueKind::DoubleValue(r)) = ratio {
-                assert!(
-                    r > 0.0 && r <= 1.0 || !r.is_finite() || r <= 0.0,
-                    "ratio {r}"
-                );
+            match ratio {
+                Some(AnyValueKind::DoubleValue(r)) => {
+                    assert!(r > 0.0 && r <= 1.0, "recorded ratio {r}")
+                }
+                other => panic!("kept span without a ratio: {other:?}"),
             }
         }
         let twice = run(&mut p, once.clone()).expect("a kept batch sampled again is dropped");
