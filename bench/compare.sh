@@ -25,7 +25,7 @@
 # Usage: bench/compare.sh            (env: DUR=10s ROUNDS=2 CONNS=8 FIXED_RATE=10000
 #                                          SPANS_PER_REQUEST=10 CONTENT_KB=2 SKIP_BUILD=1
 #                                          S3_DELAY=50ms S3_TRACES=2000 S3_SPANS_PER_TRACE=5
-#                                          S3_CONTENT_KB=0.5 S3_CONNS=32 FLOOR_SECS=3
+#                                          S3_CONTENT_KB=0.5 S3_CONNS=128 FLOOR_SECS=3
 #                                          ONLY=floor,pair,variants,fsync,s3,direct)
 set -euo pipefail
 
@@ -46,7 +46,7 @@ S3_DELAY=${S3_DELAY:-50ms}
 S3_TRACES=${S3_TRACES:-2000}
 S3_SPANS_PER_TRACE=${S3_SPANS_PER_TRACE:-5}
 S3_CONTENT_KB=${S3_CONTENT_KB:-0.5}
-S3_CONNS=${S3_CONNS:-32}
+S3_CONNS=${S3_CONNS:-128}
 S3_IDLE=${S3_IDLE:-1}
 FLOOR_SECS=${FLOOR_SECS:-3}
 OUT=${OUT:-bench/results/$(date +%F).md}
