@@ -32,7 +32,7 @@ fn serves_forwards_and_reports_at_sigterm() {
     let dir = tempfile_dir();
     let port = free_port();
     let stats = dir.join("stats.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecast-loadgen"))
         .args([
             "--s3",
             &port.to_string(),
@@ -49,6 +49,16 @@ fn serves_forwards_and_reports_at_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // A failed assertion below must not leave the endpoint running.
+    struct KillOnDrop(Option<u32>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(child.id()));
     let mut s = connect(port);
     s.write_all(
         format!("GET /b/x HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n")
@@ -69,9 +79,16 @@ fn serves_forwards_and_reports_at_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let printed = String::from_utf8(out.stdout).unwrap();
+    let status = child.wait().unwrap();
+    guard.0 = None;
+    let mut printed = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(status.success(), "{status:?}");
     let v: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
     assert_eq!(v["requests"], 1, "{v}");
     assert_eq!(v["connections"], 1, "{v}");
