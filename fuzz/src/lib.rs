@@ -2018,21 +2018,8 @@ const FILTER_FIELDS: &[&str] = &[
     "completion_tokens",
     "no_such_field",
 ];
-const FILTER_OPERATORS: &[&str] = &[
-    "equals",
-    "not_equals",
-    "contains",
-    "not_contains",
-    "regex",
-    "starts_with",
-    "ends_with",
-    "gt",
-    "lt",
-    "gte",
-    "lte",
-    "exists",
-    "not_exists",
-];
+/// The filter's own operator list (same order as before, so the corpus reads the same).
+const FILTER_OPERATORS: &[&str] = tracecast_processors::filter::config::OPERATORS;
 const FILTER_VALUES: &[&str] = &[
     "gpt-4o", "stop", "hi", "", "u1", "s1", "key-a", "^gpt", "(", "a|b",
 ];
