@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tracecast_tests::fixtures::request_with_named_spans;
 use tracecast_tests::{
-    free_port, local, post_protobuf, python, repo_root, tracecast_bin, Daemon, RecordingOtlpServer,
+    free_port, local, post_protobuf, repo_root, run_python_script, tracecast_bin, Daemon,
+    RecordingOtlpServer,
 };
 
 fn fixture() -> std::path::PathBuf {
@@ -108,16 +109,16 @@ async fn the_collector_config_runs_and_delivers() {
     let spans = backend.wait_for_spans(3, Duration::from_secs(20)).await;
     assert_eq!(spans.len(), 3, "{}", daemon.log_text());
     // The same daemon over OTLP/gRPC, from the Python SDK's gRPC exporter with gzip.
-    let script = repo_root().join("tests/python/send_spans_grpc.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .args([&format!("127.0.0.1:{grpc_port}"), "4", "viagrpc", "gzip"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_python_script(
+        "send_spans_grpc.py",
+        vec![
+            format!("127.0.0.1:{grpc_port}"),
+            "4".into(),
+            "viagrpc".into(),
+            "gzip".into(),
+        ],
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}\n{}",

@@ -4,14 +4,13 @@
 //! exits 0, with what was acknowledged delivered.
 
 use std::pin::Pin;
-use std::process::Command;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Frame;
 use tracecast_tests::{
-    free_port, local, peak_rss_bytes, python, repo_root, Daemon, RecordingOtlpServer,
+    free_port, local, peak_rss_bytes, run_python_script, Daemon, RecordingOtlpServer,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -135,16 +134,16 @@ async fn sigterm_with_grpc_clients_drains_and_exits_0() {
     let (http, grpc) = (free_port(), free_port());
     let yaml = config(http, grpc, &backend.endpoint(), &dir.path().join("queue"));
     let daemon = Daemon::run_config(dir.path(), "grpc", &yaml, &[], local(grpc));
-    let script = repo_root().join("tests/python/send_spans_grpc.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .args([&format!("127.0.0.1:{grpc}"), "50", "drain", "gzip"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_python_script(
+        "send_spans_grpc.py",
+        vec![
+            format!("127.0.0.1:{grpc}"),
+            "50".into(),
+            "drain".into(),
+            "gzip".into(),
+        ],
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",

@@ -14,7 +14,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tracecast::Service;
-use tracecast_tests::{node_dir, python, repo_root, Exporter, RecordingOtlpServer, TestConfig};
+use tracecast_tests::{node_dir, run_python_script, Exporter, RecordingOtlpServer, TestConfig};
 
 async fn start(backend: &RecordingOtlpServer, encoding: &str) -> (Service, String) {
     // Each test gets its own queue folder (kept alive for the test process's life).
@@ -130,22 +130,11 @@ async fn rust_sdk_json_in_json_out() {
 async fn python_case(compression: &str, prefix: &str) {
     let backend = RecordingOtlpServer::start().await;
     let (service, url) = start(&backend, "protobuf").await;
-    let script = repo_root().join("tests/python/send_spans.py");
-    let (py, prefix_owned, compression) = (python(), prefix.to_string(), compression.to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .args([
-                url.as_str(),
-                "30",
-                prefix_owned.as_str(),
-                compression.as_str(),
-            ])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .unwrap();
+    let out = run_python_script(
+        "send_spans.py",
+        vec![url, "30".into(), prefix.into(), compression.into()],
+    )
+    .await;
     assert!(
         out.status.success(),
         "python sender failed: {}",

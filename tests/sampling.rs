@@ -318,17 +318,10 @@ async fn python_sdk_trace_ids_are_sampled_by_the_consistent_rule() {
         .admin_port(admin)
         .yaml();
     let daemon = Daemon::run_config(dir.path(), "python", &yaml, &[], local(port));
-    let script = tracecast_tests::repo_root().join("tests/python/send_spans.py");
     let url = format!("http://127.0.0.1:{port}/v1/traces");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(tracecast_tests::python())
-            .arg(script)
-            .args([url.as_str(), "400", "py"])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .unwrap();
+    let out =
+        tracecast_tests::run_python_script("send_spans.py", vec![url, "400".into(), "py".into()])
+            .await;
     assert!(
         out.status.success(),
         "python sender failed: {}",

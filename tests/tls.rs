@@ -5,13 +5,12 @@
 //! working.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 use tracecast_tests::fixtures::request_with_named_spans;
-use tracecast_tests::{free_port, local, python, repo_root, Daemon, RecordingOtlpServer};
+use tracecast_tests::{free_port, local, run_python_script, Daemon, RecordingOtlpServer};
 
 type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
 
@@ -85,20 +84,18 @@ async fn tls_on_both_protocols_and_renewed_certificates_after_sighup() {
     let daemon = Daemon::run_config(dir.path(), "tls", &yaml, &[], local(grpc));
 
     // OTLP/gRPC over TLS from the Python SDK.
-    let (script, ca_arg) = (
-        repo_root().join("tests/python/send_spans_grpc.py"),
-        ca_file.clone(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .args([&format!("localhost:{grpc}"), "5", "grpcs", "gzip", "-"])
-            .arg(ca_arg)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_python_script(
+        "send_spans_grpc.py",
+        vec![
+            format!("localhost:{grpc}"),
+            "5".into(),
+            "grpcs".into(),
+            "gzip".into(),
+            "-".into(),
+            ca_file.to_string_lossy().into_owned(),
+        ],
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}\n{}",

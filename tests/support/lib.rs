@@ -57,6 +57,21 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Runs `tests/python/<script>` with [`python`] and `args`, off the async runtime (the SDK
+/// sends synchronously), and returns what it printed; the caller judges the outcome.
+pub async fn run_python_script(script: &str, args: Vec<String>) -> std::process::Output {
+    let script = repo_root().join("tests/python").join(script);
+    tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(&script)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{} does not run: {e}", script.display()))
+    })
+    .await
+    .expect("the python sender's thread")
+}
+
 /// The folder with the Node OTLP/JSON client installed by scripts/setup-test-deps.sh.
 pub fn node_dir() -> PathBuf {
     let d = repo_root().join("tests/node");
