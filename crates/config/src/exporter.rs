@@ -290,33 +290,44 @@ fn read_file(path: &Path, field: &str, errors: &mut Vec<FieldError>) -> Option<V
         .ok()
 }
 
-/// Every certificate in `pem`, read from `path` (at least one, else a problem at `field`).
+/// Every certificate in `pem`, read from `path`: at least one, else a message that says why.
+/// Shared by the exporters' client TLS block and the receiver's server TLS.
+pub fn pem_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(format!(
+            "{} has no CERTIFICATE block, so it holds no certificate; it must contain -----BEGIN CERTIFICATE----- blocks",
+            path.display()
+        )),
+        Err(e) => Err(format!("{} is not valid PEM ({e})", path.display())),
+    }
+}
+
+/// The private key in `pem`, read from `path`; the message never shows key material.
+/// Shared by the exporters' client TLS block and the receiver's server TLS.
+pub fn pem_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        let why = match e {
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                "holds no private key; it must contain a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block".to_string()
+            }
+            e => format!("is not a valid PEM private key ({e})"),
+        };
+        format!("{} {why}", path.display())
+    })
+}
+
+/// [`pem_certs`], its problem recorded at `field`.
 fn parse_certs(
     pem: &[u8],
     path: &Path,
     field: &str,
     errors: &mut Vec<FieldError>,
 ) -> Vec<CertificateDer<'static>> {
-    match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
-        Ok(certs) if !certs.is_empty() => certs,
-        Ok(_) => {
-            errors.push(FieldError::new(
-                field,
-                format!(
-                    "{} holds no certificate; it must contain -----BEGIN CERTIFICATE----- blocks",
-                    path.display()
-                ),
-            ));
-            Vec::new()
-        }
-        Err(e) => {
-            errors.push(FieldError::new(
-                field,
-                format!("{} is not valid PEM ({e})", path.display()),
-            ));
-            Vec::new()
-        }
-    }
+    pem_certs(pem, path).unwrap_or_else(|message| {
+        errors.push(FieldError::new(field, message));
+        Vec::new()
+    })
 }
 
 /// Whether `key` is usable and belongs to the first certificate of `chain` (else the HTTP
@@ -351,23 +362,15 @@ fn check_pair(
     }
 }
 
-/// The private key in `pem`, read from `path`; the message never shows key material.
+/// [`pem_key`], its problem recorded at `field`.
 fn parse_key(
     pem: &[u8],
     path: &Path,
     field: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem)
-        .map_err(|e| {
-            let why = match e {
-                rustls_pki_types::pem::Error::NoItemsFound => {
-                    "holds no private key; it must contain a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block".to_string()
-                }
-                e => format!("is not a valid PEM private key ({e})"),
-            };
-            errors.push(FieldError::new(field, format!("{} {why}", path.display())))
-        })
+    pem_key(pem, path)
+        .map_err(|message| errors.push(FieldError::new(field, message)))
         .ok()
 }
 

@@ -17,10 +17,10 @@ use std::time::SystemTime;
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
+use tracecast_config::exporter::{pem_certs, pem_key};
 use tracecast_config::FieldError;
 
 /// `tls` of a listener.
@@ -151,15 +151,10 @@ fn build(
     alpn: Vec<Vec<u8>>,
 ) -> Result<ServerConfig, (&'static str, String)> {
     let chain = read_certs(&config.cert_file).map_err(|m| ("cert_file", m))?;
-    let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| {
-        (
-            "key_file",
-            format!(
-                "{}: no usable private key ({e}); expected a PEM PKCS#8, PKCS#1 or SEC1 key",
-                config.key_file.display()
-            ),
-        )
-    })?;
+    let key = std::fs::read(&config.key_file)
+        .map_err(|e| format!("{}: cannot read it ({e})", config.key_file.display()))
+        .and_then(|pem| pem_key(&pem, &config.key_file))
+        .map_err(|m| ("key_file", m))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&SupportedProtocolVersion] = match config.min_version.as_deref() {
         Some("1.3") => &[&rustls::version::TLS13],
@@ -201,15 +196,7 @@ fn build(
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot read it ({e})", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not valid PEM ({e})", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{}: no CERTIFICATE block in it; expected a PEM certificate file",
-            path.display()
-        ));
-    }
-    Ok(certs)
+    let pem =
+        std::fs::read(path).map_err(|e| format!("{}: cannot read it ({e})", path.display()))?;
+    pem_certs(&pem, path)
 }
