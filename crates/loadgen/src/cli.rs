@@ -195,6 +195,10 @@ struct S3Stats {
     upstream_errors: u64,
     connections: u64,
     peak_in_flight: u64,
+    /// Mean milliseconds per forwarded request as the endpoint saw it: arrival to the S3
+    /// server's answer (the added delay included), and the S3 server's part alone.
+    mean_ms: f64,
+    mean_upstream_ms: f64,
     objects: usize,
 }
 
@@ -226,6 +230,8 @@ async fn run_s3(port: u16, cli: &Cli) -> anyhow::Result<()> {
         upstream_errors: p.upstream_errors,
         connections: p.connections,
         peak_in_flight: p.peak_in_flight,
+        mean_ms: p.total_us as f64 / p.forwarded.max(1) as f64 / 1000.0,
+        mean_upstream_ms: p.upstream_us as f64 / p.forwarded.max(1) as f64 / 1000.0,
         objects: server.list_keys(&cli.s3_bucket).len(),
     })?;
     println!("{stats}");

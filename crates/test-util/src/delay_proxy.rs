@@ -46,6 +46,13 @@ pub struct ProxyStats {
     pub connections: u64,
     /// Most requests in flight at once (received, not yet answered).
     pub peak_in_flight: u64,
+    /// Requests forwarded and answered by the upstream server.
+    pub forwarded: u64,
+    /// Summed over the forwarded requests: microseconds from the request's arrival to the
+    /// upstream's response head (the added delay included), and the upstream part alone.
+    /// With the client's own timing they tell whose time a slow request spent.
+    pub total_us: u64,
+    pub upstream_us: u64,
 }
 
 #[derive(Default)]
@@ -60,6 +67,9 @@ struct Control {
     upstream_errors: AtomicU64,
     connections: AtomicU64,
     peak_in_flight: AtomicU64,
+    forwarded: AtomicU64,
+    total_us: AtomicU64,
+    upstream_us: AtomicU64,
 }
 
 /// A running delaying proxy on 127.0.0.1; stops when dropped.
@@ -185,6 +195,9 @@ impl DelayProxy {
             upstream_errors: c.upstream_errors.load(Ordering::Relaxed),
             connections: c.connections.load(Ordering::Relaxed),
             peak_in_flight: c.peak_in_flight.load(Ordering::Relaxed),
+            forwarded: c.forwarded.load(Ordering::Relaxed),
+            total_us: c.total_us.load(Ordering::Relaxed),
+            upstream_us: c.upstream_us.load(Ordering::Relaxed),
         }
     }
 
@@ -228,6 +241,7 @@ async fn handle(
     sender: &Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
 ) -> Response<ProxyBody> {
     control.requests.fetch_add(1, Ordering::Relaxed);
+    let arrived = std::time::Instant::now();
     let now = control.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
     let _guard = InFlight(control.clone());
     control
@@ -260,8 +274,21 @@ async fn handle(
         control.upstream_errors.fetch_add(1, Ordering::Relaxed);
         return full(StatusCode::BAD_GATEWAY, "upstream connection closed");
     }
+    let forwarded = std::time::Instant::now();
     match s.send_request(req).await {
-        Ok(resp) => resp.map(|b| b.boxed()),
+        Ok(resp) => {
+            let micros = |since: std::time::Instant| {
+                u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+            };
+            control.forwarded.fetch_add(1, Ordering::Relaxed);
+            control
+                .total_us
+                .fetch_add(micros(arrived), Ordering::Relaxed);
+            control
+                .upstream_us
+                .fetch_add(micros(forwarded), Ordering::Relaxed);
+            resp.map(|b| b.boxed())
+        }
         Err(_) => {
             *slot = None;
             control.upstream_errors.fetch_add(1, Ordering::Relaxed);
