@@ -90,6 +90,14 @@ pub struct Cli {
     /// bench/compare.sh: a writer measured against real PUT latency.
     #[arg(long, value_name = "PORT")]
     pub s3: Option<u16>,
+    /// With --s3: no S3 server on disk; the delaying proxy itself answers as an in-memory
+    /// S3 endpoint (PutObject incl. `If-None-Match: *`, GetObject, HeadObject, any bucket;
+    /// requires a SigV4 Authorization header but does not verify it), so the endpoint
+    /// costs microseconds per PUT beside --s3-delay and the writer under test sets the
+    /// pace. GET /_tracecast/stats answers its counters (objects, ...) as JSON while it
+    /// runs. --s3-dir and --s3-bucket are not used.
+    #[arg(long, requires = "s3")]
+    pub s3_sink: bool,
     /// With --s3: where objects are stored.
     #[arg(long, default_value = "target/bench-s3")]
     pub s3_dir: std::path::PathBuf,
@@ -190,6 +198,8 @@ async fn run_sink(port: u16, stats_file: Option<std::path::PathBuf>) -> anyhow::
 /// What the `--s3` endpoint did, printed (and written to --stats-file) at SIGTERM.
 #[derive(Debug, serde::Serialize)]
 struct S3Stats {
+    /// `sink` (--s3-sink) or `s3s-fs`.
+    endpoint: &'static str,
     requests: u64,
     throttled: u64,
     upstream_errors: u64,
@@ -204,19 +214,37 @@ struct S3Stats {
 
 async fn run_s3(port: u16, cli: &Cli) -> anyhow::Result<()> {
     use tracecast_test_util::{DelayProxy, S3TestServer};
-    let server = S3TestServer::start(&cli.s3_dir, S3_ACCESS_KEY, S3_SECRET_KEY).await;
-    server.create_bucket(&cli.s3_bucket);
     let listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let proxy = DelayProxy::start_on(listen, server.addr(), cli.s3_delay)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!(
-        "s3 endpoint {} (bucket {:?} under {}, +{:?} per request; access key {S3_ACCESS_KEY}, secret {S3_SECRET_KEY})",
-        proxy.endpoint(),
-        cli.s3_bucket,
-        cli.s3_dir.display(),
-        cli.s3_delay
-    );
+    // The s3s server stays alive as long as the proxy forwards to it.
+    let mut server = None;
+    let proxy = if cli.s3_sink {
+        let proxy = DelayProxy::start_sink(listen, cli.s3_delay)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!(
+            "s3 endpoint {} (in-memory sink, any bucket, +{:?} per request; SigV4 header required, not verified; GET {}{} for counters)",
+            proxy.endpoint(),
+            cli.s3_delay,
+            proxy.endpoint(),
+            tracecast_test_util::delay_proxy::STATS_PATH
+        );
+        proxy
+    } else {
+        let s = S3TestServer::start(&cli.s3_dir, S3_ACCESS_KEY, S3_SECRET_KEY).await;
+        s.create_bucket(&cli.s3_bucket);
+        let proxy = DelayProxy::start_on(listen, s.addr(), cli.s3_delay)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!(
+            "s3 endpoint {} (bucket {:?} under {}, +{:?} per request; access key {S3_ACCESS_KEY}, secret {S3_SECRET_KEY})",
+            proxy.endpoint(),
+            cli.s3_bucket,
+            cli.s3_dir.display(),
+            cli.s3_delay
+        );
+        server = Some(s);
+        proxy
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     tokio::select! {
@@ -224,7 +252,12 @@ async fn run_s3(port: u16, cli: &Cli) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     let p = proxy.stats();
+    let objects = match &server {
+        Some(s) => s.list_keys(&cli.s3_bucket).len(),
+        None => proxy.object_count(),
+    };
     let stats = serde_json::to_string(&S3Stats {
+        endpoint: if cli.s3_sink { "sink" } else { "s3s-fs" },
         requests: p.requests,
         throttled: p.throttled,
         upstream_errors: p.upstream_errors,
@@ -232,7 +265,7 @@ async fn run_s3(port: u16, cli: &Cli) -> anyhow::Result<()> {
         peak_in_flight: p.peak_in_flight,
         mean_ms: p.total_us as f64 / p.forwarded.max(1) as f64 / 1000.0,
         mean_upstream_ms: p.upstream_us as f64 / p.forwarded.max(1) as f64 / 1000.0,
-        objects: server.list_keys(&cli.s3_bucket).len(),
+        objects,
     })?;
     println!("{stats}");
     if let Some(path) = &cli.stats_file {
