@@ -11,11 +11,18 @@
 #      million spans (utime+stime from /proc/<pid>/stat), bytes per span at the sink, loss.
 # Besides (same run, same machine):
 #   (a) the S3 writer against an S3 endpoint with S3_DELAY (50ms) added to every request
-#       (`tracecast-loadgen --s3`: the tests' in-process S3 server behind the delaying
-#       proxy, on core 0): S3_TRACES traces/s of S3_SPANS_PER_TRACE spans, one trace per
-#       request, for DUR: traces/s received vs files written/s (counted from the bucket
-#       folder over the same DUR, shifted by the trace idle timeout), files lost after a
-#       drain, peak RSS, the endpoint's peak requests in flight and connections;
+#       (`tracecast-loadgen --s3`, on core 0): S3_TRACES traces/s of S3_SPANS_PER_TRACE
+#       spans, one trace per request, for DUR: traces/s received vs files written/s
+#       (objects counted over the same DUR, shifted by the trace idle timeout), files lost
+#       after a drain, peak RSS, the endpoint's peak requests in flight, connections and
+#       mean time per request (its own part apart). The endpoint is, with S3_SINK=1 (the
+#       default), the delaying proxy answering from memory (`--s3-sink`: PutObject with
+#       If-None-Match, GetObject; SigV4 header required, not verified; objects counted at
+#       its GET /_tracecast/stats), so the endpoint costs microseconds per PUT besides
+#       S3_DELAY; with S3_SINK=0, the tests' s3s + s3s-fs server on disk behind the proxy
+#       (signatures checked; objects counted in the bucket folder), which on 2 cores takes
+#       tens of ms per PUT at 2,000 PUT/s sharing core 0 with the generator, so it, not the
+#       writer, sets the pace;
 #   (b) p50/p99 at FIXED_RATE for each `service.queue.fsync` policy (the fsync-* rows);
 #   (c) the single-threaded floor (`crates/bench/examples/floor.rs`: prost decode + encode
 #       + gzip level 2, batches of 50 requests of the same payload), pinned to core 1 like
@@ -25,7 +32,8 @@
 # Usage: bench/compare.sh            (env: DUR=10s ROUNDS=2 CONNS=8 FIXED_RATE=10000
 #                                          SPANS_PER_REQUEST=10 CONTENT_KB=2 SKIP_BUILD=1
 #                                          S3_DELAY=50ms S3_TRACES=2000 S3_SPANS_PER_TRACE=5
-#                                          S3_CONTENT_KB=0.5 S3_CONNS=128 FLOOR_SECS=3
+#                                          S3_CONTENT_KB=0.5 S3_CONNS=128 S3_SINK=1
+#                                          FLOOR_SECS=3
 #                                          ONLY=floor,pair,variants,fsync,s3,direct)
 set -euo pipefail
 
@@ -48,6 +56,7 @@ S3_SPANS_PER_TRACE=${S3_SPANS_PER_TRACE:-5}
 S3_CONTENT_KB=${S3_CONTENT_KB:-0.5}
 S3_CONNS=${S3_CONNS:-128}
 S3_IDLE=${S3_IDLE:-1}
+S3_SINK=${S3_SINK:-1}
 FLOOR_SECS=${FLOOR_SECS:-3}
 OUT=${OUT:-bench/results/$(date +%F).md}
 WORK=$ROOT/target/bench-run
@@ -193,8 +202,10 @@ run_s3_remote() {
   local dir=$WORK/$name
   mkdir -p "$dir"
   rm -rf "$WORK/s3-remote"
-  log "$name: $S3_TRACES traces/s x $S3_SPANS_PER_TRACE spans, +$S3_DELAY per S3 request"
-  taskset -c 0 "$LG" --s3 "$S3_PORT" --s3-dir "$WORK/s3-remote" --s3-bucket bench \
+  local sink_args=() endpoint=s3s-fs
+  if [ "$S3_SINK" = 1 ]; then sink_args=(--s3-sink); endpoint=sink; fi
+  log "$name: $S3_TRACES traces/s x $S3_SPANS_PER_TRACE spans, +$S3_DELAY per S3 request ($endpoint endpoint)"
+  taskset -c 0 "$LG" --s3 "$S3_PORT" "${sink_args[@]}" --s3-dir "$WORK/s3-remote" --s3-bucket bench \
     --s3-delay "$S3_DELAY" --stats-file "$dir/s3-endpoint.json" >"$dir/s3-endpoint.out" 2>&1 &
   local s3pid=$!
   PIDS+=("$s3pid")
@@ -205,9 +216,16 @@ run_s3_remote() {
   wait_port "$IN_PORT" "$pid" || { tail -20 "$dir/stderr.log" >&2; exit 1; }
   sleep 0.5
   local bucket=$WORK/s3-remote/bench
-  count() { { find "$bucket" -type f ! -name '.tmp.*' 2>/dev/null || true; } | wc -l; }
-  local c0 c1 t0 t1 cpu0 cpu1
+  count() {
+    if [ "$S3_SINK" = 1 ]; then
+      curl -sf "http://127.0.0.1:$S3_PORT/_tracecast/stats" | jq '.objects' || echo 0
+    else
+      { find "$bucket" -type f ! -name '.tmp.*' 2>/dev/null || true; } | wc -l
+    fi
+  }
+  local c0 c1 t0 t1 cpu0 cpu1 ecpu0 ecpu1
   cpu0=$(cpu_ticks "$pid")
+  ecpu0=$(cpu_ticks "$s3pid")
   taskset -c 0 "$LG" --endpoint "http://127.0.0.1:$IN_PORT/v1/traces" \
     --spans-per-request "$S3_SPANS_PER_TRACE" --spans-per-trace "$S3_SPANS_PER_TRACE" \
     --content-kb "$S3_CONTENT_KB" --rate "$((S3_TRACES * S3_SPANS_PER_TRACE))" \
@@ -221,6 +239,7 @@ run_s3_remote() {
   c1=$(count); t1=$(date +%s.%N)
   wait "$lgpid"
   cpu1=$(cpu_ticks "$pid")
+  ecpu1=$(cpu_ticks "$s3pid")
   local accepted traces final prev=-1 stable=0
   accepted=$(jq '.accepted_spans' "$dir/load.json")
   traces=$((accepted / S3_SPANS_PER_TRACE))
@@ -241,8 +260,10 @@ run_s3_remote() {
     --argjson c0 "$c0" --argjson c1 "$c1" --argjson t0 "$t0" --argjson t1 "$t1" \
     --argjson final "$final" --argjson traces "$traces" --argjson hwm "$hwm" --argjson dead "$dead" \
     --argjson cpu "$(echo "($cpu1 - $cpu0) / $TICK" | bc -l)" \
-    --slurpfile ep "$dir/s3-endpoint.json" --arg delay "$S3_DELAY" \
-    '{name: $name, kind: "s3", delay: $delay, load: $load[0], traces_accepted: $traces,
+    --argjson ecpu "$(echo "($ecpu1 - $ecpu0) / $TICK" | bc -l)" \
+    --slurpfile ep "$dir/s3-endpoint.json" --arg delay "$S3_DELAY" --arg s3_endpoint "$endpoint" \
+    '{name: $name, kind: "s3", delay: $delay, s3_endpoint: $s3_endpoint, endpoint_cpu_s: $ecpu,
+      load: $load[0], traces_accepted: $traces,
       traces_s: ($traces / $load[0].elapsed_s), files_s: (($c1 - $c0) / ($t1 - $t0)),
       files_total: $final, lost: ($traces - $final), dead_letters: $dead, hwm_kib: $hwm,
       cpu_s: $cpu, endpoint: $ep[0]}' >>"$RESULTS"
@@ -334,8 +355,8 @@ fi
   echo "- tracecast $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty'); rotel-agent $("$ROTEL" --version 2>/dev/null | awk '{print $2}') (PyPI rotel $ROTEL_VERSION, default batching 8192 spans / 200 ms, gzip export)"
   echo "- payload: $SPANS_PER_REQUEST spans/request (traces of root + generation span, 12 gen_ai.* attributes, ${CONTENT_KB} KiB prompt + ${CONTENT_KB} KiB completion text), OTLP/HTTP protobuf uncompressed in, gzip out"
   echo "- each run: $DUR at $FIXED_RATE spans/s (4 connections), then $DUR at saturation ($CONNS connections); $ROUNDS alternating rounds"
-  echo "- S3 scenario: $S3_TRACES traces/s of $S3_SPANS_PER_TRACE spans (${S3_CONTENT_KB} KiB texts, one trace per request, $S3_CONNS connections), +$S3_DELAY per S3 request, trace_idle_timeout ${S3_IDLE}s, default max_concurrent_uploads"
-  echo "- command: \`DUR=$DUR ROUNDS=$ROUNDS CONNS=$CONNS FIXED_RATE=$FIXED_RATE SPANS_PER_REQUEST=$SPANS_PER_REQUEST S3_DELAY=$S3_DELAY S3_TRACES=$S3_TRACES bench/compare.sh\` (total $(( $(date +%s) - START )) s of runs)"
+  echo "- S3 scenario: $S3_TRACES traces/s of $S3_SPANS_PER_TRACE spans (${S3_CONTENT_KB} KiB texts, one trace per request, $S3_CONNS connections), +$S3_DELAY per S3 request, trace_idle_timeout ${S3_IDLE}s, default max_concurrent_uploads; endpoint: $([ "$S3_SINK" = 1 ] && echo 'in-memory sink (`tracecast-loadgen --s3-sink`, SigV4 header required, not verified)' || echo 's3s + s3s-fs on disk behind the delaying proxy (SigV4 checked)')"
+  echo "- command: \`DUR=$DUR ROUNDS=$ROUNDS CONNS=$CONNS FIXED_RATE=$FIXED_RATE SPANS_PER_REQUEST=$SPANS_PER_REQUEST S3_DELAY=$S3_DELAY S3_TRACES=$S3_TRACES S3_SINK=$S3_SINK bench/compare.sh\` (total $(( $(date +%s) - START )) s of runs)"
   echo
   python3 "$ROOT/bench/summarize.py" "$RESULTS"
 } | tee "$OUT"

@@ -173,19 +173,24 @@ def main(path):
         ep = r.get("endpoint") or {}
         ratio = r["files_s"] / r["traces_s"] if r["traces_s"] else None
         rss = r["hwm_kib"] / 1024
-        print(f"(a) S3 writer, +{r['delay']} per S3 request:")
+        endpoint = {"sink": "in-memory sink", "s3s-fs": "s3s + s3s-fs on disk"}.get(
+            r.get("s3_endpoint") or ep.get("endpoint"), "s3s + s3s-fs on disk")
+        print(f"(a) S3 writer, +{r['delay']} per S3 request, endpoint: {endpoint}:")
         print()
         print("| traces/s received | files written/s | files / traces | traces received "
               "| files written | lost | dead letters | peak RSS (MiB) | CPU s / M spans "
-              "| p99 receive (ms) | endpoint peak in flight | connections | requests |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| p99 receive (ms) | endpoint peak in flight | connections | requests "
+              "| endpoint ms / request | of which endpoint's own | endpoint CPU s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         load = r["load"]
         cpu = r["cpu_s"] / load["accepted_spans"] * 1e6 if load["accepted_spans"] else None
         print(f"| {fmt(r['traces_s'], 0)} | {fmt(r['files_s'], 0)} | {fmt(ratio, 3)} "
               f"| {fmt(r['traces_accepted'], 0)} | {fmt(r['files_total'], 0)} | {fmt(r['lost'], 0)} "
               f"| {fmt(r['dead_letters'], 0)} | {fmt(rss, 1)} | {fmt(cpu, 2)} "
               f"| {fmt(load['latency_ms']['p99'], 2)} | {fmt(ep.get('peak_in_flight'), 0)} "
-              f"| {fmt(ep.get('connections'), 0)} | {fmt(ep.get('requests'), 0)} |")
+              f"| {fmt(ep.get('connections'), 0)} | {fmt(ep.get('requests'), 0)} "
+              f"| {fmt(ep.get('mean_ms'), 2)} | {fmt(ep.get('mean_upstream_ms'), 2)} "
+              f"| {fmt(r.get('endpoint_cpu_s'), 2)} |")
         print()
         met = lambda ok: "met" if ok else "missed"
         print(f"- files written/s >= 95% of traces received: {met(ratio is not None and ratio >= 0.95)}; "
