@@ -19,9 +19,11 @@
 //! - `genai/`: prompt and completion content of a span as chat messages, from every content
 //!   convention (the trace file's `input` / `output`; [`genai::request_text`] for processors).
 //! - `activity.rs`: each exporter's last files, exports and failed attempts (status page).
+//! - `background.rs`: low-priority threads for CPU-heavy work after the acknowledgement.
 
 pub mod ack;
 pub mod activity;
+pub mod background;
 pub mod batch;
 pub mod component;
 pub mod dead_letter;
@@ -47,9 +49,12 @@ pub use proto::collector::trace::v1::ExportTraceServiceRequest;
 pub use tokio_util::sync::CancellationToken;
 
 /// The message of a caught panic (`catch_unwind`'s payload), for the log line that says
-/// which component panicked.
+/// which component panicked. Also right when given `&payload` where the payload is a
+/// `Box<dyn Any + Send>` (which coerces to the box itself as the `Any`).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
+    if let Some(inner) = payload.downcast_ref::<Box<dyn std::any::Any + Send>>() {
+        panic_message(&**inner)
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()

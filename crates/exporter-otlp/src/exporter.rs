@@ -317,7 +317,8 @@ async fn consume(
     }
 }
 
-/// Batches from this many spans are encoded and compressed on the blocking pool.
+/// Batches from this many spans are encoded and compressed on a background thread
+/// (`tracecast_core::background`).
 const BLOCKING_ENCODE_SPANS: usize = 256;
 
 impl Sender {
@@ -339,10 +340,10 @@ impl Sender {
         let (encoding, compression, level) =
             (self.encoding, self.compression, self.compression_level);
         // Encoding and compressing a large batch takes milliseconds of CPU: off the async
-        // workers, so the receiver keeps answering meanwhile.
+        // workers and below their priority, so the receiver keeps answering meanwhile.
         let packed = if spans >= BLOCKING_ENCODE_SPANS {
             let b = batch.clone();
-            tokio::task::spawn_blocking(move || {
+            tracecast_core::background::run(move || {
                 encode::compress(encode::encode_batch(&b, encoding), compression, level)
             })
             .await

@@ -359,6 +359,9 @@ impl S3Exporter {
         let held = crate::metrics::S3_TRACES_HELD
             .get_or_create(&metrics::component(self.shared.id.as_str()))
             .clone();
+        let concurrency = crate::metrics::S3_UPLOAD_CONCURRENCY
+            .get_or_create(&metrics::component(self.shared.id.as_str()))
+            .clone();
         loop {
             // Backpressure: stop reading while the ready queue is long.
             let limit = self.shared.concurrency.limit();
@@ -396,6 +399,7 @@ impl S3Exporter {
             ready.extend(released.drain(..));
             held.set(i64::try_from(assembler.held_traces()).unwrap_or(i64::MAX));
             let limit = self.shared.concurrency.limit();
+            concurrency.set(i64::try_from(limit).unwrap_or(i64::MAX));
             while uploads.len() < limit {
                 let Some(trace) = ready.pop_front() else {
                     break;
@@ -410,6 +414,7 @@ impl S3Exporter {
             }
         }
         held.set(0);
+        concurrency.set(0);
     }
 }
 

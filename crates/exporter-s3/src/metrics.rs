@@ -8,6 +8,8 @@ use tracecast_core::metrics::ComponentLabels;
 
 // Traces the S3 exporter is assembling (spans held in memory, not yet written).
 family!(S3_TRACES_HELD, ComponentLabels, Gauge);
+// Uploads the S3 exporter lets run at once now (its adaptive limit, see `UploadConcurrency`).
+family!(S3_UPLOAD_CONCURRENCY, ComponentLabels, Gauge);
 // Objects the S3 exporter created (a replay finding its object already there is not one).
 family!(S3_OBJECTS_WRITTEN, ComponentLabels, Counter);
 
@@ -18,6 +20,11 @@ pub fn register(registry: &mut Registry) {
         "s3_traces_held",
         "Traces the S3 exporter is assembling in memory",
         S3_TRACES_HELD.clone(),
+    );
+    r.register(
+        "s3_upload_concurrency",
+        "Uploads the S3 exporter lets run at once now (its adaptive limit)",
+        S3_UPLOAD_CONCURRENCY.clone(),
     );
     r.register(
         "s3_objects_written",

@@ -26,16 +26,27 @@ static HEAP_IN_USE: AtomicUsize = AtomicUsize::new(0);
 /// Whether the counting allocator is the global allocator.
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
-/// The system allocator, counting the bytes in use (one relaxed atomic add per call).
-pub struct CountingAllocator;
+/// An allocator (`A`, the system one unless the binary names another), counting the bytes
+/// in use (one relaxed atomic add per call).
+pub struct CountingAllocator<A = System> {
+    inner: A,
+}
+
+impl<A> CountingAllocator<A> {
+    /// Counts what `inner` allocates; `const` so that it can be a `#[global_allocator]`.
+    pub const fn new(inner: A) -> Self {
+        Self { inner }
+    }
+}
 
 // A global allocator can only be written as an `unsafe impl` (the workspace denies
-// `unsafe_code`); every method forwards unchanged to `System` and only adds a counter.
+// `unsafe_code`); every method forwards unchanged to the inner allocator and only adds a
+// counter.
 #[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
+unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAllocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
+        // SAFETY: forwarded unchanged to the inner allocator.
+        let p = unsafe { self.inner.alloc(layout) };
         if !p.is_null() {
             HEAP_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -43,8 +54,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        // SAFETY: forwarded unchanged to the inner allocator.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
         if !p.is_null() {
             HEAP_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -52,14 +63,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator (the system one) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by this allocator (the inner one) with `layout`.
+        unsafe { self.inner.dealloc(ptr, layout) };
         HEAP_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as `GlobalAlloc::realloc`, forwarded to the system allocator.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: same contract as `GlobalAlloc::realloc`, forwarded to the inner allocator.
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             HEAP_IN_USE.fetch_add(new_size, Ordering::Relaxed);
             HEAP_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -68,10 +79,98 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
-impl CountingAllocator {
+impl<A> CountingAllocator<A> {
     /// Call once from `main` when this is the global allocator.
     pub fn mark_installed() {
         COUNTING.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Allocations of at least this many bytes go to the system allocator in [`LargeToSystem`].
+pub const LARGE_ALLOCATION: usize = 1024 * 1024;
+
+/// Small allocations from `A`, large ones (>= [`LARGE_ALLOCATION`]) from the system allocator.
+///
+/// Why two: tracecast's many small per-span objects are cheapest in a thread-caching
+/// allocator (the binary uses mimalloc), while its few large buffers (request bodies up to
+/// `max_request_body_size`, gzip inflation up to the decompression limit) must go back to the
+/// OS as soon as they are freed and grow without copying. glibc with its mmap threshold fixed
+/// at 1 MiB (the binary sets it) does both: each large block is its own mapping, unmapped on
+/// free, grown with `mremap`. mimalloc alone kept freed 16 MiB inflation buffers resident for
+/// a while and copied them while growing: 8 concurrent gzip bombs peaked at 326 MiB RSS
+/// against 128 MiB live (`tests/hostile_requests.rs` bounds it at 256 MiB).
+///
+/// Routing is by the size in the `Layout`, which `dealloc` and `realloc` receive too, so every
+/// block is freed by the allocator that made it; a `realloc` across the threshold moves the
+/// block.
+pub struct LargeToSystem<A> {
+    small: A,
+}
+
+impl<A> LargeToSystem<A> {
+    pub const fn new(small: A) -> Self {
+        Self { small }
+    }
+}
+
+// Same reason as `CountingAllocator`: an allocator is an `unsafe impl`.
+#[allow(unsafe_code)]
+unsafe impl<A: GlobalAlloc> GlobalAlloc for LargeToSystem<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged; `dealloc` routes this block back by the same size.
+        unsafe {
+            if layout.size() >= LARGE_ALLOCATION {
+                System.alloc(layout)
+            } else {
+                self.small.alloc(layout)
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `alloc`.
+        unsafe {
+            if layout.size() >= LARGE_ALLOCATION {
+                System.alloc_zeroed(layout)
+            } else {
+                self.small.alloc_zeroed(layout)
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from the allocator this size routes to (see `alloc`).
+        unsafe {
+            if layout.size() >= LARGE_ALLOCATION {
+                System.dealloc(ptr, layout)
+            } else {
+                self.small.dealloc(ptr, layout)
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old_large = layout.size() >= LARGE_ALLOCATION;
+        let new_large = new_size >= LARGE_ALLOCATION;
+        // SAFETY: same contract as `GlobalAlloc::realloc`; within one side it is forwarded
+        // unchanged; across the threshold the block moves: allocated on the new side (the
+        // caller guarantees `new_size` with `layout.align()` is a valid layout), the smaller
+        // of the two sizes copied, the old block freed where it came from.
+        unsafe {
+            match (old_large, new_large) {
+                (true, true) => System.realloc(ptr, layout, new_size),
+                (false, false) => self.small.realloc(ptr, layout, new_size),
+                _ => {
+                    let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+                    let new = self.alloc(new_layout);
+                    if !new.is_null() {
+                        std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                    new
+                }
+            }
+        }
     }
 }
 
