@@ -156,6 +156,32 @@ impl TraceBatch {
         Arc::try_unwrap(request).unwrap_or_else(|shared| (*shared).clone())
     }
 
+    /// Splits the batch like [`TraceBatch::into_parts`], also handing over the received
+    /// protobuf bytes when they still describe the request (see
+    /// [`TraceBatch::received_protobuf`]).
+    pub fn into_parts_with_protobuf(
+        mut self,
+    ) -> (
+        Arc<BatchContext>,
+        ExportTraceServiceRequest,
+        Option<Bytes>,
+        Vec<DeliveryToken>,
+    ) {
+        let encoded = self.encoded.take();
+        let (ctx, request, tokens) = self.into_parts();
+        (ctx, request, encoded, tokens)
+    }
+
+    /// Attaches protobuf bytes that encode exactly this batch's request (builder style), so
+    /// exporters forward them instead of encoding again. Used by the `batch` processor,
+    /// which joins the received bytes of the batches it merges: an
+    /// `ExportTraceServiceRequest` is one repeated field, so concatenated encodings decode
+    /// as the request holding all their `resource_spans` in order.
+    pub fn with_protobuf(mut self, encoded: Bytes) -> Self {
+        self.encoded = Some(encoded);
+        self
+    }
+
     /// The received protobuf bytes, if no processor has modified the batch.
     pub fn received_protobuf(&self) -> Option<&Bytes> {
         self.encoded.as_ref()
