@@ -26,7 +26,7 @@ use tracecast_core::ComponentId;
 const MAX_SUFFIX: u32 = 1000;
 
 /// Uploads in flight when the exporter starts (or `max_concurrent_uploads`, if lower).
-pub const INITIAL_CONCURRENCY: usize = 16;
+pub const INITIAL_CONCURRENCY: usize = 64;
 
 /// Adaptive upload concurrency: how many uploads the exporter keeps in flight.
 ///
@@ -727,17 +727,17 @@ mod tests {
     #[test]
     fn rising_latency_shrinks_and_stops_growth() {
         let c = UploadConcurrency::new(256);
-        feed(&c, 16, 50, true);
+        feed(&c, INITIAL_CONCURRENCY, 50, true);
         let grown = c.limit();
         assert!(grown > INITIAL_CONCURRENCY);
         // Twice the unloaded latency and more: queueing somewhere; shrink, never grow.
-        feed(&c, 200, 200, true);
+        feed(&c, 3 * grown, 200, true);
         assert!(c.limit() < grown, "{:?}", c.stats());
         // Somewhat slower (within 1.5x): hold.
         let c = UploadConcurrency::new(256);
-        feed(&c, 16, 50, true);
+        feed(&c, INITIAL_CONCURRENCY, 50, true);
         let held = c.limit();
-        feed(&c, 200, 90, true);
+        feed(&c, 3 * held, 90, true);
         assert_eq!(c.limit(), held);
     }
 
