@@ -1,28 +1,20 @@
-//! Low-priority threads for CPU-heavy work done after the acknowledgement.
+//! A few long-lived threads for CPU-heavy work done after the acknowledgement.
 //!
-//! Why: tracecast answers a request once its spans are in the durable queue; the expensive
-//! part of forwarding (encoding and gzipping a batch of thousands of spans: tens of
-//! milliseconds) comes later and nobody waits for it. On tokio's blocking pool it competed
-//! with the threads that do wait (the receiver's workers, the queue's writer and sync
-//! threads) as an equal, so on a busy core a request could queue behind a batch's gzip at
-//! every thread hop: the p99 at a fixed 10k spans/s was several times the p50 even with
-//! `fsync: never` (README "Performance"). Here the work runs on a few long-lived threads at
-//! a lower scheduling priority (nice [`NICE`]): the kernel runs a waking latency-critical
-//! thread first and gives the batch work what is left. Throughput is not given up: when
-//! nothing else is runnable the background threads get the whole core, and the pipeline's
-//! bounded channels stop the receivers before the background work falls far behind.
+//! Why: encoding and gzipping a batch of thousands of spans takes tens of milliseconds of
+//! CPU; on the async workers it would stall every request behind it. tokio's blocking pool
+//! would run it, but grows to 512 threads: at saturation that is one thread per waiting
+//! batch, all competing for the cores. Here there is one thread per core the process may
+//! run on (at least one); jobs wait in a FIFO channel. Threads start on first use and live
+//! for the process.
 //!
-//! The pool has one thread per core the process may run on (at least one); jobs wait in a
-//! FIFO channel. Threads start on first use and live for the process (their priority cannot
-//! be raised back without privileges, which is why this is not tokio's blocking pool).
+//! Tried and left out (issue 16): running these threads at a lower priority (nice 10) so
+//! that the receivers' threads preempt them. At a fixed rate it changed the p99 within the
+//! noise of the disk's fsync tail, and at saturation it let receiving outrun exporting: the
+//! exporter's sending queue filled with full batches and the RSS reached 1.5 GiB
+//! (`bench/compare.sh`, 2026-11-30 session 4). At the same priority the export keeps pace.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-
-/// The nice value of the background threads (0 is normal, 19 the lowest): at 10 a
-/// background thread gets about a tenth of a core against one normal thread that wants it
-/// all, and a waking normal thread preempts it at once.
-pub const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -70,7 +62,6 @@ fn start() -> Result<Pool, String> {
 }
 
 fn worker(queue: &Mutex<mpsc::Receiver<Job>>) {
-    lower_priority();
     loop {
         // The lock is held only while waiting for the next job, never while running one.
         let job = match queue.lock() {
@@ -81,18 +72,6 @@ fn worker(queue: &Mutex<mpsc::Receiver<Job>>) {
             Ok(job) => job(),
             Err(_) => return,
         }
-    }
-}
-
-/// Lowers the calling thread's scheduling priority to [`NICE`] (Linux: `setpriority` on the
-/// thread id; a no-op elsewhere). Failure only costs latency, so it is ignored.
-#[allow(unsafe_code)]
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's id, no memory is passed.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
     }
 }
 
@@ -122,21 +101,15 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn runs_work_at_a_lower_priority_and_returns_its_result() {
-        let (sum, nice) = run(|| {
-            #[cfg(target_os = "linux")]
-            #[allow(unsafe_code)]
-            // SAFETY: reads the calling thread's priority; no memory is passed.
-            let nice =
-                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-            #[cfg(not(target_os = "linux"))]
-            let nice = NICE;
-            ((1..=100u64).sum::<u64>(), nice)
+    async fn runs_work_on_a_pool_thread_and_returns_its_result() {
+        let (sum, name) = run(|| {
+            let name = std::thread::current().name().map(str::to_string);
+            ((1..=100u64).sum::<u64>(), name)
         })
         .await
         .unwrap();
         assert_eq!(sum, 5050);
-        assert_eq!(nice, NICE);
+        assert!(name.is_some_and(|n| n.starts_with("tracecast-bg-")));
     }
 
     #[tokio::test]

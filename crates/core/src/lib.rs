@@ -19,7 +19,7 @@
 //! - `genai/`: prompt and completion content of a span as chat messages, from every content
 //!   convention (the trace file's `input` / `output`; [`genai::request_text`] for processors).
 //! - `activity.rs`: each exporter's last files, exports and failed attempts (status page).
-//! - `background.rs`: low-priority threads for CPU-heavy work after the acknowledgement.
+//! - `background.rs`: a few threads for CPU-heavy work after the acknowledgement.
 
 pub mod ack;
 pub mod activity;

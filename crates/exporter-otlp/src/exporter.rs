@@ -340,7 +340,7 @@ impl Sender {
         let (encoding, compression, level) =
             (self.encoding, self.compression, self.compression_level);
         // Encoding and compressing a large batch takes milliseconds of CPU: off the async
-        // workers and below their priority, so the receiver keeps answering meanwhile.
+        // workers (on a pool sized to the cores), so the receiver keeps answering meanwhile.
         let packed = if spans >= BLOCKING_ENCODE_SPANS {
             let b = batch.clone();
             tracecast_core::background::run(move || {
