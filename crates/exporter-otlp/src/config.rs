@@ -71,6 +71,11 @@ pub struct SendingQueue {
     pub queue_size: usize,
     /// Batches sent at once; more hide backend latency, fewer spare the backend.
     pub num_consumers: usize,
+    /// Most spans held in memory by the exporter at once (queued and being sent), whatever
+    /// the number of batches: `queue_size` counts batches, and 32 batches of 8,192 spans of
+    /// gateway traffic are over a gigabyte. Beyond it the pipeline's channel fills and the
+    /// backlog waits in the durable queue on disk. A larger batch is still taken, alone.
+    pub max_spans: usize,
 }
 
 impl Default for OtlpExporterConfig {
@@ -91,11 +96,20 @@ impl Default for OtlpExporterConfig {
     }
 }
 
+/// Four full batches of the `batch` processor's default size (8,192 spans): one per default
+/// consumer. For gateway traffic with 2 KiB of prompt and completion text per span, about
+/// 200 MB in memory (decoded spans plus the received bytes).
+pub const DEFAULT_MAX_SPANS: usize = 4 * 8192;
+/// Largest `sending_queue.max_spans` taken (a billion spans is terabytes; the bound is a
+/// memory bound).
+pub const MAX_MAX_SPANS: usize = 1_000_000_000;
+
 impl Default for SendingQueue {
     fn default() -> Self {
         Self {
             queue_size: 32,
             num_consumers: 4,
+            max_spans: DEFAULT_MAX_SPANS,
         }
     }
 }
@@ -239,6 +253,12 @@ impl ValidateInto for OtlpExporterConfig {
                 "must be at least 1, e.g. 4",
             ));
         }
+        if self.sending_queue.max_spans == 0 || self.sending_queue.max_spans > MAX_MAX_SPANS {
+            errors.push(FieldError::new(
+                "sending_queue.max_spans",
+                format!("must be between 1 and {MAX_MAX_SPANS}, e.g. {DEFAULT_MAX_SPANS}"),
+            ));
+        }
         let tls = match self.tls.validate_at("tls") {
             Ok(tls) => tls_parts(tls).map_err(|e| errors.push(e)).ok(),
             Err(problems) => {
@@ -290,6 +310,7 @@ mod tests {
         c.headers.insert("Content-Type".into(), "text/plain".into());
         c.retry_on_failure.max_interval = Duration::from_secs(1);
         c.sending_queue.num_consumers = 0;
+        c.sending_queue.max_spans = MAX_MAX_SPANS + 1;
         let errors = c.problems();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
@@ -301,9 +322,11 @@ mod tests {
                 "headers.Bad Name",
                 "headers.Content-Type",
                 "retry_on_failure.max_interval",
-                "sending_queue.num_consumers"
+                "sending_queue.num_consumers",
+                "sending_queue.max_spans"
             ]
         );
+        assert!(errors[7].message.contains("between 1 and 1000000000"));
         assert!(errors.iter().all(|e| !e.message.contains("secret")));
         assert!(errors[0].message.contains("use http:// or https://"));
     }

@@ -45,6 +45,7 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 pub struct OtlpExporter {
     sender: Arc<Sender>,
     queue_size: usize,
+    max_spans: usize,
     num_consumers: usize,
 }
 
@@ -138,6 +139,7 @@ impl OtlpExporter {
                 dead_letter,
             }),
             queue_size: config.sending_queue.queue_size,
+            max_spans: config.sending_queue.max_spans,
             num_consumers: config.sending_queue.num_consumers,
         })
     }
@@ -200,7 +202,8 @@ impl Exporter for OtlpExporter {
         let sender = self.sender;
         let id = sender.id.as_str().to_string();
         let depth = metrics::QUEUE_DEPTH.get_or_create(&component(&id)).clone();
-        let (tx, rx) = mpsc::channel::<TraceBatch>(self.queue_size);
+        let (tx, rx) = mpsc::channel::<Queued>(self.queue_size);
+        let span_budget = Arc::new(tokio::sync::Semaphore::new(self.max_spans));
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let mut consumers = JoinSet::new();
         for _ in 0..self.num_consumers {
@@ -222,15 +225,25 @@ impl Exporter for OtlpExporter {
             };
             let Some(batch) = batch else { break };
             let spans = batch.span_count();
-            // Reserve first, so the batch never sits in a future the hard stop drops.
-            let permit = tokio::select! {
+            // The batch's share of `max_spans` (all of it for a larger batch), held until
+            // its export is final; then a slot in the queue. Both first, so the batch never
+            // sits in a future the hard stop drops.
+            let share = u32::try_from(spans.clamp(1, self.max_spans)).unwrap_or(u32::MAX);
+            let reserved = tokio::select! {
                 biased;
                 _ = hard_stop.cancelled() => None,
-                permit = tx.reserve() => permit.ok(),
+                reserved = async {
+                    let spans = span_budget.clone().acquire_many_owned(share).await.ok()?;
+                    let slot = tx.reserve().await.ok()?;
+                    Some((spans, slot))
+                } => reserved,
             };
-            match permit {
-                Some(permit) => {
-                    permit.send(batch);
+            match reserved {
+                Some((spans_held, slot)) => {
+                    slot.send(Queued {
+                        batch,
+                        _spans_held: spans_held,
+                    });
                     depth.set((tx.max_capacity() - tx.capacity()) as i64);
                 }
                 None => {
@@ -252,7 +265,7 @@ impl Exporter for OtlpExporter {
         }
         if hard_stop.is_cancelled() {
             let mut rx = rx.lock().await;
-            while let Ok(batch) = rx.try_recv() {
+            while let Ok(Queued { batch, .. }) = rx.try_recv() {
                 dropped_queued += batch.span_count();
                 batch.abandon();
             }
@@ -281,7 +294,7 @@ impl Exporter for OtlpExporter {
 /// stop. Returns the spans it gave up at the hard stop.
 async fn consume(
     sender: Arc<Sender>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<TraceBatch>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>,
     hard_stop: CancellationToken,
     depth: Gauge,
 ) -> usize {
@@ -298,7 +311,11 @@ async fn consume(
             _ = hard_stop.cancelled() => None,
             batch = next => batch,
         };
-        let Some(batch) = batch else {
+        let Some(Queued {
+            batch,
+            _spans_held: spans_held,
+        }) = batch
+        else {
             return undelivered;
         };
         // A panic while exporting is contained to its batch: the batch's claims are
@@ -306,6 +323,8 @@ async fn consume(
         let delivered = std::panic::AssertUnwindSafe(sender.deliver(batch, &hard_stop))
             .catch_unwind()
             .await;
+        // The export is final (or the batch's claims went back): its spans leave memory.
+        drop(spans_held);
         match delivered {
             Ok(n) => undelivered += n,
             Err(panic) => tracing::error!(
@@ -315,6 +334,13 @@ async fn consume(
             ),
         }
     }
+}
+
+/// A batch in the sending queue with its share of `sending_queue.max_spans`, released when
+/// its export is final.
+struct Queued {
+    batch: TraceBatch,
+    _spans_held: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Batches from this many spans are encoded and compressed on a background thread

@@ -43,6 +43,7 @@ fn the_documented_keys_give_the_exact_struct() {
         sending_queue: SendingQueue {
             queue_size: 500,
             num_consumers: 2,
+            ..Default::default()
         },
         tls: ClientTls {
             ca_file: Some("/etc/tracecast/ca.pem".into()),
@@ -69,7 +70,8 @@ fn only_the_endpoint_is_required_and_defaults_match_the_spec() {
         c.sending_queue,
         SendingQueue {
             queue_size: 32,
-            num_consumers: 4
+            num_consumers: 4,
+            max_spans: 32_768,
         }
     );
     assert_eq!(

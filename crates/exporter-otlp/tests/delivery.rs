@@ -241,3 +241,51 @@ async fn the_hard_stop_abandons_every_batch_not_delivered() {
     server.release();
     drop(tx);
 }
+
+#[tokio::test]
+async fn a_slow_backend_holds_at_most_max_spans_in_memory_then_everything_is_delivered() {
+    // The bad day the bound is for: the backend stops answering while the pipeline keeps
+    // sending. With 4 consumers and a queue of 32 batches the exporter would take 36
+    // batches; `max_spans: 25` lets it hold 2 batches of 10 (a third would pass 25), so the
+    // rest stays in the pipeline's channel, i.e. in the durable queue, not in memory.
+    let server = RecordingOtlpServer::start().await;
+    server.stall();
+    let acks = Arc::new(Acks::default());
+    let mut c = config(&server.endpoint());
+    c.sending_queue.max_spans = 25;
+    let exporter = build("otlp/max-spans", &c);
+    let (tx, rx) = mpsc::channel(1);
+    let task = tokio::spawn(Box::new(exporter).run(rx, CancellationToken::new()));
+    let mut sent = 0u64;
+    // Offer batches until the exporter stops taking them: 2 held + 1 waiting for its share
+    // of `max_spans` + 1 in the channel.
+    for seq in 1..=10u64 {
+        let (b, t) = queued(&format!("ms{seq}"), 10, seq, &acks);
+        t.confirm();
+        match tokio::time::timeout(Duration::from_millis(300), tx.send(b)).await {
+            Ok(r) => {
+                r.unwrap();
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        sent, 4,
+        "taken in: 2 held, 1 waiting for span room, 1 in the channel"
+    );
+    assert_eq!(server.held_count(), 2, "only max_spans worth is being sent");
+
+    // A batch larger than max_spans still goes, alone, once the others are done.
+    server.release();
+    let (big, t) = queued("big", 40, 11, &acks);
+    t.confirm();
+    tx.send(big).await.unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(acks.seen(), vec![1, 2, 3, 4, 11]);
+    assert_eq!(server.spans().len(), 80);
+}
