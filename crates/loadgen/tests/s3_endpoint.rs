@@ -51,14 +51,6 @@ fn serves_forwards_and_reports_at_sigterm() {
         .spawn()
         .unwrap();
     // A failed assertion below must not leave the endpoint running.
-    struct KillOnDrop(Option<u32>);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            if let Some(pid) = self.0 {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-    }
     let mut guard = KillOnDrop(Some(child.id()));
     let mut s = connect(port);
     s.write_all(
@@ -123,14 +115,6 @@ fn the_sink_stores_counts_while_running_and_reports_at_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct KillOnDrop(Option<u32>);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            if let Some(pid) = self.0 {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-    }
     let mut guard = KillOnDrop(Some(child.id()));
     let put = |key: &str, auth: &str| {
         exchange(
@@ -218,4 +202,15 @@ fn tempfile_dir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Stops the endpoint (SIGTERM) when dropped, so a failed assertion does not leave it running.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
 }

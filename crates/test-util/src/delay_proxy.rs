@@ -335,6 +335,17 @@ fn micros(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
+impl Control {
+    /// One request answered by the upstream (or the sink): its time since `arrived`, and
+    /// the upstream's part since `upstream_started`.
+    fn answered(&self, arrived: std::time::Instant, upstream_started: std::time::Instant) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(micros(arrived), Ordering::Relaxed);
+        self.upstream_us
+            .fetch_add(micros(upstream_started), Ordering::Relaxed);
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     backend: &Backend,
@@ -372,13 +383,7 @@ async fn handle(
         Backend::Sink(sink) => {
             let started = std::time::Instant::now();
             let resp = sink.answer(req).await;
-            control.forwarded.fetch_add(1, Ordering::Relaxed);
-            control
-                .total_us
-                .fetch_add(micros(arrived), Ordering::Relaxed);
-            control
-                .upstream_us
-                .fetch_add(micros(started), Ordering::Relaxed);
+            control.answered(arrived, started);
             return resp;
         }
     };
@@ -398,13 +403,7 @@ async fn handle(
     let forwarded = std::time::Instant::now();
     match s.send_request(req).await {
         Ok(resp) => {
-            control.forwarded.fetch_add(1, Ordering::Relaxed);
-            control
-                .total_us
-                .fetch_add(micros(arrived), Ordering::Relaxed);
-            control
-                .upstream_us
-                .fetch_add(micros(forwarded), Ordering::Relaxed);
+            control.answered(arrived, forwarded);
             resp.map(|b| b.boxed())
         }
         Err(_) => {
