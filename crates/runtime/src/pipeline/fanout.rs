@@ -87,8 +87,13 @@ impl BatchSink for FanOutSink {
         let entry = tracecast_queue::encode_entry(batch.context(), &batch.to_protobuf());
         // Decoded request + received bytes: about twice the entry.
         let live_size = 2 * entry.len() as u64;
-        let appends = targets.iter().map(|t| {
-            let (entry, batch) = (entry.clone(), batch.clone());
+        // The last pipeline gets the batch itself, not a copy: a pipeline that takes its
+        // live batch while another handle to the request is still alive makes `batch` (and
+        // any processor that takes the request out) copy the whole request, span by span.
+        let mut copies: Vec<TraceBatch> = (1..targets.len()).map(|_| batch.clone()).collect();
+        copies.push(batch);
+        let appends = targets.iter().zip(copies).map(|(t, batch)| {
+            let entry = entry.clone();
             async move { t.queue.append_live(entry, batch, live_size).await }
         });
         let results = futures_util::future::join_all(appends).await;
