@@ -149,7 +149,7 @@ async fn a_reload_does_not_hang_on_a_stalled_backend() {
     );
     stalled.stall();
     let client = reqwest::Client::new();
-    // More than the exporter's input (64 batches) and sending queue hold: the pipeline
+    // More than the exporter's input (4 batches) and sending queue hold: the pipeline
     // task waits on the exporter.
     let sent = send(&client, addr, "s", 100).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

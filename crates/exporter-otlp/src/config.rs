@@ -96,10 +96,11 @@ impl Default for OtlpExporterConfig {
     }
 }
 
-/// Four full batches of the `batch` processor's default size (8,192 spans): one per default
-/// consumer. For gateway traffic with 2 KiB of prompt and completion text per span, about
-/// 200 MB in memory (decoded spans plus the received bytes).
-pub const DEFAULT_MAX_SPANS: usize = 4 * 8192;
+/// Two full batches of the `batch` processor's default size (8,192 spans): one being
+/// compressed while one is sent. For gateway traffic with 2 KiB of prompt and completion
+/// text per span, about 100 MB in memory (decoded spans plus the received bytes). Raise it
+/// on machines with more cores to compress more batches at once.
+pub const DEFAULT_MAX_SPANS: usize = 2 * 8192;
 /// Largest `sending_queue.max_spans` taken (a billion spans is terabytes; the bound is a
 /// memory bound).
 pub const MAX_MAX_SPANS: usize = 1_000_000_000;

@@ -71,7 +71,7 @@ fn only_the_endpoint_is_required_and_defaults_match_the_spec() {
         SendingQueue {
             queue_size: 32,
             num_consumers: 4,
-            max_spans: 32_768,
+            max_spans: 16_384,
         }
     );
     assert_eq!(

@@ -60,8 +60,11 @@ use crate::memory::MemoryLimiter;
 use crate::registry::{ExporterConfig, ProcessorConfig, ReceiverConfig, ValidatedConfig};
 use fanout::{FanOutSink, PipelineInput};
 
-/// Batches an exporter's input holds before its pipelines wait.
-const EXPORTER_CHANNEL_BATCHES: usize = 64;
+/// Batches an exporter's input holds before its pipelines wait. Few: a batch out of the
+/// `batch` processor can be 8,192 spans (tens of MB of gateway traffic), and this channel
+/// counts batches, not bytes; the backlog belongs in the durable queue on disk. At 64 a
+/// lagging export held hundreds of MB here (issue 16: 287-475 MiB peak RSS at saturation).
+const EXPORTER_CHANNEL_BATCHES: usize = 4;
 
 /// What a pipeline is made of; a change means a new pipeline task on reload.
 #[derive(Debug, Clone, PartialEq)]
