@@ -84,15 +84,10 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Sends one one-span request named `<name>`; returns the span name when acknowledged.
 async fn send(client: &reqwest::Client, addr: SocketAddr, name: &str) -> Option<String> {
-    let body = fixtures::request_with_named_spans(name, 1).encode_to_vec();
-    let resp = client
-        .post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
+    send_why(client, addr, name)
         .await
-        .ok()?;
-    resp.status().is_success().then(|| format!("{name}-0"))
+        .ok()
+        .map(|()| format!("{name}-0"))
 }
 
 /// Like [`send`], with why a request was not accepted (the status and body, or the error).

@@ -67,22 +67,7 @@ fn serves_forwards_and_reports_at_sigterm() {
         "{answer}"
     );
     assert!(dir.join("s3").join("b").is_dir(), "bucket created");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    guard.0 = None;
-    let mut printed = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut printed)
-        .unwrap();
-    assert!(status.success(), "{status:?}");
-    let v: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    let v = stop_and_read_stats(&mut child, &mut guard);
     assert_eq!(v["requests"], 1, "{v}");
     assert_eq!(v["connections"], 1, "{v}");
     assert_eq!(v["objects"], 0, "{v}");
@@ -148,22 +133,7 @@ fn the_sink_stores_counts_while_running_and_reports_at_sigterm() {
     assert_eq!(live["objects"], 1, "{live}");
     assert_eq!(live["precondition_failed"], 1, "{live}");
     assert_eq!(live["denied"], 1, "{live}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    guard.0 = None;
-    let mut printed = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut printed)
-        .unwrap();
-    assert!(status.success(), "{status:?}");
-    let v: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    let v = stop_and_read_stats(&mut child, &mut guard);
     assert_eq!(v["endpoint"], "sink", "{v}");
     assert_eq!(v["objects"], 1, "{v}");
     assert_eq!(v["requests"], 3, "{v}");
@@ -213,4 +183,27 @@ impl Drop for KillOnDrop {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
+}
+
+/// Stops the endpoint with SIGTERM (it must exit 0) and returns the stats JSON it printed.
+fn stop_and_read_stats(
+    child: &mut std::process::Child,
+    guard: &mut KillOnDrop,
+) -> serde_json::Value {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    guard.0 = None;
+    let mut printed = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    serde_json::from_str(printed.trim()).unwrap()
 }
